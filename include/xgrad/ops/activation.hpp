@@ -1,0 +1,24 @@
+#pragma once
+
+#include <cstddef>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// max(x, 0); the gradient at 0 is 0.
+template <class T> basic_tensor<T> relu(const basic_tensor<T>& x);
+/// x for x > 0, slope·x otherwise.
+template <class T> basic_tensor<T> leaky_relu(const basic_tensor<T>& x, double slope = 0.01);
+/// 1 / (1 + e^-x), computed without overflow for any x.
+template <class T> basic_tensor<T> sigmoid(const basic_tensor<T>& x);
+/// Hyperbolic tangent.
+template <class T> basic_tensor<T> tanh(const basic_tensor<T>& x);
+/// e^x / sum(e^x) along `axis` (default: the last). Subtracts the maximum of each slice
+/// first, so any finite logits give finite probabilities. Throws ShapeError for a bad axis.
+template <class T> basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis = -1);
+/// log(softmax(x)) along `axis`, computed as x - max - log(sum(e^(x - max))): finite for
+/// logits of any size. Throws ShapeError for a bad axis.
+template <class T> basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis = -1);
+
+}  // namespace xgrad

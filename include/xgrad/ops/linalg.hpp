@@ -1,0 +1,20 @@
+#pragma once
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// Matrix product through OpenBLAS:
+/// - a [M, K] · b [K, N] -> [M, N];
+/// - batched, a [B..., M, K] · b [B..., K, N] -> [B..., M, N] with equal batch dimensions;
+/// - a [B..., M, K] · b [K, N] -> [B..., M, N] (one matrix for the whole batch).
+/// Throws ShapeError printing both shapes (`matmul: inner dimensions differ; a [2, 3], b [4, 5]`).
+template <class T> basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b);
+
+/// Dense layer: x [N, in] · w [in, out] + b [out] -> [N, out]. Throws ShapeError.
+template <class T>
+basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b);
+/// Dense layer without bias: x [N, in] · w [in, out] -> [N, out]. Throws ShapeError.
+template <class T> basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w);
+
+}  // namespace xgrad

@@ -1,0 +1,29 @@
+#pragma once
+
+// Reductions. `axes` may be negative (counted from the end); an axis out of range throws
+// ShapeError, a repeated axis ValueError. With keepdims the reduced axes stay, with size 1.
+
+#include <cstddef>
+#include <vector>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+using Axes = std::vector<std::ptrdiff_t>;
+
+/// Sum of every element, as a 0-D tensor.
+template <class T> basic_tensor<T> sum(const basic_tensor<T>& x);
+/// Sum over `axes`. x [2, 3], axes {1} -> [2] (or [2, 1] with keepdims).
+template <class T> basic_tensor<T> sum(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
+/// Mean of every element, as a 0-D tensor.
+template <class T> basic_tensor<T> mean(const basic_tensor<T>& x);
+/// Mean over `axes`.
+template <class T> basic_tensor<T> mean(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
+/// Largest element, as a 0-D tensor. The gradient goes to the first maximum (row-major).
+template <class T> basic_tensor<T> max(const basic_tensor<T>& x);
+/// Largest element over `axes`; the gradient of each output goes to exactly one input, the
+/// first maximum of its slice in row-major order (tied maxima are counted once).
+template <class T> basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
+
+}  // namespace xgrad

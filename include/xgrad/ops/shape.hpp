@@ -1,0 +1,32 @@
+#pragma once
+
+// Ops that move values without changing them. Their gradients move values back.
+
+#include <cstddef>
+#include <vector>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// The same values in a new shape with as many elements; one dimension may be -1 (inferred).
+/// x [2, 6], {3, -1} -> [3, 4]. Throws ShapeError when the sizes differ.
+template <class T>
+basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape);
+/// Keeps axis 0 (the batch) and flattens the rest, as Keras' Flatten:
+/// [N, H, W, C] -> [N, H·W·C]. Throws ShapeError for a 0-D x.
+template <class T> basic_tensor<T> flatten(const basic_tensor<T>& x);
+/// Reorders the axes: y.shape[i] = x.shape[axes[i]]. Throws ShapeError unless `axes` is a
+/// permutation of 0..dim-1 (negative axes count from the end).
+template <class T>
+basic_tensor<T> permute(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& axes);
+/// Swaps two axes.
+template <class T> basic_tensor<T> transpose(const basic_tensor<T>& x, std::ptrdiff_t a, std::ptrdiff_t b);
+/// Reverses the axes: the matrix transpose for a 2-D x.
+template <class T> basic_tensor<T> transpose(const basic_tensor<T>& x);
+/// Joins tensors along `axis`; all other dimensions must agree. Throws ShapeError printing
+/// every shape, ValueError for an empty list.
+template <class T>
+basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis = 0);
+
+}  // namespace xgrad

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// Every op the library records on the tape. Each one has gradcheck cases
+/// (a test fails for a kind without any).
+enum class OpKind {
+    add, sub, mul, div, neg, exp, log, sqrt, pow, square, abs,
+    sum, mean, max,
+    reshape, permute, concat,
+    matmul, linear,
+    relu, leaky_relu, sigmoid, tanh, softmax, log_softmax,
+    count_
+};
+
+/// "max_pool2d": the name an op kind has in messages and in the gradcheck list.
+std::string_view op_name(OpKind kind);
+
+/// What a backward rule receives beside dL/dy: one gradient accumulator per input.
+template <class T>
+class Grads {
+public:
+    Grads(std::vector<xt::xarray<T>*> slots, const xt::xarray<T>& output)
+        : slots_(std::move(slots)), output_(output) {}
+
+    /// dL/dx_i, shaped like input i, to be added to with `+=`; nullptr when input i needs
+    /// no gradient. The same input passed twice gets the same accumulator twice.
+    xt::xarray<T>* operator[](std::size_t i) const { return slots_[i]; }
+    std::size_t size() const { return slots_.size(); }
+    /// The op's output value y. Rules read it from here: a rule that captured the output
+    /// tensor would keep its own graph alive forever.
+    const xt::xarray<T>& output() const { return output_; }
+
+private:
+    std::vector<xt::xarray<T>*> slots_;
+    const xt::xarray<T>& output_;
+};
+
+/// A backward rule: given gy = dL/dy (shaped like y), add each input's dL/dx to grads[i].
+template <class T>
+using BackwardFn = std::function<void(const xt::xarray<T>& gy, Grads<T>& grads)>;
+
+/// Records `out = op(inputs)` on this thread's tape with its backward rule, when grad mode
+/// is on and some input requires a gradient (then `out` requires one too); otherwise does
+/// nothing. `out` must be a fresh leaf holding the forward result. This is how the library
+/// writes its ops and how users write their own:
+///
+/// ```
+/// Tensor64 swish(const Tensor64& x) {
+///     auto s = 1.0 / (1.0 + xt::exp(-x.value()));
+///     Tensor64 out(xt::xarray<double>(x.value() * s));
+///     xgrad::record("swish", {x}, out, [x](const auto& gy, auto& grads) {
+///         auto s = 1.0 / (1.0 + xt::exp(-x.value()));
+///         if (grads[0]) *grads[0] += gy * s * (1.0 + x.value() * (1.0 - s));
+///     });
+///     return out;
+/// }
+/// ```
+///
+/// Rules accumulate with `+=`, skip null slots, capture inputs (cheap handles) but never
+/// the output, and must not record ops themselves. backward() checks that every gradient
+/// keeps its input's shape and throws ShapeError naming the op when one does not.
+template <class T>
+void record(std::string op, std::initializer_list<basic_tensor<T>> inputs, basic_tensor<T>& out,
+            std::type_identity_t<BackwardFn<T>> backward);
+template <class T>
+void record(std::string op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<T>& out,
+            std::type_identity_t<BackwardFn<T>> backward);
+template <class T>
+void record(OpKind op, std::initializer_list<basic_tensor<T>> inputs, basic_tensor<T>& out,
+            std::type_identity_t<BackwardFn<T>> backward) {
+    record(std::string(op_name(op)), inputs, out, std::move(backward));
+}
+template <class T>
+void record(OpKind op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<T>& out,
+            std::type_identity_t<BackwardFn<T>> backward) {
+    record(std::string(op_name(op)), inputs, out, std::move(backward));
+}
+
+/// True when ops record themselves on this thread's tape (the default).
+bool grad_enabled();
+
+/// Turns recording off on this thread while it lives (evaluation, optimizer steps).
+class NoGradGuard {
+public:
+    NoGradGuard();
+    ~NoGradGuard();
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+/// Turns recording on while it lives, even inside a NoGradGuard (used by gradcheck).
+class EnableGradGuard {
+public:
+    EnableGradGuard();
+    ~EnableGradGuard();
+    EnableGradGuard(const EnableGradGuard&) = delete;
+    EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+}  // namespace xgrad

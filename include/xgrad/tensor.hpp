@@ -1,0 +1,122 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include <xtensor/xarray.hpp>
+
+#include "xgrad/error.hpp"
+
+namespace xgrad {
+
+/// A tensor's shape, outermost dimension first: images are [N, H, W, C].
+using Shape = xt::xarray<float>::shape_type;
+
+/// "[2, 3]": how every message prints a shape ("[]" for a scalar).
+std::string to_string(const Shape& shape);
+
+namespace detail {
+template <class T>
+struct Node;
+}
+
+/// A cheap, shared handle to a value (`xt::xarray<T>`, row-major, contiguous), its
+/// optional gradient, and the tape entry that produced it. Copies share the same tensor,
+/// as Python names do in PyTorch.
+///
+/// ```
+/// xgrad::Tensor64 x(xt::xarray<double>{1.0, 2.0}, /*requires_grad=*/true);
+/// auto loss = xgrad::sum(x * x);
+/// loss.backward();          // x.grad() is {2, 4}
+/// ```
+template <class T>
+class basic_tensor {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "xgrad tensors hold float or double");
+
+public:
+    using value_type = T;
+    using array_type = xt::xarray<T>;
+
+    /// An undefined handle (as a default-constructed member); every accessor throws ValueError.
+    basic_tensor() = default;
+    /// A leaf tensor holding `value`.
+    explicit basic_tensor(array_type value, bool requires_grad = false);
+
+    /// True unless default-constructed.
+    bool defined() const { return node_ != nullptr; }
+
+    const array_type& value() const;
+    /// In-place access for optimizers and initialisers. Not recorded on the tape: changing a
+    /// value that a recorded op still needs for its backward gives a wrong gradient.
+    array_type& mutable_value();
+    const Shape& shape() const;
+    /// Number of dimensions.
+    std::size_t dim() const;
+    /// Number of elements.
+    std::size_t size() const;
+
+    bool requires_grad() const;
+    /// Marks a leaf as a parameter whose gradient backward() accumulates.
+    /// Throws ValueError on a tensor produced by a recorded op.
+    basic_tensor& set_requires_grad(bool requires_grad);
+    /// True for tensors created directly (not produced by a recorded op).
+    bool is_leaf() const;
+
+    /// True once backward() has reached this tensor (leaves only: the gradients of
+    /// intermediate tensors are released as soon as they are used).
+    bool has_grad() const;
+    /// dL/dthis, same shape as value(). Throws ValueError when there is none.
+    const array_type& grad() const;
+    /// Sets an existing gradient to zero (keeping its buffer); no-op when there is none.
+    void zero_grad();
+
+    /// Backpropagates from this scalar (size-1) tensor. Throws ValueError when it is not a
+    /// scalar, does not require grad, or its graph was freed by an earlier backward().
+    void backward() const;
+    /// Backpropagates `grad_output` (dL/dthis, same shape as this tensor). Throws ShapeError.
+    void backward(const array_type& grad_output) const;
+
+    /// The single value of a size-1 tensor. Throws ValueError otherwise.
+    T item() const;
+    /// A new leaf holding a copy of the value, detached from the tape.
+    basic_tensor detach() const;
+
+    /// Internal: the shared node (for the tape and the library's own ops).
+    const std::shared_ptr<detail::Node<T>>& node() const { return node_; }
+    explicit basic_tensor(std::shared_ptr<detail::Node<T>> node) : node_(std::move(node)) {}
+
+private:
+    detail::Node<T>& checked_node() const;
+
+    std::shared_ptr<detail::Node<T>> node_;
+};
+
+/// Training precision.
+using Tensor = basic_tensor<float>;
+/// Gradient checks and exactness tests.
+using Tensor64 = basic_tensor<double>;
+
+/// Seeds the generator behind rand/randn and every seeded initialiser.
+void manual_seed(std::uint64_t seed);
+
+template <class T = float>
+basic_tensor<T> zeros(const Shape& shape, bool requires_grad = false);
+template <class T = float>
+basic_tensor<T> ones(const Shape& shape, bool requires_grad = false);
+template <class T = float>
+basic_tensor<T> full(const Shape& shape, T value, bool requires_grad = false);
+/// Uniform in [0, 1), from the generator of manual_seed().
+template <class T = float>
+basic_tensor<T> rand(const Shape& shape, bool requires_grad = false);
+/// Standard normal, from the generator of manual_seed().
+template <class T = float>
+basic_tensor<T> randn(const Shape& shape, bool requires_grad = false);
+/// 1-D: start, start + step, ... up to but excluding stop. Throws ValueError for step 0.
+template <class T = float>
+basic_tensor<T> arange(T start, T stop, T step = 1);
+
+}  // namespace xgrad

@@ -1,0 +1,13 @@
+#pragma once
+
+/// The umbrella header: everything a user of xgrad needs.
+
+#include "xgrad/error.hpp"
+#include "xgrad/gradcheck.hpp"
+#include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/linalg.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
+#include "xgrad/tape.hpp"
+#include "xgrad/tensor.hpp"

@@ -1,0 +1,194 @@
+#include "xgrad/gradcheck.hpp"
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+
+#include "detail/cases.hpp"
+#include "detail/check.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+namespace {
+
+std::string shapes_of(const std::vector<Tensor64>& xs) {
+    std::string s;
+    for (std::size_t i = 0; i < xs.size(); ++i) s += (i ? ", " : "") + to_string(xs[i].shape());
+    return s;
+}
+
+std::string multi_index(const Shape& shape, std::size_t flat) {
+    Shape idx(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        idx[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return to_string(idx);
+}
+
+// Fresh leaves holding copies of the inputs, so the caller's tensors keep no gradient.
+std::vector<Tensor64> fresh_copies(const std::vector<Tensor64>& inputs) {
+    std::vector<Tensor64> xs;
+    xs.reserve(inputs.size());
+    for (const auto& x : inputs) xs.emplace_back(x.value(), x.requires_grad());
+    return xs;
+}
+
+// sum(f(xs) * v) with recording off.
+double project(const GradcheckFn& fn, const std::vector<Tensor64>& xs, const xt::xarray<double>& v) {
+    NoGradGuard guard;
+    const auto y = fn(xs);
+    double s = 0;
+    for (std::size_t k = 0; k < v.size(); ++k) s += y.value().data()[k] * v.data()[k];
+    return s;
+}
+
+GradcheckReport check(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                      const GradcheckOptions& o) {
+    GradcheckReport r;
+    auto fail = [&r](std::string msg) {
+        if (r.passed) r.message = std::move(msg);
+        r.passed = false;
+    };
+    EnableGradGuard grad_on;
+
+    auto xs = fresh_copies(inputs);
+    const Tensor64 y = fn(xs);
+    const std::string shapes =
+        fmt::format("inputs {}; output {}", shapes_of(xs), to_string(y.shape()));
+    if (!y.requires_grad()) {
+        fail("the output does not require grad: no recorded op connects it to an input; " + shapes);
+        return r;
+    }
+
+    std::mt19937_64 gen(o.seed);
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    xt::xarray<double> v = xt::empty<double>(y.shape());
+    for (auto& e : v) e = dist(gen);
+    y.backward(v);
+
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        if (!xs[i].requires_grad()) continue;
+        const auto& analytic = xs[i].grad();
+        if (analytic.shape() != xs[i].shape()) {
+            fail(fmt::format("input {}: gradient shape {} differs from the input's; {}", i,
+                             to_string(analytic.shape()), shapes));
+            continue;
+        }
+        double max_analytic = 0, max_numeric = 0;
+        auto& x = xs[i].mutable_value();
+        for (std::size_t k = 0; k < x.size(); ++k) {
+            const double orig = x.data()[k];
+            x.data()[k] = orig + o.eps;
+            const double fp = project(fn, xs, v);
+            x.data()[k] = orig - o.eps;
+            const double fm = project(fn, xs, v);
+            x.data()[k] = orig;
+            const double n = (fp - fm) / (2 * o.eps);
+            const double a = analytic.data()[k];
+            const double err = std::abs(a - n);
+            max_analytic = std::max(max_analytic, std::abs(a));
+            max_numeric = std::max(max_numeric, std::abs(n));
+            r.max_abs_err = std::max(r.max_abs_err, err);
+            if (n != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::abs(n));
+            if (!(err <= o.atol + o.rtol * std::abs(n)))
+                fail(fmt::format("input {} at flat index {}, index {}: analytic {:.10g}, numeric "
+                                 "{:.10g} (|diff| {:.3g} > {:.3g}); {}",
+                                 i, k, multi_index(xs[i].shape(), k), a, n, err,
+                                 o.atol + o.rtol * std::abs(n), shapes));
+        }
+        // Numeric noise of central differences stays far below this.
+        constexpr double kNonZero = 1e-8;
+        if (max_analytic == 0 && max_numeric > kNonZero)
+            fail(fmt::format("input {}: the analytic gradient is all zero, the numeric one is not "
+                             "(max |numeric| {:.3g}); {}", i, max_numeric, shapes));
+        if (max_analytic == 0 && max_numeric <= kNonZero)
+            fail(fmt::format("input {}: analytic and numeric gradients are both all zero, so this "
+                             "case proves nothing; choose other inputs; {}", i, shapes));
+    }
+
+    // A zero output gradient must give zero input gradients.
+    auto zs = fresh_copies(inputs);
+    const Tensor64 y0 = fn(zs);
+    y0.backward(xt::zeros<double>(y0.shape()));
+    for (std::size_t i = 0; i < zs.size(); ++i) {
+        if (!zs[i].requires_grad()) continue;
+        const double m = xt::amax(xt::abs(zs[i].grad()))();
+        if (m != 0)
+            fail(fmt::format("input {}: a zero output gradient gives a non-zero input gradient "
+                             "(max |grad| {:.3g}); {}", i, m, shapes));
+    }
+    return r;
+}
+
+}  // namespace
+
+GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                          const GradcheckOptions& options) {
+    try {
+        return check(fn, inputs, options);
+    } catch (const std::exception& e) {
+        GradcheckReport r;
+        r.passed = false;
+        r.message = fmt::format("threw: {}; inputs {}", e.what(), shapes_of(inputs));
+        return r;
+    }
+}
+
+namespace detail {
+
+std::vector<Tensor64> case_inputs(const std::vector<CaseInput>& inputs, std::uint64_t seed,
+                                  const std::string& case_id) {
+    std::mt19937_64 gen(seed ^ std::hash<std::string>{}(case_id));
+    std::vector<Tensor64> xs;
+    for (const auto& in : inputs) {
+        std::uniform_real_distribution<double> dist(in.lo, in.hi);
+        xt::xarray<double> a = xt::empty<double>(in.shape);
+        for (auto& e : a) e = dist(gen);
+        xs.emplace_back(std::move(a), in.requires_grad);
+    }
+    return xs;
+}
+
+void CaseRegistry::add(OpKind op, std::string name, std::vector<CaseInput> inputs, GradcheckFn fn) {
+    add(std::string(op_name(op)), std::move(name), std::move(inputs), std::move(fn));
+}
+
+void CaseRegistry::add(std::string op, std::string name, std::vector<CaseInput> inputs,
+                       GradcheckFn fn) {
+    const std::string id = op + "/" + name;
+    add(std::move(op), std::move(name),
+        [inputs = std::move(inputs), fn = std::move(fn), id](std::uint64_t seed) {
+            GradcheckOptions o;
+            o.seed = seed;
+            return gradcheck(fn, case_inputs(inputs, seed, id), o);
+        });
+}
+
+void CaseRegistry::add(std::string op, std::string name,
+                       std::function<GradcheckReport(std::uint64_t seed)> run) {
+    cases_.push_back({std::move(op), std::move(name), std::move(run)});
+}
+
+}  // namespace detail
+
+const std::vector<GradcheckCase>& gradcheck_cases() {
+    // The one op list: every op family registers its cases here.
+    static const std::vector<GradcheckCase> cases = [] {
+        detail::CaseRegistry r;
+        detail::register_elementwise_cases(r);
+        detail::register_reduce_cases(r);
+        detail::register_shape_cases(r);
+        detail::register_linalg_cases(r);
+        detail::register_activation_cases(r);
+        return r.take();
+    }();
+    return cases;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,143 @@
+#include "xgrad/ops/activation.hpp"
+
+#include <cmath>
+
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+#include <xtensor/xreducer.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "detail/axes.hpp"
+#include "detail/cases.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+template <class T>
+basic_tensor<T> relu(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::xarray<T>(xt::maximum(x.value(), T(0))));
+    record(OpKind::relu, {x}, out, [](const auto& gy, auto& grads) {
+        // dx = gy where y > 0 (same as x > 0)
+        if (grads[0]) xt::noalias(*grads[0]) += xt::where(grads.output() > T(0), gy, T(0));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> leaky_relu(const basic_tensor<T>& x, double slope_in) {
+    const T slope = static_cast<T>(slope_in);
+    basic_tensor<T> out(xt::xarray<T>(xt::where(x.value() > T(0), x.value(), slope * x.value())));
+    record(OpKind::leaky_relu, {x}, out, [x, slope](const auto& gy, auto& grads) {
+        // dx = gy where x > 0, slope·gy elsewhere
+        if (grads[0]) xt::noalias(*grads[0]) += xt::where(x.value() > T(0), gy, slope * gy);
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> sigmoid(const basic_tensor<T>& x) {
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* px = x.value().data();
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        // e^-|x| never overflows
+        const T e = std::exp(-std::abs(px[i]));
+        y.data()[i] = px[i] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+    }
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::sigmoid, {x}, out, [](const auto& gy, auto& grads) {
+        const auto& y = grads.output();
+        if (grads[0]) xt::noalias(*grads[0]) += gy * y * (T(1) - y);  // dx = gy·y·(1 - y)
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> tanh(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::xarray<T>(xt::tanh(x.value())));
+    record(OpKind::tanh, {x}, out, [](const auto& gy, auto& grads) {
+        const auto& y = grads.output();
+        if (grads[0]) xt::noalias(*grads[0]) += gy * (T(1) - y * y);  // dx = gy·(1 - y²)
+    });
+    return out;
+}
+
+namespace {
+
+// x - max(x) - log(sum(exp(x - max(x)))) along `axis`: the stable log-softmax.
+template <class T>
+xt::xarray<T> stable_log_softmax(const xt::xarray<T>& x, std::size_t axis) {
+    const std::array<std::size_t, 1> ax{axis};
+    // Reductions are evaluated into arrays first: a lazy one inside an elementwise expression
+    // would be recomputed for every element. (xtensor 0.24's immediate strategy with keep_dims
+    // crashes, so it is not used.)
+    const xt::xarray<T> m = xt::amax(x, ax, xt::keep_dims);
+    xt::xarray<T> shifted = x - m;
+    const xt::xarray<T> lse = xt::log(xt::sum(xt::exp(shifted), ax, xt::keep_dims));
+    shifted -= lse;
+    return shifted;
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
+    const std::size_t axis = detail::normalize_axis("softmax", axis_in, x.shape());
+    basic_tensor<T> out(xt::xarray<T>(xt::exp(stable_log_softmax(x.value(), axis))));
+    record(OpKind::softmax, {x}, out, [axis](const auto& gy, auto& grads) {
+        // dx = y · (gy - sum(gy·y) along axis)
+        if (!grads[0]) return;
+        const auto& y = grads.output();
+        const std::array<std::size_t, 1> ax{axis};
+        xt::xarray<T> dot = xt::sum(gy * y, ax, xt::keep_dims);
+        xt::noalias(*grads[0]) += y * (gy - dot);
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
+    const std::size_t axis = detail::normalize_axis("log_softmax", axis_in, x.shape());
+    basic_tensor<T> out(stable_log_softmax(x.value(), axis));
+    record(OpKind::log_softmax, {x}, out, [axis](const auto& gy, auto& grads) {
+        // dx = gy - softmax(x) · sum(gy) along axis
+        if (!grads[0]) return;
+        const std::array<std::size_t, 1> ax{axis};
+        xt::xarray<T> total = xt::sum(gy, ax, xt::keep_dims);
+        xt::noalias(*grads[0]) += gy - xt::exp(grads.output()) * total;
+    });
+    return out;
+}
+
+#define XGRAD_INSTANTIATE(T)                                                        \
+    template basic_tensor<T> relu(const basic_tensor<T>&);                          \
+    template basic_tensor<T> leaky_relu(const basic_tensor<T>&, double);            \
+    template basic_tensor<T> sigmoid(const basic_tensor<T>&);                       \
+    template basic_tensor<T> tanh(const basic_tensor<T>&);                          \
+    template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t);       \
+    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+namespace detail {
+
+void register_activation_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    const CaseInput x{{3, 4}, -2.0, 2.0};
+    r.add(OpKind::relu, "[3,4] both signs", {x}, [](const V& v) { return relu(v[0]); });
+    r.add(OpKind::leaky_relu, "[3,4] slope 0.1", {x}, [](const V& v) { return leaky_relu(v[0], 0.1); });
+    r.add(OpKind::sigmoid, "[3,4]", {x}, [](const V& v) { return sigmoid(v[0]); });
+    r.add(OpKind::sigmoid, "large |x| [2,3]", {{{2, 3}, -30.0, 30.0}}, [](const V& v) { return sigmoid(v[0] * 0.5); });
+    r.add(OpKind::tanh, "[3,4]", {x}, [](const V& v) { return tanh(v[0]); });
+    r.add(OpKind::softmax, "rows of [3,4]", {x}, [](const V& v) { return softmax(v[0]); });
+    r.add(OpKind::softmax, "axis 0 of [2,3,4]", {{{2, 3, 4}}}, [](const V& v) { return softmax(v[0], 0); });
+    r.add(OpKind::softmax, "logits near 1000", {{{2, 5}, 999.0, 1001.0}}, [](const V& v) { return softmax(v[0]); });
+    r.add(OpKind::log_softmax, "rows of [3,4]", {x}, [](const V& v) { return log_softmax(v[0]); });
+    r.add(OpKind::log_softmax, "axis 1 of [2,3,4]", {{{2, 3, 4}}}, [](const V& v) { return log_softmax(v[0], 1); });
+    r.add(OpKind::log_softmax, "logits near -1000", {{{2, 5}, -1001.0, -999.0}},
+          [](const V& v) { return log_softmax(v[0]); });
+}
+
+}  // namespace detail
+}  // namespace xgrad

@@ -1,0 +1,202 @@
+#include "xgrad/ops/elementwise.hpp"
+
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+
+#include "detail/broadcast.hpp"
+#include "detail/cases.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+using detail::accumulate_reduced;
+using detail::broadcast_shapes;
+
+template <class T>
+basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    broadcast_shapes("add", a.shape(), b.shape());
+    basic_tensor<T> out(a.value() + b.value());
+    record(OpKind::add, {a, b}, out, [](const auto& gy, auto& grads) {
+        // da = gy, db = gy, each summed to its input's shape
+        if (grads[0]) accumulate_reduced(*grads[0], gy);
+        if (grads[1]) accumulate_reduced(*grads[1], gy);
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> sub(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    broadcast_shapes("sub", a.shape(), b.shape());
+    basic_tensor<T> out(a.value() - b.value());
+    record(OpKind::sub, {a, b}, out, [](const auto& gy, auto& grads) {
+        // da = gy, db = -gy
+        if (grads[0]) accumulate_reduced(*grads[0], gy);
+        if (grads[1]) accumulate_reduced(*grads[1], -gy);
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> mul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    broadcast_shapes("mul", a.shape(), b.shape());
+    basic_tensor<T> out(a.value() * b.value());
+    record(OpKind::mul, {a, b}, out, [a, b](const auto& gy, auto& grads) {
+        // da = gy * b, db = gy * a
+        if (grads[0]) accumulate_reduced(*grads[0], gy * b.value());
+        if (grads[1]) accumulate_reduced(*grads[1], gy * a.value());
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    broadcast_shapes("div", a.shape(), b.shape());
+    basic_tensor<T> out(a.value() / b.value());
+    record(OpKind::div, {a, b}, out, [b](const auto& gy, auto& grads) {
+        // da = gy / b, db = -gy * y / b   (y = a / b)
+        if (grads[0]) accumulate_reduced(*grads[0], gy / b.value());
+        if (grads[1]) accumulate_reduced(*grads[1], -gy * grads.output() / b.value());
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> pow(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    broadcast_shapes("pow", a.shape(), b.shape());
+    basic_tensor<T> out(xt::pow(a.value(), b.value()));
+    record(OpKind::pow, {a, b}, out, [a, b](const auto& gy, auto& grads) {
+        // da = gy * b * a^(b-1), db = gy * y * ln(a)
+        if (grads[0])
+            accumulate_reduced(*grads[0], gy * b.value() * xt::pow(a.value(), b.value() - T(1)));
+        if (grads[1]) accumulate_reduced(*grads[1], gy * grads.output() * xt::log(a.value()));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> p) {
+    basic_tensor<T> out(xt::pow(x.value(), p));
+    record(OpKind::pow, {x}, out, [x, p](const auto& gy, auto& grads) {
+        // dx = gy * p * x^(p-1)
+        if (grads[0]) xt::noalias(*grads[0]) += gy * p * xt::pow(x.value(), p - T(1));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> neg(const basic_tensor<T>& x) {
+    basic_tensor<T> out(-x.value());
+    record(OpKind::neg, {x}, out, [](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) -= gy;  // dx = -gy
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> exp(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::exp(x.value()));
+    record(OpKind::exp, {x}, out, [](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) += gy * grads.output();  // dx = gy * y
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> log(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::log(x.value()));
+    record(OpKind::log, {x}, out, [x](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) += gy / x.value();  // dx = gy / x
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> sqrt(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::sqrt(x.value()));
+    record(OpKind::sqrt, {x}, out, [](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) += gy / (T(2) * grads.output());  // dx = gy / 2y
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> square(const basic_tensor<T>& x) {
+    basic_tensor<T> out(x.value() * x.value());
+    record(OpKind::square, {x}, out, [x](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) += T(2) * gy * x.value();  // dx = 2 x gy
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> abs(const basic_tensor<T>& x) {
+    basic_tensor<T> out(xt::abs(x.value()));
+    record(OpKind::abs, {x}, out, [x](const auto& gy, auto& grads) {
+        if (grads[0]) xt::noalias(*grads[0]) += gy * xt::sign(x.value());  // dx = sign(x) gy
+    });
+    return out;
+}
+
+#define XGRAD_INSTANTIATE(T)                                                              \
+    template basic_tensor<T> add(const basic_tensor<T>&, const basic_tensor<T>&);         \
+    template basic_tensor<T> sub(const basic_tensor<T>&, const basic_tensor<T>&);         \
+    template basic_tensor<T> mul(const basic_tensor<T>&, const basic_tensor<T>&);         \
+    template basic_tensor<T> div(const basic_tensor<T>&, const basic_tensor<T>&);         \
+    template basic_tensor<T> pow(const basic_tensor<T>&, const basic_tensor<T>&);         \
+    template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>);        \
+    template basic_tensor<T> neg(const basic_tensor<T>&);                                 \
+    template basic_tensor<T> exp(const basic_tensor<T>&);                                 \
+    template basic_tensor<T> log(const basic_tensor<T>&);                                 \
+    template basic_tensor<T> sqrt(const basic_tensor<T>&);                                \
+    template basic_tensor<T> square(const basic_tensor<T>&);                              \
+    template basic_tensor<T> abs(const basic_tensor<T>&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+namespace detail {
+
+void register_elementwise_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    const CaseInput m{{3, 4}}, row{{4}}, col{{3, 1}}, one{{1}};
+    const CaseInput pos{{3, 4}, 0.5, 2.0}, pos_row{{4}, 0.5, 2.0};
+    const struct {
+        OpKind op;
+        Tensor64 (*f)(const Tensor64&, const Tensor64&);
+        CaseInput b;  // the right operand of the same-shape case
+    } binary[] = {
+        {OpKind::add, add<double>, m},
+        {OpKind::sub, sub<double>, m},
+        {OpKind::mul, mul<double>, m},
+        {OpKind::div, div<double>, pos},
+    };
+    for (const auto& c : binary) {
+        const CaseInput b_row{row.shape, c.b.lo, c.b.hi}, b_col{col.shape, c.b.lo, c.b.hi};
+        const CaseInput b_one{one.shape, c.b.lo, c.b.hi};
+        auto f = [f = c.f](const V& x) { return f(x[0], x[1]); };
+        r.add(c.op, "[3,4] . [3,4]", {m, c.b}, f);
+        r.add(c.op, "[3,4] . [4] broadcast", {m, b_row}, f);
+        r.add(c.op, "[3,1] . [4] broadcast both", {col, b_row}, f);
+        r.add(c.op, "[2,3,4] . [3,1] broadcast", {{{2, 3, 4}}, b_col}, f);
+        r.add(c.op, "[3,4] . [1]", {m, b_one}, f);
+        if (c.op == OpKind::add || c.op == OpKind::mul)  // x - x and x / x are constants
+            r.add(c.op, "x . x (same input twice)", {m}, [f = c.f](const V& x) { return f(x[0], x[0]); });
+    }
+    r.add(OpKind::pow, "a ** b, [3,4] . [4]", {pos, {{4}}},
+          [](const V& x) { return pow(x[0], x[1]); });
+    r.add(OpKind::pow, "x ** 3 (negative x)", {m}, [](const V& x) { return pow(x[0], 3.0); });
+    r.add(OpKind::pow, "x ** -0.5", {pos}, [](const V& x) { return pow(x[0], -0.5); });
+    r.add(OpKind::neg, "[3,4]", {m}, [](const V& x) { return neg(x[0]); });
+    r.add(OpKind::exp, "[3,4]", {m}, [](const V& x) { return exp(x[0]); });
+    r.add(OpKind::log, "[3,4] positive", {pos}, [](const V& x) { return log(x[0]); });
+    r.add(OpKind::sqrt, "[3,4] positive", {pos}, [](const V& x) { return sqrt(x[0]); });
+    r.add(OpKind::square, "[3,4]", {m}, [](const V& x) { return square(x[0]); });
+    r.add(OpKind::abs, "[3,4] both signs", {m}, [](const V& x) { return abs(x[0]); });
+    r.add("operators", "scalar operands (2 - x) * 3 / x + 1", {pos_row},
+          [](const V& x) { return (2.0 - x[0]) * 3.0 / x[0] + 1.0; });
+    r.add("operators", "chain: used twice, a*b + a/b - b", {m, pos},
+          [](const V& x) { return x[0] * x[1] + x[0] / x[1] - x[1]; });
+}
+
+}  // namespace detail
+}  // namespace xgrad

@@ -1,0 +1,172 @@
+#include "xgrad/ops/shape.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "detail/axes.hpp"
+#include "detail/cases.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+template <class T>
+basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape) {
+    Shape out_shape(shape.size());
+    std::size_t known = 1;
+    std::ptrdiff_t infer = -1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (shape[i] == -1) {
+            detail::check_shape(infer < 0, "reshape: more than one -1 in the new shape; x {}", x.shape());
+            infer = static_cast<std::ptrdiff_t>(i);
+            continue;
+        }
+        detail::check_shape(shape[i] >= 0, "reshape: negative dimension {} in the new shape; x {}",
+                            shape[i], x.shape());
+        out_shape[i] = static_cast<std::size_t>(shape[i]);
+        known *= out_shape[i];
+    }
+    if (infer >= 0) {
+        detail::check_shape(known > 0 && x.size() % known == 0,
+                            "reshape: cannot infer -1: x {} has {} elements, not a multiple of {}",
+                            x.shape(), x.size(), known);
+        out_shape[static_cast<std::size_t>(infer)] = x.size() / known;
+        known *= out_shape[static_cast<std::size_t>(infer)];
+    }
+    detail::check_shape(known == x.size(), "reshape: x {} has {} elements, the new shape {} has {}",
+                        x.shape(), x.size(), out_shape, known);
+    xt::xarray<T> y = x.value();
+    y.reshape(out_shape);
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::reshape, {x}, out, [](const auto& gy, auto& grads) {
+        // dx = gy in x's shape: same elements, same order
+        if (!grads[0]) return;
+        T* g = grads[0]->data();
+        for (std::size_t k = 0; k < gy.size(); ++k) g[k] += gy.data()[k];
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> flatten(const basic_tensor<T>& x) {
+    detail::check_shape(x.dim() >= 1, "flatten: x must have a batch axis, got x {}", x.shape());
+    return reshape(x, {static_cast<std::ptrdiff_t>(x.shape()[0]), -1});
+}
+
+template <class T>
+basic_tensor<T> permute(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& axes) {
+    detail::check_shape(axes.size() == x.dim(), "permute: {} axes given for x {}", axes.size(), x.shape());
+    std::vector<std::size_t> perm;
+    for (auto a : axes) perm.push_back(detail::normalize_axis("permute", a, x.shape()));
+    std::vector<std::size_t> inverse(perm.size(), perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) {
+        detail::check_shape(inverse[perm[i]] == perm.size(),
+                            "permute: axis {} appears twice; x {}", perm[i], x.shape());
+        inverse[perm[i]] = i;
+    }
+    basic_tensor<T> out(xt::xarray<T>(xt::transpose(x.value(), perm)));
+    record(OpKind::permute, {x}, out, [inverse](const auto& gy, auto& grads) {
+        // dx = gy with the axes put back
+        if (grads[0]) xt::noalias(*grads[0]) += xt::transpose(gy, inverse);
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> transpose(const basic_tensor<T>& x, std::ptrdiff_t a, std::ptrdiff_t b) {
+    std::vector<std::ptrdiff_t> axes(x.dim());
+    std::iota(axes.begin(), axes.end(), 0);
+    std::swap(axes[detail::normalize_axis("transpose", a, x.shape())],
+              axes[detail::normalize_axis("transpose", b, x.shape())]);
+    return permute(x, axes);
+}
+
+template <class T>
+basic_tensor<T> transpose(const basic_tensor<T>& x) {
+    std::vector<std::ptrdiff_t> axes(x.dim());
+    std::iota(axes.rbegin(), axes.rend(), 0);
+    return permute(x, axes);
+}
+
+template <class T>
+basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis_in) {
+    detail::check_value(!xs.empty(), "concat: no tensors to join");
+    auto all_shapes = [&xs] {
+        std::string s;
+        for (const auto& x : xs) s += (s.empty() ? "" : ", ") + to_string(x.shape());
+        return s;
+    };
+    const Shape& first = xs[0].shape();
+    const std::size_t axis = detail::normalize_axis("concat", axis_in, first);
+    Shape out_shape = first;
+    out_shape[axis] = 0;
+    for (const auto& x : xs) {
+        bool fits = x.dim() == first.size();
+        for (std::size_t d = 0; fits && d < first.size(); ++d) fits = d == axis || x.shape()[d] == first[d];
+        detail::check_shape(fits, "concat: shapes differ outside axis {}; {}", axis, all_shapes());
+        out_shape[axis] += x.shape()[axis];
+    }
+    // Each input is a run of `outer` contiguous blocks of shape[axis]·inner elements.
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t d = 0; d < axis; ++d) outer *= first[d];
+    for (std::size_t d = axis + 1; d < first.size(); ++d) inner *= first[d];
+    const std::size_t out_row = out_shape[axis] * inner;
+    std::vector<std::size_t> offsets;  // each input's start within an output row
+    xt::xarray<T> y = xt::empty<T>(out_shape);
+    std::size_t offset = 0;
+    for (const auto& x : xs) {
+        const std::size_t row = x.shape()[axis] * inner;
+        for (std::size_t o = 0; o < outer; ++o)
+            std::copy_n(x.value().data() + o * row, row, y.data() + o * out_row + offset);
+        offsets.push_back(offset);
+        offset += row;
+    }
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::concat, xs, out, [offsets, outer, out_row](const auto& gy, auto& grads) {
+        // dx_i = the slice of gy that x_i filled
+        for (std::size_t i = 0; i < grads.size(); ++i) {
+            if (!grads[i] || outer == 0) continue;
+            const std::size_t row = grads[i]->size() / outer;
+            T* g = grads[i]->data();
+            for (std::size_t o = 0; o < outer; ++o)
+                for (std::size_t k = 0; k < row; ++k) g[o * row + k] += gy.data()[o * out_row + offsets[i] + k];
+        }
+    });
+    return out;
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                   \
+    template basic_tensor<T> reshape(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&); \
+    template basic_tensor<T> flatten(const basic_tensor<T>&);                                  \
+    template basic_tensor<T> permute(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&); \
+    template basic_tensor<T> transpose(const basic_tensor<T>&, std::ptrdiff_t, std::ptrdiff_t); \
+    template basic_tensor<T> transpose(const basic_tensor<T>&);                                \
+    template basic_tensor<T> concat(const std::vector<basic_tensor<T>>&, std::ptrdiff_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+namespace detail {
+
+void register_shape_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    const CaseInput x{{2, 3, 4}};
+    r.add(OpKind::reshape, "[2,3,4] -> [4,-1]", {x}, [](const V& v) { return reshape(v[0], {4, -1}); });
+    r.add("flatten", "[2,3,2,2] -> [2,12]", {{{2, 3, 2, 2}}}, [](const V& v) { return flatten(v[0]); });
+    r.add(OpKind::permute, "[2,3,4] {2,0,1}", {x}, [](const V& v) { return permute(v[0], {2, 0, 1}); });
+    r.add("transpose", "[2,3,4] axes 0,-1", {x}, [](const V& v) { return transpose(v[0], 0, -1); });
+    r.add("transpose", "[3,5] matrix", {{{3, 5}}}, [](const V& v) { return transpose(v[0]); });
+    r.add(OpKind::concat, "axis 1 of [2,1,4] [2,3,4]", {{{2, 1, 4}}, x},
+          [](const V& v) { return concat(V{v[0], v[1]}, 1); });
+    r.add(OpKind::concat, "axis 0, one input twice", {{{1, 3}}, {{2, 3}}},
+          [](const V& v) { return concat(V{v[0], v[1], v[0]}, 0); });
+    r.add(OpKind::concat, "axis -1", {{{2, 2}}, {{2, 3}}}, [](const V& v) { return concat(V{v[0], v[1]}, -1); });
+}
+
+}  // namespace detail
+}  // namespace xgrad

@@ -1,0 +1,193 @@
+#include "xgrad/tensor.hpp"
+
+#include <cmath>
+#include <random>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/check.hpp"
+#include "detail/node.hpp"
+#include "detail/random.hpp"
+
+namespace xgrad {
+
+std::string to_string(const Shape& shape) {
+    return fmt::format("[{}]", fmt::join(shape.begin(), shape.end(), ", "));
+}
+
+template <class T>
+basic_tensor<T>::basic_tensor(array_type value, bool requires_grad)
+    : node_(std::make_shared<detail::Node<T>>()) {
+    node_->value = std::move(value);
+    node_->requires_grad = requires_grad;
+}
+
+template <class T>
+detail::Node<T>& basic_tensor<T>::checked_node() const {
+    detail::check_value(node_ != nullptr, "tensor: this handle is undefined (default-constructed)");
+    return *node_;
+}
+
+template <class T>
+const xt::xarray<T>& basic_tensor<T>::value() const {
+    return checked_node().value;
+}
+
+template <class T>
+xt::xarray<T>& basic_tensor<T>::mutable_value() {
+    return checked_node().value;
+}
+
+template <class T>
+const Shape& basic_tensor<T>::shape() const {
+    return checked_node().value.shape();
+}
+
+template <class T>
+std::size_t basic_tensor<T>::dim() const {
+    return checked_node().value.dimension();
+}
+
+template <class T>
+std::size_t basic_tensor<T>::size() const {
+    return checked_node().value.size();
+}
+
+template <class T>
+bool basic_tensor<T>::requires_grad() const {
+    return checked_node().requires_grad;
+}
+
+template <class T>
+basic_tensor<T>& basic_tensor<T>::set_requires_grad(bool requires_grad) {
+    detail::check_value(is_leaf(),
+                        "set_requires_grad: only a leaf tensor can change it; this one was "
+                        "produced by {} with shape {}",
+                        node_->producer ? node_->producer->op : "", shape());
+    node_->requires_grad = requires_grad;
+    return *this;
+}
+
+template <class T>
+bool basic_tensor<T>::is_leaf() const {
+    return checked_node().producer == nullptr;
+}
+
+template <class T>
+bool basic_tensor<T>::has_grad() const {
+    return checked_node().grad.has_value();
+}
+
+template <class T>
+const xt::xarray<T>& basic_tensor<T>::grad() const {
+    auto& n = checked_node();
+    detail::check_value(n.grad.has_value(),
+                        "grad: tensor of shape {} has no gradient: {}", n.value.shape(),
+                        !n.requires_grad ? "it does not require grad"
+                        : n.producer     ? "only leaf tensors keep their gradient"
+                                         : "backward() has not reached it yet");
+    return *n.grad;
+}
+
+template <class T>
+void basic_tensor<T>::zero_grad() {
+    auto& n = checked_node();
+    if (n.grad) n.grad->fill(T(0));
+}
+
+template <class T>
+T basic_tensor<T>::item() const {
+    auto& n = checked_node();
+    detail::check_value(n.value.size() == 1, "item: tensor of shape {} has {} elements, not 1",
+                        n.value.shape(), n.value.size());
+    return n.value.data()[0];
+}
+
+template <class T>
+basic_tensor<T> basic_tensor<T>::detach() const {
+    return basic_tensor(checked_node().value);
+}
+
+template class basic_tensor<float>;
+template class basic_tensor<double>;
+
+namespace detail {
+
+std::mutex& generator_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+std::mt19937_64& generator() {
+    static std::mt19937_64 g(0);
+    return g;
+}
+
+}  // namespace detail
+
+void manual_seed(std::uint64_t seed) {
+    detail::with_generator([seed](std::mt19937_64& g) { g.seed(seed); });
+}
+
+template <class T>
+basic_tensor<T> zeros(const Shape& shape, bool requires_grad) {
+    return basic_tensor<T>(xt::zeros<T>(shape), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> ones(const Shape& shape, bool requires_grad) {
+    return basic_tensor<T>(xt::ones<T>(shape), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> full(const Shape& shape, T value, bool requires_grad) {
+    xt::xarray<T> a = xt::empty<T>(shape);
+    a.fill(value);
+    return basic_tensor<T>(std::move(a), requires_grad);
+}
+
+namespace {
+
+template <class T, class Dist>
+basic_tensor<T> sample(const Shape& shape, Dist dist, bool requires_grad) {
+    xt::xarray<T> a = xt::empty<T>(shape);
+    detail::with_generator([&](std::mt19937_64& g) {
+        for (auto& v : a) v = static_cast<T>(dist(g));
+    });
+    return basic_tensor<T>(std::move(a), requires_grad);
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> rand(const Shape& shape, bool requires_grad) {
+    return sample<T>(shape, std::uniform_real_distribution<T>(0, 1), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> randn(const Shape& shape, bool requires_grad) {
+    return sample<T>(shape, std::normal_distribution<T>(0, 1), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> arange(T start, T stop, T step) {
+    detail::check_value(step != 0 && std::isfinite(step), "arange: step must be finite and non-zero, got {}", step);
+    const double n = std::ceil((static_cast<double>(stop) - start) / step);
+    xt::xarray<T> a = xt::empty<T>(Shape{n > 0 ? static_cast<std::size_t>(n) : 0});
+    for (std::size_t i = 0; i < a.size(); ++i) a(i) = static_cast<T>(start + static_cast<double>(i) * step);
+    return basic_tensor<T>(std::move(a));
+}
+
+#define XGRAD_INSTANTIATE(T)                                         \
+    template basic_tensor<T> zeros<T>(const Shape&, bool);           \
+    template basic_tensor<T> ones<T>(const Shape&, bool);            \
+    template basic_tensor<T> full<T>(const Shape&, T, bool);         \
+    template basic_tensor<T> rand<T>(const Shape&, bool);            \
+    template basic_tensor<T> randn<T>(const Shape&, bool);           \
+    template basic_tensor<T> arange<T>(T, T, T);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

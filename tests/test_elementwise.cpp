@@ -1,0 +1,64 @@
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor;
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+TEST_CASE("elementwise: arithmetic by hand", "[elementwise]") {
+    Tensor64 a(xt::xarray<double>{1, 2, 4});
+    Tensor64 b(xt::xarray<double>{2, 2, 2});
+    CHECK(array_diff((a + b).value(), xt::xarray<double>{3, 4, 6}) == "");
+    CHECK(array_diff((a - b).value(), xt::xarray<double>{-1, 0, 2}) == "");
+    CHECK(array_diff((a * b).value(), xt::xarray<double>{2, 4, 8}) == "");
+    CHECK(array_diff((a / b).value(), xt::xarray<double>{0.5, 1, 2}) == "");
+    CHECK(array_diff(xgrad::pow(a, b).value(), xt::xarray<double>{1, 4, 16}) == "");
+    CHECK(array_diff(xgrad::pow(a, 0.5).value(), xt::xarray<double>{1, std::sqrt(2.0), 2}) == "");
+    CHECK(array_diff((-a).value(), xt::xarray<double>{-1, -2, -4}) == "");
+    CHECK(array_diff(xgrad::sqrt(a).value(), xt::xarray<double>{1, std::sqrt(2.0), 2}) == "");
+    CHECK(array_diff(xgrad::square(a).value(), xt::xarray<double>{1, 4, 16}) == "");
+    CHECK(array_diff(xgrad::abs(Tensor64(xt::xarray<double>{-3, 0, 2})).value(), xt::xarray<double>{3, 0, 2}) == "");
+    CHECK(array_diff(xgrad::exp(Tensor64(xt::xarray<double>{0, 1})).value(), xt::xarray<double>{1, std::exp(1.0)}) == "");
+    CHECK(array_diff(xgrad::log(a).value(), xt::xarray<double>{0, std::log(2.0), std::log(4.0)}) == "");
+}
+
+TEST_CASE("elementwise: scalar operands on either side", "[elementwise]") {
+    Tensor x(xt::xarray<float>{1, 2});
+    CHECK(array_diff((x + 1.0f).value(), xt::xarray<float>{2, 3}) == "");
+    CHECK(array_diff((10.0f - x).value(), xt::xarray<float>{9, 8}) == "");
+    CHECK(array_diff((x * 3.0f).value(), xt::xarray<float>{3, 6}) == "");
+    CHECK(array_diff((2.0f / x).value(), xt::xarray<float>{2, 1}) == "");
+}
+
+TEST_CASE("elementwise: broadcasting follows numpy and sums gradients back", "[elementwise]") {
+    Tensor64 a(xt::xarray<double>{{1, 2, 3}, {4, 5, 6}}, true);  // [2, 3]
+    Tensor64 b(xt::xarray<double>{10, 20, 30}, true);            // [3]
+    Tensor64 c(xgrad_test::column({1, 2}), true);              // [2, 1]
+    auto y = (a + b) * c;
+    CHECK(y.shape() == Shape{2, 3});
+    CHECK(array_diff(y.value(), xt::xarray<double>{{11, 22, 33}, {28, 50, 72}}) == "");
+    xgrad::sum(y).backward();
+    CHECK(array_diff(a.grad(), xt::xarray<double>{{1, 1, 1}, {2, 2, 2}}) == "");
+    CHECK(array_diff(b.grad(), xt::xarray<double>{3, 3, 3}) == "");
+    CHECK(array_diff(c.grad(), xgrad_test::column({66, 75})) == "");
+}
+
+TEST_CASE("elementwise: shapes that cannot broadcast name the op and both shapes", "[elementwise][errors]") {
+    Tensor a(xt::zeros<float>({2, 3}));
+    Tensor b(xt::zeros<float>({4}));
+    REQUIRE_THROWS_AS(a + b, xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(a * b, Contains("mul:") && Contains("[2, 3]") && Contains("[4]"));
+    REQUIRE_THROWS_WITH(xgrad::pow(a, b), Contains("pow:"));
+}
+
+TEST_CASE("elementwise: gradients by hand", "[elementwise]") {
+    Tensor64 a(xt::xarray<double>{2.0}, true), b(xt::xarray<double>{4.0}, true);
+    xgrad::sum(a / b + xgrad::pow(a, b)).backward();
+    // d/da = 1/b + b a^(b-1) = 0.25 + 32; d/db = -a/b² + a^b ln a = -0.125 + 16 ln 2
+    CHECK(array_diff(a.grad(), xt::xarray<double>{32.25}) == "");
+    CHECK(array_diff(b.grad(), xt::xarray<double>{-0.125 + 16 * std::log(2.0)}) == "");
+}

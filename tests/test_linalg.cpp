@@ -1,0 +1,61 @@
+#include <catch2/catch.hpp>
+#include <xtensor-blas/xlinalg.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor;
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
+
+TEST_CASE("matmul: a 2x3 by 3x2 product by hand", "[linalg]") {
+    Tensor64 a(xt::xarray<double>{{1, 2, 3}, {4, 5, 6}});
+    Tensor64 b(xt::xarray<double>{{7, 8}, {9, 10}, {11, 12}});
+    CHECK(array_diff(xgrad::matmul(a, b).value(), xt::xarray<double>{{58, 64}, {139, 154}}) == "");
+}
+
+TEST_CASE("matmul: float32 agrees with xtensor-blas on a larger product", "[linalg]") {
+    xgrad::manual_seed(1);
+    auto a = xgrad::randn({37, 53});
+    auto b = xgrad::randn({53, 29});
+    xt::xarray<float> expected = xt::linalg::dot(a.value(), b.value());
+    CHECK(array_diff(xgrad::matmul(a, b).value(), expected, 1e-4, 1e-4) == "");
+}
+
+TEST_CASE("matmul: batched and shared-weight shapes", "[linalg]") {
+    auto a = xgrad::ones<double>({4, 2, 3});
+    CHECK(xgrad::matmul(a, xgrad::ones<double>({4, 3, 5})).shape() == Shape{4, 2, 5});
+    auto y = xgrad::matmul(a, xgrad::ones<double>({3, 5}));
+    CHECK(y.shape() == Shape{4, 2, 5});
+    CHECK(xt::all(xt::equal(y.value(), 3.0)));
+}
+
+TEST_CASE("matmul: mismatched shapes name the op and both shapes", "[linalg][errors]") {
+    REQUIRE_THROWS_WITH(xgrad::matmul(xgrad::zeros({2, 3}), xgrad::zeros({4, 5})),
+                        Equals("matmul: inner dimensions differ; a [2, 3], b [4, 5]"));
+    REQUIRE_THROWS_AS(xgrad::matmul(xgrad::zeros({2, 2, 3}), xgrad::zeros({3, 3, 5})), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::matmul(xgrad::zeros({3}), xgrad::zeros({3, 5})), Contains("at least 2-D"));
+}
+
+TEST_CASE("linear: x·w + b by hand, with its gradients", "[linalg]") {
+    Tensor64 x(xt::xarray<double>{{1, 2}, {3, 4}}, true);
+    Tensor64 w(xt::xarray<double>{{1, 0, 2}, {0, 1, 3}}, true);
+    Tensor64 b(xt::xarray<double>{10, 20, 30}, true);
+    auto y = xgrad::linear(x, w, b);
+    CHECK(array_diff(y.value(), xt::xarray<double>{{11, 22, 38}, {13, 24, 48}}) == "");
+    xgrad::sum(y).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{{3, 4}, {3, 4}}) == "");
+    CHECK(array_diff(w.grad(), xt::xarray<double>{{4, 4, 4}, {6, 6, 6}}) == "");
+    CHECK(array_diff(b.grad(), xt::xarray<double>{2, 2, 2}) == "");
+}
+
+TEST_CASE("linear: bad shapes print x, w and b", "[linalg][errors]") {
+    auto x = xgrad::zeros({8, 3});
+    REQUIRE_THROWS_WITH(xgrad::linear(x, xgrad::zeros({4, 2}), xgrad::zeros({2})),
+                        Contains("x has 3 features but w expects 4") && Contains("x [8, 3], w [4, 2], b [2]"));
+    REQUIRE_THROWS_WITH(xgrad::linear(x, xgrad::zeros({3, 2}), xgrad::zeros({3})), Contains("b must be [out]"));
+    REQUIRE_THROWS_AS(xgrad::linear(xgrad::zeros({8, 1, 3}), xgrad::zeros({3, 2})), xgrad::ShapeError);
+}

@@ -1,0 +1,54 @@
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+namespace {
+Tensor64 m23(bool grad = false) { return Tensor64(xt::xarray<double>{{1, 5, 3}, {4, 2, 6}}, grad); }
+}  // namespace
+
+TEST_CASE("reduce: sum, mean and max by hand", "[reduce]") {
+    CHECK(xgrad::sum(m23()).item() == 21);
+    CHECK(xgrad::mean(m23()).item() == 3.5);
+    CHECK(xgrad::max(m23()).item() == 6);
+    CHECK(array_diff(xgrad::sum(m23(), {0}).value(), xt::xarray<double>{5, 7, 9}) == "");
+    CHECK(array_diff(xgrad::mean(m23(), {-1}).value(), xt::xarray<double>{3, 4}) == "");
+    CHECK(array_diff(xgrad::max(m23(), {1}).value(), xt::xarray<double>{5, 6}) == "");
+}
+
+TEST_CASE("reduce: keepdims keeps reduced axes with size 1", "[reduce]") {
+    auto x = xgrad::zeros<double>({2, 3, 4});
+    CHECK(xgrad::sum(x, {1}).shape() == Shape{2, 4});
+    CHECK(xgrad::sum(x, {1}, true).shape() == Shape{2, 1, 4});
+    CHECK(xgrad::mean(x, {0, 2}, true).shape() == Shape{1, 3, 1});
+    CHECK(xgrad::max(x, {-1}, true).shape() == Shape{2, 3, 1});
+    CHECK(xgrad::sum(x).shape() == Shape{});
+}
+
+TEST_CASE("reduce: gradients by hand", "[reduce]") {
+    auto x = m23(true);
+    auto y = xgrad::sum(x, {0}) * Tensor64(xt::xarray<double>{1, 2, 3});
+    xgrad::sum(y + xgrad::mean(x) * 6.0).backward();  // the mean term is summed 3 times
+    CHECK(array_diff(x.grad(), xt::xarray<double>{{4, 5, 6}, {4, 5, 6}}) == "");
+}
+
+TEST_CASE("reduce: max sends the gradient to the first of tied maxima only", "[reduce]") {
+    Tensor64 x(xt::xarray<double>{{7, 7, 1}, {0, 3, 3}}, true);
+    xgrad::sum(xgrad::max(x, {1})).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{{1, 0, 0}, {0, 1, 0}}) == "");
+    x.zero_grad();
+    xgrad::max(Tensor64(x)).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{{1, 0, 0}, {0, 0, 0}}) == "");
+}
+
+TEST_CASE("reduce: bad axes are errors naming the op and the shape", "[reduce][errors]") {
+    REQUIRE_THROWS_AS(xgrad::sum(m23(), {2}), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::mean(m23(), {-3}), Contains("mean:") && Contains("[2, 3]"));
+    REQUIRE_THROWS_AS(xgrad::max(m23(), {1, -1}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::max(xgrad::zeros<double>({0, 3})), Contains("empty"));
+}

@@ -1,0 +1,60 @@
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+TEST_CASE("shape: reshape infers -1 and keeps the order of elements", "[shape]") {
+    auto x = xgrad::arange<double>(0, 6);
+    auto y = xgrad::reshape(x, {2, -1});
+    CHECK(y.shape() == Shape{2, 3});
+    CHECK(array_diff(y.value(), xt::xarray<double>{{0, 1, 2}, {3, 4, 5}}) == "");
+}
+
+TEST_CASE("shape: reshape to a different size is an error with both shapes", "[shape][errors]") {
+    auto x = xgrad::zeros<double>({2, 3});
+    REQUIRE_THROWS_AS(xgrad::reshape(x, {4, 2}), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::reshape(x, {4, 2}), Contains("[2, 3]") && Contains("[4, 2]"));
+    REQUIRE_THROWS_WITH(xgrad::reshape(x, {-1, -1}), Contains("more than one -1"));
+    REQUIRE_THROWS_WITH(xgrad::reshape(x, {4, -1}), Contains("cannot infer"));
+}
+
+TEST_CASE("shape: flatten keeps the batch axis", "[shape]") {
+    CHECK(xgrad::flatten(xgrad::zeros<double>({8, 7, 7, 64})).shape() == Shape{8, 3136});
+    CHECK(xgrad::flatten(xgrad::zeros<double>({5})).shape() == Shape{5, 1});
+    REQUIRE_THROWS_AS(xgrad::flatten(Tensor64(xt::xarray<double>(1.0))), xgrad::ShapeError);
+}
+
+TEST_CASE("shape: permute and transpose move values", "[shape]") {
+    auto x = xgrad::reshape(xgrad::arange<double>(0, 6), {1, 2, 3});
+    auto p = xgrad::permute(x, {2, 0, 1});
+    CHECK(p.shape() == Shape{3, 1, 2});
+    CHECK(array_diff(p.value(), xt::xarray<double>{{{0, 3}}, {{1, 4}}, {{2, 5}}}) == "");
+    auto m = xgrad::reshape(xgrad::arange<double>(0, 6), {2, 3});
+    CHECK(array_diff(xgrad::transpose(m).value(), xt::xarray<double>{{0, 3}, {1, 4}, {2, 5}}) == "");
+    CHECK(xgrad::transpose(x, 0, -1).shape() == Shape{3, 2, 1});
+    REQUIRE_THROWS_WITH(xgrad::permute(x, {0, 0, 1}), Contains("appears twice"));
+    REQUIRE_THROWS_AS(xgrad::permute(x, {0, 1}), xgrad::ShapeError);
+}
+
+TEST_CASE("shape: concat joins along an axis and splits the gradient", "[shape]") {
+    Tensor64 a(xt::xarray<double>{{1, 2}, {3, 4}}, true);
+    Tensor64 b(xgrad_test::column({5, 6}), true);
+    auto y = xgrad::concat<double>({a, b}, 1);
+    CHECK(array_diff(y.value(), xt::xarray<double>{{1, 2, 5}, {3, 4, 6}}) == "");
+    y.backward(xt::xarray<double>{{1, 2, 3}, {4, 5, 6}});
+    CHECK(array_diff(a.grad(), xt::xarray<double>{{1, 2}, {4, 5}}) == "");
+    CHECK(array_diff(b.grad(), xgrad_test::column({3, 6})) == "");
+}
+
+TEST_CASE("shape: concat of mismatched shapes prints every shape", "[shape][errors]") {
+    auto a = xgrad::zeros<double>({2, 2});
+    auto b = xgrad::zeros<double>({3, 1});
+    REQUIRE_THROWS_AS(xgrad::concat<double>({a, b}, 1), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::concat<double>({a, b}, 1), Contains("[2, 2], [3, 1]"));
+    REQUIRE_THROWS_AS(xgrad::concat<double>({}, 0), xgrad::ValueError);
+}

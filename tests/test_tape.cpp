@@ -1,0 +1,124 @@
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+TEST_CASE("tape: gradients accumulate on leaves until zero_grad", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    xgrad::sum(x * 3.0).backward();
+    xgrad::sum(x * 3.0).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{6, 6}) == "");
+    x.zero_grad();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{0, 0}) == "");
+    xgrad::sum(x).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{1, 1}) == "");
+}
+
+TEST_CASE("tape: a value used twice gets both contributions", "[tape]") {
+    Tensor64 x(xt::xarray<double>{3.0}, true);
+    auto h = x * 2.0;          // h = 2x
+    auto y = h * h + h;        // y = 4x² + 2x, dy/dx = 8x + 2 = 26
+    xgrad::sum(y).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{26.0}) == "");
+}
+
+TEST_CASE("tape: a second backward over a freed graph is a clear error", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    auto loss = xgrad::sum(x * x);
+    loss.backward();
+    REQUIRE_THROWS_AS(loss.backward(), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(loss.backward(), Contains("freed by an earlier backward()") && Contains("sum"));
+    CHECK(array_diff(x.grad(), xt::xarray<double>{2, 4}) == "");  // untouched by the failed call
+}
+
+TEST_CASE("tape: entries are freed after backward", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    Tensor64 h = x * x;
+    std::weak_ptr<xgrad::detail::Node<double>> intermediate = h.node();
+    auto loss = xgrad::sum(h);
+    h = Tensor64();
+    CHECK_FALSE(intermediate.expired());  // held by the tape entry of sum
+    loss.backward();
+    CHECK(intermediate.expired());
+}
+
+TEST_CASE("tape: a graph nobody holds is freed with its last tensor", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    std::weak_ptr<xgrad::detail::Node<double>> intermediate;
+    {
+        Tensor64 h = x * x;
+        intermediate = h.node();
+        auto loss = xgrad::sum(h);
+    }
+    CHECK(intermediate.expired());
+}
+
+TEST_CASE("tape: NoGradGuard stops recording on this thread only", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    {
+        xgrad::NoGradGuard guard;
+        CHECK_FALSE((x * 2.0).requires_grad());
+        bool other_thread_records = false;
+        std::thread t([&] { other_thread_records = (x * 2.0).requires_grad(); });
+        t.join();
+        CHECK(other_thread_records);
+    }
+    CHECK((x * 2.0).requires_grad());
+}
+
+TEST_CASE("tape: backward of a non-scalar needs an output gradient of its shape", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1, 2, 3}, true);
+    auto y = x * 2.0;
+    REQUIRE_THROWS_WITH(y.backward(), Contains("[3]") && Contains("backward(grad_output)"));
+    REQUIRE_THROWS_AS(y.backward(xt::xarray<double>{1, 1}), xgrad::ShapeError);
+    y.backward(xt::xarray<double>{1, 0, -1});
+    CHECK(array_diff(x.grad(), xt::xarray<double>{2, 0, -2}) == "");
+}
+
+TEST_CASE("tape: backward of a tensor that needs no gradient is an error", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1, 2});
+    REQUIRE_THROWS_WITH(xgrad::sum(x).backward(), Contains("does not require grad"));
+}
+
+TEST_CASE("tape: a rule that returns a gradient of the wrong shape is named", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    Tensor64 out(xt::xarray<double>{0.0});
+    xgrad::record("bad_op", {x}, out, [](const auto&, auto& grads) {
+        *grads[0] = xt::xarray<double>{1, 2, 3};
+    });
+    REQUIRE_THROWS_AS(out.backward(), xgrad::ShapeError);
+}
+
+TEST_CASE("tape: an output cannot be recorded twice", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    auto y = x * 2.0;
+    REQUIRE_THROWS_AS(xgrad::record("again", {x}, y, [](const auto&, auto&) {}), xgrad::ValueError);
+}
+
+TEST_CASE("tape: an op records nothing when no input requires grad", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2});
+    auto y = xgrad::exp(x);
+    CHECK(y.is_leaf());
+    CHECK_FALSE(y.requires_grad());
+}
+
+TEST_CASE("tape: two threads backpropagate their own graphs at once", "[tape]") {
+    auto run = [](double scale, xt::xarray<double>& grad) {
+        Tensor64 x(xt::xarray<double>{1, 2, 3}, true);
+        for (int i = 0; i < 200; ++i) xgrad::sum(xgrad::square(x) * scale).backward();
+        grad = x.grad();
+    };
+    xt::xarray<double> g1, g2;
+    std::thread t1(run, 1.0, std::ref(g1));
+    std::thread t2(run, 2.0, std::ref(g2));
+    t1.join();
+    t2.join();
+    CHECK(array_diff(g1, xt::xarray<double>{400, 800, 1200}) == "");
+    CHECK(array_diff(g2, xt::xarray<double>{800, 1600, 2400}) == "");
+}

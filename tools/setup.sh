@@ -1,0 +1,41 @@
+# Sourced by tools/run and tools/test: install the missing Debian packages, then
+# configure and compile build/. Idempotent: a second run installs nothing and
+# only recompiles what changed.
+set -euo pipefail
+
+XGRAD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+XGRAD_BUILD=${XGRAD_BUILD:-$XGRAD_ROOT/build}
+
+# Everything xgrad needs to build, test and run its main example.
+xgrad_packages=(
+    g++ meson ninja-build pkg-config
+    libxtensor-dev libxtensor-blas-dev libopenblas-dev
+    libfmt-dev catch2 zlib1g-dev libcli11-dev
+    dataset-fashion-mnist
+)
+
+xgrad_install_missing() {
+    local missing=() p
+    for p in "${xgrad_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "xgrad: installing missing packages: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+xgrad_build() {
+    if [ -f "$XGRAD_BUILD/build.ninja" ]; then
+        meson setup --reconfigure "$XGRAD_BUILD" "$XGRAD_ROOT" >/dev/null
+    else
+        meson setup "$XGRAD_BUILD" "$XGRAD_ROOT"
+    fi
+    meson compile -C "$XGRAD_BUILD"
+}
+
+xgrad_install_missing
+xgrad_build
