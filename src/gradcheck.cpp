@@ -186,6 +186,8 @@ const std::vector<GradcheckCase>& gradcheck_cases() {
         detail::register_shape_cases(r);
         detail::register_linalg_cases(r);
         detail::register_activation_cases(r);
+        detail::register_conv_cases(r);
+        detail::register_pool_cases(r);
         return r.take();
     }();
     return cases;

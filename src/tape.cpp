@@ -19,6 +19,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "reshape", "permute", "concat",
     "matmul", "linear",
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
+    "conv2d", "max_pool2d", "avg_pool2d",
 };
 
 thread_local bool t_grad_enabled = true;

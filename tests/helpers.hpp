@@ -40,3 +40,13 @@ inline xt::xarray<double> column(std::initializer_list<double> v) {
 }
 
 }  // namespace xgrad_test
+
+namespace xgrad_test {
+
+// An array of the given shape holding `values` in row-major order.
+inline xt::xarray<double> array(const xgrad::Shape& shape, std::initializer_list<double> values) {
+    xt::xarray<double> a = xt::adapt(std::vector<double>(values), std::vector<std::size_t>(shape.begin(), shape.end()));
+    return a;
+}
+
+}  // namespace xgrad_test

@@ -20,6 +20,7 @@ enum class OpKind {
     reshape, permute, concat,
     matmul, linear,
     relu, leaky_relu, sigmoid, tanh, softmax, log_softmax,
+    conv2d, max_pool2d, avg_pool2d,
     count_
 };
 

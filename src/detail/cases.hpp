@@ -43,5 +43,7 @@ void register_reduce_cases(CaseRegistry& r);
 void register_shape_cases(CaseRegistry& r);
 void register_linalg_cases(CaseRegistry& r);
 void register_activation_cases(CaseRegistry& r);
+void register_conv_cases(CaseRegistry& r);
+void register_pool_cases(CaseRegistry& r);
 
 }  // namespace xgrad::detail

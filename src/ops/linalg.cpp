@@ -81,7 +81,7 @@ template <class T>
 basic_tensor<T> linear_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b) {
     check_linear(x, w, b);
     const std::size_t batch = x.shape()[0], in = x.shape()[1], nout = w.shape()[1];
-    xt::xarray<T> y = xt::empty<T>({batch, nout});
+    xt::xarray<T> y = xt::empty<T>(Shape{batch, nout});
     if (b) {
         for (std::size_t i = 0; i < batch; ++i)
             std::copy_n(b->value().data(), nout, y.data() + i * nout);

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
         if (per_op[c.op]++ == 0) order.push_back(c.op);
 
     if (list) {
-        for (const auto& name : order) fmt::print("{:<14} {} cases\n", name, per_op[name]);
+        for (const auto& name : order) fmt::print("{:<18} {} cases\n", name, per_op[name]);
         return 0;
     }
     if (!op.empty() && !per_op.count(op)) {
@@ -39,11 +39,11 @@ int main(int argc, char** argv) {
     }
 
     int passed = 0, failed = 0;
-    fmt::print("{:<14} {:<42} {:>11} {:>11}  {}\n", "op", "case", "max abs err", "max rel err", "result");
+    fmt::print("{:<18} {:<42} {:>11} {:>11}  {}\n", "op", "case", "max abs err", "max rel err", "result");
     for (const auto& c : cases) {
         if (!op.empty() && c.op != op) continue;
         const auto r = c.run(seed);
-        fmt::print("{:<14} {:<42} {:>11.2e} {:>11.2e}  {}\n", c.op, c.name, r.max_abs_err,
+        fmt::print("{:<18} {:<42} {:>11.2e} {:>11.2e}  {}\n", c.op, c.name, r.max_abs_err,
                    r.max_rel_err, r.passed ? "PASS" : "FAIL");
         if (!r.passed) fmt::print("    {}\n", r.message);
         (r.passed ? passed : failed)++;

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <optional>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// A height/width pair that also accepts a single int for both: `3` or `{1, 3}`.
+struct Size2 {
+    int h = 1;
+    int w = 1;
+    Size2(int both = 1) : h(both), w(both) {}  // NOLINT: an int means "both"
+    Size2(int h_, int w_) : h(h_), w(w_) {}
+};
+
+/// How a convolution or pooling window meets the border.
+enum class Padding {
+    /// No padding: out = floor((H - dilated kernel) / stride) + 1.
+    valid,
+    /// TensorFlow's SAME: out = ceil(H / stride); the padding needed is split in two and the
+    /// extra row/column, when it is odd, goes to the bottom/right.
+    same,
+    /// The explicit amounts of a PadSpec.
+    explicit_,
+};
+
+/// Padding as `Padding::same`, `Padding::valid`, one int for every side, or
+/// `{top, bottom, left, right}`.
+struct PadSpec {
+    Padding mode = Padding::valid;
+    int top = 0, bottom = 0, left = 0, right = 0;
+    PadSpec(Padding m = Padding::valid) : mode(m) {}  // NOLINT: implicit on purpose
+    PadSpec(int all) : mode(Padding::explicit_), top(all), bottom(all), left(all), right(all) {}  // NOLINT
+    PadSpec(int t, int b, int l, int r) : mode(Padding::explicit_), top(t), bottom(b), left(l), right(r) {}
+};
+
+/// Which rule computes a convolution's input gradient. Both give the same numbers; they
+/// differ in cost.
+enum class ConvBackward {
+    /// dcols = dY · Wᵀ, scattered back into the input (overlapping windows add up).
+    col2img,
+    /// dY dilated by the stride and padded, convolved with W flipped in H and W with its
+    /// input and output channels swapped.
+    flipped,
+};
+
+/// The variant conv2d uses when its options name none (initially ConvBackward::col2img).
+void set_default_conv_backward(ConvBackward variant);
+ConvBackward default_conv_backward();
+
+struct Conv2dOptions {
+    Size2 stride = 1;
+    Size2 dilation = 1;
+    PadSpec padding = Padding::valid;
+    /// Input and output channels are split into this many groups; groups == C is depthwise.
+    int groups = 1;
+    /// The input-gradient variant; unset means default_conv_backward().
+    std::optional<ConvBackward> backward{};
+};
+
+/// 2-D convolution (cross-correlation, as in every DL library), NHWC:
+/// x [N, H, W, C] and w [KH, KW, C / groups, F] -> [N, OH, OW, F].
+/// `xgrad::conv2d(x, w, {.stride = 2, .padding = xgrad::Padding::same})`.
+/// Throws ShapeError (ranks, channels, a kernel larger than a valid input) and ValueError
+/// (stride, dilation or groups below 1, negative padding, groups not dividing C or F),
+/// naming every shape.
+template <class T>
+basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options = {});
+/// The same, plus a bias b [F] added to every output position.
+template <class T>
+basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                       const Conv2dOptions& options = {});
+
+}  // namespace xgrad

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <optional>
+
+#include "xgrad/ops/conv.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// Window options of max_pool2d and avg_pool2d (PyTorch's semantics, NHWC, floor mode):
+/// out = floor((H + 2·padding - kernel) / stride) + 1.
+struct Pool2dOptions {
+    Size2 kernel = 2;
+    /// Unset: the kernel size (non-overlapping windows).
+    std::optional<Size2> stride{};
+    /// Added on both sides; at most half the kernel. Max-pooling never picks padding;
+    /// avg-pooling counts it as zeros when count_include_pad (PyTorch's default), and divides
+    /// by the number of real pixels in the window otherwise.
+    Size2 padding = 0;
+    bool count_include_pad = true;
+};
+
+/// x [N, H, W, C] -> [N, OH, OW, C], the largest value of each window. Its gradient goes to
+/// exactly one input per output: the first maximum of the window in row-major order.
+/// Throws ShapeError (rank, a window larger than the padded input) and ValueError (kernel
+/// or stride below 1, padding negative or above half the kernel).
+template <class T> basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
+/// x [N, H, W, C] -> [N, OH, OW, C], the mean of each window. Throws as max_pool2d.
+template <class T> basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
+/// x [N, H, W, C] -> [N, C], the mean over H and W (Keras' GlobalAveragePooling2D).
+/// Throws ShapeError unless x is 4-D with H, W > 0.
+template <class T> basic_tensor<T> global_avg_pool2d(const basic_tensor<T>& x);
+
+}  // namespace xgrad

@@ -1,0 +1,185 @@
+#include "kernels/conv2d.hpp"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/gemm.hpp"
+
+namespace xgrad::kernels {
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+// The input pixel a kernel tap reads, or -1 when it falls in the padding.
+inline Index source(std::size_t o, std::size_t k, std::size_t stride, std::size_t dilation,
+                    std::size_t pad, std::size_t size) {
+    const Index i = static_cast<Index>(o * stride + k * dilation) - static_cast<Index>(pad);
+    return i >= 0 && i < static_cast<Index>(size) ? i : -1;
+}
+
+}  // namespace
+
+template <class T>
+void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols) {
+    const std::size_t cg = g.cg(), patch = g.patch();
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < lines; ++line) {
+        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            T* row = cols + ((n * g.oh + oy) * g.ow + ox) * patch;
+            for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+                for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                    const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
+                    T* dst = row + (ky * g.kw + kx) * cg;
+                    if (iy < 0 || ix < 0) {
+                        std::fill_n(dst, cg, T(0));
+                    } else {
+                        const T* src = x + ((n * g.h + static_cast<std::size_t>(iy)) * g.w +
+                                            static_cast<std::size_t>(ix)) * g.c + group * cg;
+                        std::copy_n(src, cg, dst);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <class T>
+void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
+    const std::size_t cg = g.cg(), patch = g.patch();
+    // Windows overlap within an image, never across images: one image per thread.
+#pragma omp parallel for schedule(static)
+    for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
+        const std::size_t n = static_cast<std::size_t>(ni);
+        for (std::size_t oy = 0; oy < g.oh; ++oy)
+            for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                const T* row = cols + ((n * g.oh + oy) * g.ow + ox) * patch;
+                for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                    const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+                    if (iy < 0) continue;
+                    for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                        const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
+                        if (ix < 0) continue;
+                        const T* src = row + (ky * g.kw + kx) * cg;
+                        T* dst = dx + ((n * g.h + static_cast<std::size_t>(iy)) * g.w +
+                                       static_cast<std::size_t>(ix)) * g.c + group * cg;
+                        for (std::size_t c = 0; c < cg; ++c) dst[c] += src[c];
+                    }
+                }
+            }
+    }
+}
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, std::vector<T>& cols) {
+    const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    if (b)
+        for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, g.f, y + r * g.f);
+    if (g.pointwise()) {
+        cols.clear();
+        // y [N·H·W, F] = x [N·H·W, C] · w [C, F]
+        gemm<T>(false, false, rows, g.f, g.c, 1, x, g.c, w, g.f, b ? 1 : 0, y, g.f);
+        return;
+    }
+    cols.resize(g.groups * rows * patch);
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {
+        T* cg = cols.data() + grp * rows * patch;
+        img2col(x, g, grp, cg);
+        // y[:, group] [N·OH·OW, Fg] = cols [N·OH·OW, KH·KW·Cg] · w[:, group] [KH·KW·Cg, Fg]
+        gemm<T>(false, false, rows, fg, patch, 1, cg, patch, w + grp * fg, g.f, b ? 1 : 0, y + grp * fg, g.f);
+    }
+}
+
+template <class T>
+void conv2d_backward_weight(const T* cols_or_x, const T* gy, const ConvGeometry& g, T* dw) {
+    const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    if (g.pointwise()) {
+        // dw [C, F] += xᵀ [C, N·H·W] · dY [N·H·W, F]
+        gemm<T>(true, false, g.c, g.f, rows, 1, cols_or_x, g.c, gy, g.f, 1, dw, g.f);
+        return;
+    }
+    for (std::size_t grp = 0; grp < g.groups; ++grp)
+        // dw[:, group] [KH·KW·Cg, Fg] += colsᵀ [KH·KW·Cg, N·OH·OW] · dY[:, group] [N·OH·OW, Fg]
+        gemm<T>(true, false, patch, fg, rows, 1, cols_or_x + grp * rows * patch, patch, gy + grp * fg, g.f, 1,
+                dw + grp * fg, g.f);
+}
+
+template <class T>
+void conv2d_backward_bias(const T* gy, const ConvGeometry& g, T* db) {
+    const std::size_t rows = g.rows();
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t f = 0; f < g.f; ++f) db[f] += gy[r * g.f + f];
+}
+
+template <class T>
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+    const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    if (g.pointwise()) {
+        // dx [N·H·W, C] += dY [N·H·W, F] · wᵀ [F, C]
+        gemm<T>(false, true, rows, g.c, g.f, 1, gy, g.f, w, g.f, 1, dx, g.c);
+        return;
+    }
+    std::vector<T> dcols(rows * patch);
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {
+        // dcols [N·OH·OW, KH·KW·Cg] = dY[:, group] [N·OH·OW, Fg] · w[:, group]ᵀ [Fg, KH·KW·Cg]
+        gemm<T>(false, true, rows, patch, fg, 1, gy + grp * fg, g.f, w + grp * fg, g.f, 0, dcols.data(), patch);
+        col2img(dcols.data(), g, grp, dx);
+    }
+}
+
+template <class T>
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+    const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
+    const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;  // padded input
+    const std::size_t hu = hp + ekh - 1, wu = wp + ekw - 1;            // dilated, padded dY
+    const std::size_t cg = g.cg(), fg = g.fg();
+
+    // u [N, HU, WU, F]: dY spread `stride` apart, after ekh - 1 rows and ekw - 1 columns of zeros.
+    std::vector<T> u(g.n * hu * wu * g.f, T(0));
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t oy = 0; oy < g.oh; ++oy)
+            for (std::size_t ox = 0; ox < g.ow; ++ox)
+                std::copy_n(gy + ((n * g.oh + oy) * g.ow + ox) * g.f, g.f,
+                            u.data() + ((n * hu + ekh - 1 + oy * g.sh) * wu + ekw - 1 + ox * g.sw) * g.f);
+
+    // wf [KH, KW, Fg, C]: w flipped in H and W, channels swapped within each group.
+    std::vector<T> wf(g.kh * g.kw * fg * g.c);
+    for (std::size_t ky = 0; ky < g.kh; ++ky)
+        for (std::size_t kx = 0; kx < g.kw; ++kx)
+            for (std::size_t c = 0; c < cg; ++c)
+                for (std::size_t grp = 0; grp < g.groups; ++grp)
+                    for (std::size_t fi = 0; fi < fg; ++fi)
+                        wf[((ky * g.kw + kx) * fg + fi) * g.c + grp * cg + c] =
+                            w[(((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * cg + c) * g.f + grp * fg + fi];
+
+    // dx_padded [N, HP, WP, C] = valid, stride-1 conv of u with wf at the same dilation.
+    const ConvGeometry gu{g.n, hu, wu, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw, 0, 0, 0, 0, hp, wp};
+    std::vector<T> dxp(g.n * hp * wp * g.c), cols;
+    conv2d_forward<T>(u.data(), wf.data(), nullptr, gu, dxp.data(), cols);
+
+    // dx += dx_padded without its padding
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t y = 0; y < g.h; ++y)
+            for (std::size_t x = 0; x < g.w; ++x) {
+                const T* src = dxp.data() + ((n * hp + y + g.pt) * wp + x + g.pl) * g.c;
+                T* dst = dx + ((n * g.h + y) * g.w + x) * g.c;
+                for (std::size_t c = 0; c < g.c; ++c) dst[c] += src[c];
+            }
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                            \
+    template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
+    template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
+    template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, std::vector<T>&); \
+    template void conv2d_backward_weight<T>(const T*, const T*, const ConvGeometry&, T*);               \
+    template void conv2d_backward_bias<T>(const T*, const ConvGeometry&, T*);                           \
+    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \
+    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad::kernels

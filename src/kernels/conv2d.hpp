@@ -1,0 +1,60 @@
+#pragma once
+
+// Convolution kernels on raw NHWC buffers: no Tensor, no tape. x [N, H, W, C],
+// w [KH, KW, C / groups, F], y [N, OH, OW, F]. Padding is implicit (out-of-range reads are
+// zero), so no padded copy of x is ever made.
+
+#include <cstddef>
+#include <vector>
+
+namespace xgrad::kernels {
+
+struct ConvGeometry {
+    std::size_t n, h, w, c;        // input
+    std::size_t kh, kw, f;         // kernel and output channels
+    std::size_t groups;
+    std::size_t sh, sw, dh, dw;    // stride, dilation
+    std::size_t pt, pb, pl, pr;    // padding: top, bottom, left, right
+    std::size_t oh, ow;            // output
+
+    std::size_t cg() const { return c / groups; }   // input channels per group
+    std::size_t fg() const { return f / groups; }   // output channels per group
+    std::size_t rows() const { return n * oh * ow; }           // rows of the img2col matrix
+    std::size_t patch() const { return kh * kw * cg(); }       // its columns, per group
+    // 1x1, stride 1, no padding, one group: x itself is the img2col matrix.
+    bool pointwise() const {
+        return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pb + pl + pr == 0 && groups == 1;
+    }
+};
+
+// cols [N·OH·OW, KH·KW·Cg] for one group: row (n, oy, ox), column (ky, kx, c).
+template <class T>
+void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols);
+
+// dx [N, H, W, C] += the columns of one group scattered back to their pixels; positions in
+// the padding are dropped.
+template <class T>
+void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
+
+// y = conv(x, w) (+ b when b is not null). `cols` receives the img2col matrix of every group,
+// one after the other (left empty for a pointwise conv), for the weight gradient.
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, std::vector<T>& cols);
+
+// dw [KH·KW·Cg, F] += colsᵀ · dY per group; cols as conv2d_forward left them (x when pointwise).
+template <class T>
+void conv2d_backward_weight(const T* cols_or_x, const T* gy, const ConvGeometry& g, T* dw);
+
+// db [F] += dY summed over N, OH, OW.
+template <class T>
+void conv2d_backward_bias(const T* gy, const ConvGeometry& g, T* db);
+
+// dx += dY · Wᵀ per group, scattered back with col2img.
+template <class T>
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx);
+
+// dx += conv(dY dilated by the stride and padded, W flipped in H and W with C and F swapped).
+template <class T>
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx);
+
+}  // namespace xgrad::kernels

@@ -1,0 +1,122 @@
+#include "kernels/pool2d.hpp"
+
+#include <algorithm>
+
+namespace xgrad::kernels {
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+// The window's rows (or columns) inside the input: [begin, end).
+struct Span {
+    std::size_t begin, end;
+};
+
+inline Span window(std::size_t o, std::size_t stride, std::size_t kernel, std::size_t pad, std::size_t size) {
+    const Index start = static_cast<Index>(o * stride) - static_cast<Index>(pad);
+    const Index stop = std::min<Index>(start + static_cast<Index>(kernel), static_cast<Index>(size));
+    return {static_cast<std::size_t>(std::max<Index>(start, 0)), static_cast<std::size_t>(stop)};
+}
+
+inline std::size_t divisor(const Span& ys, const Span& xs, const PoolGeometry& g, bool count_include_pad) {
+    return count_include_pad ? g.kh * g.kw : (ys.end - ys.begin) * (xs.end - xs.begin);
+}
+
+}  // namespace
+
+template <class T>
+void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax) {
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < lines; ++line) {
+        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+        const Span ys = window(oy, g.sh, g.kh, g.ph, g.h);
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            const Span xs = window(ox, g.sw, g.kw, g.pw, g.w);
+            const std::size_t o = ((n * g.oh + oy) * g.ow + ox) * g.c;
+            T* best = y + o;
+            std::int32_t* at = argmax + o;
+            bool first = true;
+            // Row-major over the window with a strict >, so ties keep the first maximum.
+            for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+                for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
+                    const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
+                    const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
+                    for (std::size_t c = 0; c < g.c; ++c)
+                        if (first || v[c] > best[c]) {
+                            best[c] = v[c];
+                            at[c] = pos;
+                        }
+                    first = false;
+                }
+        }
+    }
+}
+
+template <class T>
+void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx) {
+    const std::size_t per_image = g.oh * g.ow * g.c;
+    // Overlapping windows may share an argmax within an image, never across images.
+#pragma omp parallel for schedule(static)
+    for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
+        const std::size_t n = static_cast<std::size_t>(ni);
+        T* image = dx + n * g.h * g.w * g.c;
+        for (std::size_t k = n * per_image; k < (n + 1) * per_image; ++k)
+            image[static_cast<std::size_t>(argmax[k]) * g.c + k % g.c] += gy[k];
+    }
+}
+
+template <class T>
+void avg_pool2d_forward(const T* x, const PoolGeometry& g, bool count_include_pad, T* y) {
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < lines; ++line) {
+        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+        const Span ys = window(oy, g.sh, g.kh, g.ph, g.h);
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            const Span xs = window(ox, g.sw, g.kw, g.pw, g.w);
+            T* out = y + ((n * g.oh + oy) * g.ow + ox) * g.c;
+            std::fill_n(out, g.c, T(0));
+            for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+                for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
+                    const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
+                    for (std::size_t c = 0; c < g.c; ++c) out[c] += v[c];
+                }
+            const T scale = T(1) / static_cast<T>(divisor(ys, xs, g, count_include_pad));
+            for (std::size_t c = 0; c < g.c; ++c) out[c] *= scale;
+        }
+    }
+}
+
+template <class T>
+void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_pad, T* dx) {
+#pragma omp parallel for schedule(static)
+    for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
+        const std::size_t n = static_cast<std::size_t>(ni);
+        for (std::size_t oy = 0; oy < g.oh; ++oy) {
+            const Span ys = window(oy, g.sh, g.kh, g.ph, g.h);
+            for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                const Span xs = window(ox, g.sw, g.kw, g.pw, g.w);
+                const T* grad = gy + ((n * g.oh + oy) * g.ow + ox) * g.c;
+                const T scale = T(1) / static_cast<T>(divisor(ys, xs, g, count_include_pad));
+                for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+                    for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
+                        T* d = dx + ((n * g.h + iy) * g.w + ix) * g.c;
+                        for (std::size_t c = 0; c < g.c; ++c) d[c] += grad[c] * scale;
+                    }
+            }
+        }
+    }
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                          \
+    template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*);            \
+    template void max_pool2d_backward<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);     \
+    template void avg_pool2d_forward<T>(const T*, const PoolGeometry&, bool, T*);                     \
+    template void avg_pool2d_backward<T>(const T*, const PoolGeometry&, bool, T*);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad::kernels

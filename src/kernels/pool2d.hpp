@@ -1,0 +1,32 @@
+#pragma once
+
+// Pooling kernels on raw NHWC buffers: x [N, H, W, C] -> y [N, OH, OW, C]. No Tensor, no tape.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace xgrad::kernels {
+
+struct PoolGeometry {
+    std::size_t n, h, w, c;
+    std::size_t kh, kw, sh, sw, ph, pw;  // kernel, stride, padding (both sides)
+    std::size_t oh, ow;
+};
+
+// y = the max of each window; argmax[o] = iy·W + ix of the first maximum (row-major).
+template <class T>
+void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax);
+
+// dx [N, H, W, C] += gy routed to the argmax of each window.
+template <class T>
+void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx);
+
+// y = the mean of each window, over kh·kw (count_include_pad) or its real pixels.
+template <class T>
+void avg_pool2d_forward(const T* x, const PoolGeometry& g, bool count_include_pad, T* y);
+
+// dx += gy spread evenly over the window that produced it.
+template <class T>
+void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_pad, T* dx);
+
+}  // namespace xgrad::kernels

@@ -1,0 +1,227 @@
+#include "xgrad/ops/conv.hpp"
+
+#include <atomic>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/cases.hpp"
+#include "detail/check.hpp"
+#include "kernels/conv2d.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+namespace {
+
+std::atomic<ConvBackward> g_default_backward{ConvBackward::col2img};
+
+// Output size and padding along one axis; throws when the window does not fit.
+struct AxisFit {
+    std::size_t out, pad_before, pad_after;
+};
+
+AxisFit fit_axis(std::size_t in, std::size_t kernel, int stride, int dilation, Padding mode, int before,
+                 int after, const char* axis, const std::string& shapes) {
+    const std::size_t ek = static_cast<std::size_t>(dilation) * (kernel - 1) + 1;
+    const auto s = static_cast<std::size_t>(stride);
+    if (mode == Padding::same) {
+        const std::size_t out = (in + s - 1) / s;
+        const std::size_t needed = (out - 1) * s + ek;
+        const std::size_t total = needed > in ? needed - in : 0;
+        return {out, total / 2, total - total / 2};  // the odd one goes after (bottom/right)
+    }
+    const auto pb = static_cast<std::size_t>(before), pa = static_cast<std::size_t>(after);
+    detail::check_shape(in + pb + pa >= ek,
+                        "conv2d: the kernel ({} {}, {} dilated) is larger than the {} input ({} with "
+                        "padding); {}",
+                        kernel, axis, ek, axis, in + pb + pa, shapes);
+    return {(in + pb + pa - ek) / s + 1, pb, pa};
+}
+
+template <class T>
+kernels::ConvGeometry conv_geometry(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
+                                    const Conv2dOptions& o) {
+    const std::string shapes = fmt::format("x {}, w {}{}", to_string(x.shape()), to_string(w.shape()),
+                                           b ? ", b " + to_string(b->shape()) : "");
+    detail::check_shape(x.dim() == 4, "conv2d: x must be [N, H, W, C]; {}", shapes);
+    detail::check_shape(w.dim() == 4, "conv2d: w must be [KH, KW, C / groups, F]; {}", shapes);
+    detail::check_value(o.stride.h >= 1 && o.stride.w >= 1, "conv2d: stride must be at least 1, got {}x{}; {}",
+                        o.stride.h, o.stride.w, shapes);
+    detail::check_value(o.dilation.h >= 1 && o.dilation.w >= 1,
+                        "conv2d: dilation must be at least 1, got {}x{}; {}", o.dilation.h, o.dilation.w, shapes);
+    const auto& p = o.padding;
+    detail::check_value(p.top >= 0 && p.bottom >= 0 && p.left >= 0 && p.right >= 0,
+                        "conv2d: padding must not be negative, got {{top {}, bottom {}, left {}, right {}}}; {}",
+                        p.top, p.bottom, p.left, p.right, shapes);
+    detail::check_value(o.groups >= 1, "conv2d: groups must be at least 1, got {}; {}", o.groups, shapes);
+    const auto groups = static_cast<std::size_t>(o.groups);
+    const std::size_t c = x.shape()[3], f = w.shape()[3];
+    detail::check_value(c % groups == 0 && f % groups == 0,
+                        "conv2d: groups {} must divide both the input channels {} and the filters {}; {}",
+                        groups, c, f, shapes);
+    detail::check_shape(w.shape()[2] * groups == c, "conv2d: x has {} channels but w expects {}{}; {}", c,
+                        w.shape()[2] * groups, groups > 1 ? fmt::format(" ({} groups)", groups) : "", shapes);
+    detail::check_shape(w.shape()[0] >= 1 && w.shape()[1] >= 1 && f >= 1, "conv2d: w has an empty dimension; {}",
+                        shapes);
+    detail::check_shape(!b || (b->dim() == 1 && b->shape()[0] == f), "conv2d: b must be [F] = [{}]; {}", f,
+                        shapes);
+    const auto fy = fit_axis(x.shape()[1], w.shape()[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
+                             "high", shapes);
+    const auto fx = fit_axis(x.shape()[2], w.shape()[1], o.stride.w, o.dilation.w, p.mode, p.left, p.right,
+                             "wide", shapes);
+    return {x.shape()[0], x.shape()[1], x.shape()[2], c, w.shape()[0], w.shape()[1], f, groups,
+            static_cast<std::size_t>(o.stride.h), static_cast<std::size_t>(o.stride.w),
+            static_cast<std::size_t>(o.dilation.h), static_cast<std::size_t>(o.dilation.w),
+            fy.pad_before, fy.pad_after, fx.pad_before, fx.pad_after, fy.out, fx.out};
+}
+
+template <class T>
+basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
+                            const Conv2dOptions& o) {
+    const auto g = conv_geometry(x, w, b, o);
+    const ConvBackward variant = o.backward.value_or(default_conv_backward());
+    xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.f});
+    std::vector<T> cols;
+    kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
+                               cols);
+    if (!w.requires_grad()) std::vector<T>().swap(cols);  // kept only for the weight gradient
+    basic_tensor<T> out(std::move(y));
+    auto backward = [x, w, g, variant, cols = std::move(cols)](const auto& gy, auto& grads) {
+        // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
+        if (grads[0]) {
+            if (variant == ConvBackward::col2img)
+                kernels::conv2d_backward_input_col2img<T>(gy.data(), w.value().data(), g, grads[0]->data());
+            else
+                kernels::conv2d_backward_input_flipped<T>(gy.data(), w.value().data(), g, grads[0]->data());
+        }
+        // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
+        if (grads[1])
+            kernels::conv2d_backward_weight<T>(g.pointwise() ? x.value().data() : cols.data(), gy.data(), g,
+                                               grads[1]->data());
+        // db [F] = dY summed over N, OH, OW
+        if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
+    };
+    if (b)
+        record(OpKind::conv2d, {x, w, *b}, out, std::move(backward));
+    else
+        record(OpKind::conv2d, {x, w}, out, std::move(backward));
+    return out;
+}
+
+}  // namespace
+
+void set_default_conv_backward(ConvBackward variant) { g_default_backward = variant; }
+ConvBackward default_conv_backward() { return g_default_backward; }
+
+template <class T>
+basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options) {
+    return conv2d_impl<T>(x, w, nullptr, options);
+}
+
+template <class T>
+basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                       const Conv2dOptions& options) {
+    return conv2d_impl<T>(x, w, &b, options);
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                            \
+    template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
+    template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
+                                    const Conv2dOptions&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+namespace detail {
+
+namespace {
+
+struct ConvCase {
+    const char* name;
+    Shape x, w;
+    bool bias;
+    Conv2dOptions options;
+};
+
+Conv2dOptions opts(Size2 stride, PadSpec padding, Size2 dilation = 1, int groups = 1) {
+    Conv2dOptions o;
+    o.stride = stride;
+    o.padding = padding;
+    o.dilation = dilation;
+    o.groups = groups;
+    return o;
+}
+
+// The case matrix: kernels 1x1 to 5x5 and 3x5, strides 1-3, same / valid / explicit
+// asymmetric padding, dilation, groups and depthwise, non-square inputs, batch 1 and 3.
+std::vector<ConvCase> conv_cases() {
+    const Padding same = Padding::same, valid = Padding::valid;
+    return {
+        {"1x1 same s1 (pointwise)", {2, 5, 5, 3}, {1, 1, 3, 4}, true, opts(1, same)},
+        {"1x1 same s2", {2, 5, 6, 3}, {1, 1, 3, 2}, false, opts(2, same)},
+        {"1x1 explicit pad 1", {1, 4, 4, 2}, {1, 1, 2, 2}, false, opts(1, 1)},
+        {"1x3 same s1", {1, 5, 7, 2}, {1, 3, 2, 3}, false, opts(1, same)},
+        {"1x3 same s2", {1, 6, 7, 2}, {1, 3, 2, 3}, true, opts(2, same)},
+        {"2x2 same s1 (asymmetric)", {2, 6, 6, 2}, {2, 2, 2, 3}, false, opts(1, same)},
+        {"2x2 valid s2", {1, 7, 6, 2}, {2, 2, 2, 2}, true, opts(2, valid)},
+        {"3x3 same s1 7x9 batch 3", {3, 7, 9, 2}, {3, 3, 2, 4}, true, opts(1, same)},
+        {"3x3 same s2 even input", {1, 8, 8, 3}, {3, 3, 3, 2}, false, opts(2, same)},
+        {"3x3 valid s3", {1, 10, 11, 2}, {3, 3, 2, 2}, false, opts(3, valid)},
+        {"4x4 same s1 (asymmetric)", {1, 7, 6, 2}, {4, 4, 2, 2}, false, opts(1, same)},
+        {"4x4 same s2", {1, 9, 8, 2}, {4, 4, 2, 2}, true, opts(2, same)},
+        {"5x5 valid 7x9", {1, 7, 9, 2}, {5, 5, 2, 3}, false, opts(1, valid)},
+        {"5x5 same s3", {1, 8, 7, 1}, {5, 5, 1, 2}, true, opts(3, same)},
+        {"3x5 explicit {1,2,0,3} stride 2x1", {2, 7, 9, 2}, {3, 5, 2, 3}, true, opts({2, 1}, {1, 2, 0, 3})},
+        {"3x3 dilation 2 same", {1, 9, 9, 2}, {3, 3, 2, 2}, false, opts(1, same, 2)},
+        {"3x3 dilation 2 valid s2", {1, 11, 10, 2}, {3, 3, 2, 2}, true, opts(2, valid, 2)},
+        {"3x3 groups 2 same", {2, 6, 6, 4}, {3, 3, 2, 6}, true, opts(1, same, 1, 2)},
+        {"3x3 depthwise same 7x9", {1, 7, 9, 3}, {3, 3, 1, 3}, false, opts(1, same, 1, 3)},
+        {"3x3 depthwise x2 valid s2", {1, 6, 6, 2}, {3, 3, 1, 4}, true, opts(2, valid, 1, 2)},
+    };
+}
+
+const char* variant_name(ConvBackward v) { return v == ConvBackward::col2img ? "col2img" : "flipped"; }
+
+}  // namespace
+
+void register_conv_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    for (const auto& c : conv_cases()) {
+        std::vector<CaseInput> inputs{{c.x}, {c.w}};
+        if (c.bias) inputs.push_back({{c.w[3]}});
+        for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+            Conv2dOptions o = c.options;
+            o.backward = variant;
+            r.add(OpKind::conv2d, fmt::format("{} [{}]", c.name, variant_name(variant)), inputs,
+                  [o](const V& v) { return v.size() > 2 ? conv2d(v[0], v[1], v[2], o) : conv2d(v[0], v[1], o); });
+        }
+        // Both input-gradient variants give the same dx to 1e-12 (float64).
+        const std::string id = fmt::format("conv2d/{} [variants agree]", c.name);
+        r.add("conv2d", fmt::format("{} [variants agree]", c.name), [c, inputs, id](std::uint64_t seed) {
+            const auto v = case_inputs(inputs, seed, id);
+            xt::xarray<double> dx[2];
+            for (int i = 0; i < 2; ++i) {
+                Conv2dOptions o = c.options;
+                o.backward = i == 0 ? ConvBackward::col2img : ConvBackward::flipped;
+                Tensor64 x(v[0].value(), true);
+                auto y = v.size() > 2 ? conv2d(x, v[1], v[2], o) : conv2d(x, v[1], o);
+                y.backward(case_inputs({CaseInput{y.shape()}}, seed, id + "/gy")[0].value());
+                dx[i] = x.grad();
+            }
+            GradcheckReport rep;
+            for (std::size_t k = 0; k < dx[0].size(); ++k)
+                rep.max_abs_err = std::max(rep.max_abs_err, std::abs(dx[0].data()[k] - dx[1].data()[k]));
+            rep.passed = rep.max_abs_err <= 1e-12;
+            if (!rep.passed)
+                rep.message = fmt::format("col2img and flipped differ by {:.3g}; x {}, w {}", rep.max_abs_err,
+                                          to_string(c.x), to_string(c.w));
+            return rep;
+        });
+    }
+}
+
+}  // namespace detail
+}  // namespace xgrad

@@ -1,0 +1,149 @@
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::ConvBackward;
+using xgrad::Padding;
+using xgrad::Shape;
+using xgrad::Tensor;
+using xgrad::Tensor64;
+using xgrad_test::array;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// dL/dx of sum(conv2d(x, w) * gy) for a random gy, with the given input-gradient variant.
+xt::xarray<double> input_grad(const Tensor64& x0, const Tensor64& w, xgrad::Conv2dOptions o, ConvBackward v) {
+    Tensor64 x(x0.value(), true);
+    o.backward = v;
+    auto y = xgrad::conv2d(x, w, o);
+    xgrad::manual_seed(11);
+    y.backward(xgrad::randn<double>(y.shape()).value());
+    return x.grad();
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: a 3x3 input and 2x2 kernel by hand", "[conv]") {
+    Tensor64 x(array({1, 3, 3, 1}, {1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    Tensor64 w(array({2, 2, 1, 1}, {1, 0, 0, -1}));
+    auto y = xgrad::conv2d(x, w);
+    CHECK(y.shape() == Shape{1, 2, 2, 1});
+    // y = x[i][j] - x[i+1][j+1]
+    CHECK(array_diff(y.value(), array({1, 2, 2, 1}, {-4, -4, -4, -4})) == "");
+    Tensor64 b(xt::xarray<double>{10.0});
+    CHECK(array_diff(xgrad::conv2d(x, w, b).value(), array({1, 2, 2, 1}, {6, 6, 6, 6})) == "");
+}
+
+TEST_CASE("conv2d: two output channels and two input channels by hand", "[conv]") {
+    // x [1, 1, 2, 2]: pixels (1, 2) and (3, 4); w [1, 2, 2, 2] sums channel 0 in f0, channel 1 in f1
+    Tensor64 x(array({1, 1, 2, 2}, {1, 2, 3, 4}));
+    xt::xarray<double> wv = xt::zeros<double>({1, 2, 2, 2});
+    wv(0, 0, 0, 0) = wv(0, 1, 0, 0) = 1;
+    wv(0, 0, 1, 1) = wv(0, 1, 1, 1) = 1;
+    auto y = xgrad::conv2d(x, Tensor64(wv));
+    CHECK(array_diff(y.value(), array({1, 1, 1, 2}, {4, 6})) == "");
+}
+
+TEST_CASE("conv2d: TensorFlow SAME at stride 2 on an even input (golden value)", "[conv][traps]") {
+    auto x = xgrad::reshape(xgrad::arange<double>(1, 17), {1, 4, 4, 1});
+    auto w = xgrad::ones<double>({3, 3, 1, 1});
+    auto y = xgrad::conv2d(x, w, {.stride = 2, .padding = Padding::same});
+    CHECK(array_diff(y.value(), array({1, 2, 2, 1}, {54, 45, 72, 54})) == "");
+}
+
+TEST_CASE("conv2d: 1x1 and 1x3 same at strides 1 and 2 give full-size input gradients", "[conv][traps]") {
+    xgrad::manual_seed(1);
+    auto x = xgrad::randn<double>({2, 6, 7, 3});
+    for (Shape k : {Shape{1, 1, 3, 4}, Shape{1, 3, 3, 4}})
+        for (int stride : {1, 2})
+            for (auto v : {ConvBackward::col2img, ConvBackward::flipped}) {
+                INFO("kernel " << xgrad::to_string(k) << " stride " << stride);
+                auto dx = input_grad(x, xgrad::randn<double>(k), {.stride = stride, .padding = Padding::same}, v);
+                CHECK(dx.shape() == x.shape());
+                // At stride 1 every pixel feeds some output; at stride 2 odd rows feed none, and
+                // odd columns none for the 1x1 (N 2, rows 0 2 4, columns 0 2 4 6 or all 7, C 3).
+                const auto nonzero = static_cast<std::size_t>(xt::sum(xt::not_equal(dx, 0.0))());
+                CHECK(nonzero == (stride == 1 ? x.size() : 2 * 3 * (k[1] == 3 ? 7 : 4) * 3));
+            }
+}
+
+TEST_CASE("conv2d: even kernels with same padding keep ceil(H / stride)", "[conv][traps]") {
+    auto x = xgrad::zeros<double>({1, 7, 8, 1});
+    for (int k : {2, 4})
+        for (int s : {1, 2, 3}) {
+            auto y = xgrad::conv2d(x, xgrad::zeros<double>({Shape::value_type(k), Shape::value_type(k), 1, 1}),
+                                   {.stride = s, .padding = Padding::same});
+            CHECK(y.shape() == Shape{1, std::size_t(7 + s - 1) / s, std::size_t(8 + s - 1) / s, 1});
+        }
+    // 2x2 same pads only the bottom/right: y[i][j] = x[i][j] + x[i+1][j] + ... with zeros past the edge.
+    auto ramp = xgrad::reshape(xgrad::arange<double>(1, 5), {1, 2, 2, 1});
+    auto y = xgrad::conv2d(ramp, xgrad::ones<double>({2, 2, 1, 1}), {.padding = Padding::same});
+    CHECK(array_diff(y.value(), array({1, 2, 2, 1}, {10, 6, 7, 4})) == "");
+}
+
+TEST_CASE("conv2d: a valid conv with a kernel larger than the input is a ShapeError", "[conv][traps][errors]") {
+    auto x = xgrad::zeros({1, 2, 2, 1});
+    auto w = xgrad::zeros({3, 3, 1, 4});
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, w), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::conv2d(x, w), Contains("conv2d:") && Contains("x [1, 2, 2, 1], w [3, 3, 1, 4]"));
+}
+
+TEST_CASE("conv2d: both input-gradient variants agree", "[conv]") {
+    xgrad::manual_seed(2);
+    const struct {
+        Shape x, w;
+        xgrad::Conv2dOptions o;
+    } cases[] = {
+        {{2, 7, 9, 3}, {3, 3, 3, 4}, {.padding = Padding::same}},
+        {{1, 8, 8, 2}, {2, 2, 2, 3}, {.stride = 2, .padding = Padding::same}},
+        {{1, 9, 7, 2}, {3, 5, 2, 2}, {.stride = {2, 1}, .padding = {1, 2, 0, 3}}},
+        {{1, 9, 9, 4}, {3, 3, 2, 4}, {.stride = 3, .dilation = 2, .padding = Padding::same, .groups = 2}},
+        {{2, 5, 5, 3}, {1, 1, 3, 2}, {}},
+    };
+    for (const auto& c : cases) {
+        auto x = xgrad::randn<double>(c.x), w = xgrad::randn<double>(c.w);
+        CHECK(array_diff(input_grad(x, w, c.o, ConvBackward::col2img), input_grad(x, w, c.o, ConvBackward::flipped),
+                         1e-12, 0) == "");
+    }
+}
+
+TEST_CASE("conv2d: float32 forward agrees with float64", "[conv]") {
+    xgrad::manual_seed(3);
+    auto x = xgrad::randn<double>({2, 9, 8, 3});
+    auto w = xgrad::randn<double>({3, 3, 3, 5});
+    auto b = xgrad::randn<double>({5});
+    const xgrad::Conv2dOptions o{.stride = 2, .padding = Padding::same};
+    auto y64 = xgrad::conv2d(x, w, b, o);
+    auto y32 = xgrad::conv2d(Tensor(xt::cast<float>(x.value())), Tensor(xt::cast<float>(w.value())),
+                             Tensor(xt::cast<float>(b.value())), o);
+    CHECK(array_diff(y32.value(), y64.value(), 1e-5, 1e-5) == "");
+}
+
+TEST_CASE("conv2d: the default input-gradient variant is process-wide", "[conv]") {
+    CHECK(xgrad::default_conv_backward() == ConvBackward::col2img);
+    xgrad::set_default_conv_backward(ConvBackward::flipped);
+    CHECK(xgrad::default_conv_backward() == ConvBackward::flipped);
+    xgrad::set_default_conv_backward(ConvBackward::col2img);
+}
+
+TEST_CASE("conv2d: bad input gives typed errors naming the op and the shapes", "[conv][errors]") {
+    auto x = xgrad::zeros({8, 28, 28, 3});
+    auto w = xgrad::zeros({3, 3, 1, 16});
+    REQUIRE_THROWS_WITH(xgrad::conv2d(x, w),
+                        Contains("conv2d: x has 3 channels but w expects 1; x [8, 28, 28, 3], w [3, 3, 1, 16]"));
+    REQUIRE_THROWS_AS(xgrad::conv2d(xgrad::zeros({28, 28, 3}), w), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::conv2d(xgrad::zeros({28, 28, 3}), w), Contains("[28, 28, 3]"));
+    auto w3 = xgrad::zeros({3, 3, 3, 16});
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, xgrad::zeros({3, 3, 3})), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::conv2d(x, w3, xgrad::zeros({8})), Contains("b must be [F] = [16]") && Contains("b [8]"));
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, w3, {.stride = 0}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, w3, {.stride = {1, -2}}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, w3, {.dilation = 0}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::conv2d(x, w3, {.padding = {1, -1, 0, 0}}), Contains("negative"));
+    REQUIRE_THROWS_WITH(xgrad::conv2d(x, xgrad::zeros({3, 3, 1, 16}), {.groups = 2}),
+                        Contains("groups 2 must divide") && Contains("x [8, 28, 28, 3]"));
+    REQUIRE_THROWS_AS(xgrad::conv2d(x, xgrad::zeros({3, 3, 1, 16}), {.groups = 0}), xgrad::ValueError);
+}

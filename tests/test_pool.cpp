@@ -1,0 +1,68 @@
+#include <catch2/catch.hpp>
+#include <xtensor/xview.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor64;
+using xgrad_test::array;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+TEST_CASE("max_pool2d: halves H and W with a 2x2 window", "[pool]") {
+    auto x = xgrad::reshape(xgrad::arange<double>(0, 16), {1, 4, 4, 1});
+    auto y = xgrad::max_pool2d(x, {.kernel = 2});
+    CHECK(y.shape() == Shape{1, 2, 2, 1});
+    CHECK(array_diff(y.value(), array({1, 2, 2, 1}, {5, 7, 13, 15})) == "");
+}
+
+TEST_CASE("max_pool2d: a 5x5 input gives 2x2 and no gradient to the last row and column", "[pool][traps]") {
+    xgrad::manual_seed(4);
+    Tensor64 x(xgrad::randn<double>({1, 5, 5, 2}).value(), true);
+    auto y = xgrad::max_pool2d(x, {.kernel = 2});
+    CHECK(y.shape() == Shape{1, 2, 2, 2});
+    xgrad::sum(y).backward();
+    const auto& g = x.grad();
+    CHECK(xt::sum(xt::view(g, 0, 4, xt::all(), xt::all()))() == 0.0);
+    CHECK(xt::sum(xt::view(g, 0, xt::all(), 4, xt::all()))() == 0.0);
+    CHECK(xt::sum(g)() == 8.0);  // not all zero: one unit per output
+}
+
+TEST_CASE("max_pool2d: a window of equal values sends its gradient to one element", "[pool][traps]") {
+    Tensor64 x(xt::ones<double>({1, 2, 2, 1}), true);
+    xgrad::sum(xgrad::max_pool2d(x, {.kernel = 2})).backward();
+    CHECK(array_diff(x.grad(), array({1, 2, 2, 1}, {1, 0, 0, 0})) == "");
+}
+
+TEST_CASE("max_pool2d: overlapping windows add up on a shared maximum", "[pool]") {
+    Tensor64 x(array({1, 3, 3, 1}, {0, 0, 0, 0, 9, 0, 0, 0, 0}), true);
+    xgrad::sum(xgrad::max_pool2d(x, {.kernel = 2, .stride = 1})).backward();
+    CHECK(x.grad()(0, 1, 1, 0) == 4.0);
+}
+
+TEST_CASE("avg_pool2d: means by hand, with and without counting the padding", "[pool]") {
+    auto x = xgrad::reshape(xgrad::arange<double>(1, 5), {1, 2, 2, 1});  // 1 2 / 3 4
+    CHECK(array_diff(xgrad::avg_pool2d(x, {.kernel = 2}).value(), array({1, 1, 1, 1}, {2.5})) == "");
+    // 2x2 windows at stride 2 with padding 1: each holds one real pixel.
+    auto inc = xgrad::avg_pool2d(x, {.kernel = 2, .padding = 1});
+    CHECK(array_diff(inc.value(), array({1, 2, 2, 1}, {0.25, 0.5, 0.75, 1})) == "");
+    auto exc = xgrad::avg_pool2d(x, {.kernel = 2, .padding = 1, .count_include_pad = false});
+    CHECK(array_diff(exc.value(), array({1, 2, 2, 1}, {1, 2, 3, 4})) == "");
+}
+
+TEST_CASE("global_avg_pool2d: [N, H, W, C] -> [N, C] means", "[pool]") {
+    auto x = xgrad::reshape(xgrad::arange<double>(0, 8), {1, 2, 2, 2});
+    CHECK(array_diff(xgrad::global_avg_pool2d(x).value(), xt::xarray<double>{{3, 4}}) == "");
+    REQUIRE_THROWS_WITH(xgrad::global_avg_pool2d(xgrad::zeros<double>({2, 3})), Contains("[2, 3]"));
+}
+
+TEST_CASE("pooling: bad input gives typed errors naming the op and the shape", "[pool][errors]") {
+    auto x = xgrad::zeros({2, 5, 5, 3});
+    REQUIRE_THROWS_WITH(xgrad::max_pool2d(xgrad::zeros({5, 5, 3})), Contains("max_pool2d:") && Contains("[5, 5, 3]"));
+    REQUIRE_THROWS_AS(xgrad::avg_pool2d(x, {.kernel = 0}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::max_pool2d(x, {.kernel = 2, .stride = 0}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::max_pool2d(x, {.kernel = 2, .padding = 2}), Contains("half the kernel"));
+    REQUIRE_THROWS_AS(xgrad::max_pool2d(x, {.kernel = 2, .padding = -1}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::max_pool2d(x, {.kernel = 6}), Contains("larger than") && Contains("[2, 5, 5, 3]"));
+}
