@@ -9,7 +9,7 @@ XGRAD_BUILD=${XGRAD_BUILD:-$XGRAD_ROOT/build}
 # Everything xgrad needs to build, test and run its main example.
 xgrad_packages=(
     g++ meson ninja-build pkg-config
-    libxtensor-dev libxtensor-blas-dev libopenblas-dev
+    libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
 )

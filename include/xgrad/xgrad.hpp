@@ -11,5 +11,6 @@
 #include "xgrad/ops/pool.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
+#include "xgrad/parallel.hpp"
 #include "xgrad/tape.hpp"
 #include "xgrad/tensor.hpp"

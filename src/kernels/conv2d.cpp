@@ -74,17 +74,17 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
 }
 
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, std::vector<T>& cols) {
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     if (b)
         for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, g.f, y + r * g.f);
     if (g.pointwise()) {
-        cols.clear();
+        cols = Buffer<T>();
         // y [N·H·W, F] = x [N·H·W, C] · w [C, F]
         gemm<T>(false, false, rows, g.f, g.c, 1, x, g.c, w, g.f, b ? 1 : 0, y, g.f);
         return;
     }
-    cols.resize(g.groups * rows * patch);
+    if (cols.size() != g.groups * rows * patch) cols = Buffer<T>(g.groups * rows * patch);
     for (std::size_t grp = 0; grp < g.groups; ++grp) {
         T* cg = cols.data() + grp * rows * patch;
         img2col(x, g, grp, cg);
@@ -122,7 +122,7 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         gemm<T>(false, true, rows, g.c, g.f, 1, gy, g.f, w, g.f, 1, dx, g.c);
         return;
     }
-    std::vector<T> dcols(rows * patch);
+    Buffer<T> dcols(rows * patch);
     for (std::size_t grp = 0; grp < g.groups; ++grp) {
         // dcols [N·OH·OW, KH·KW·Cg] = dY[:, group] [N·OH·OW, Fg] · w[:, group]ᵀ [Fg, KH·KW·Cg]
         gemm<T>(false, true, rows, patch, fg, 1, gy + grp * fg, g.f, w + grp * fg, g.f, 0, dcols.data(), patch);
@@ -138,7 +138,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     const std::size_t cg = g.cg(), fg = g.fg();
 
     // u [N, HU, WU, F]: dY spread `stride` apart, after ekh - 1 rows and ekw - 1 columns of zeros.
-    std::vector<T> u(g.n * hu * wu * g.f, T(0));
+    Buffer<T> u(g.n * hu * wu * g.f);
+    std::fill_n(u.data(), u.size(), T(0));
     for (std::size_t n = 0; n < g.n; ++n)
         for (std::size_t oy = 0; oy < g.oh; ++oy)
             for (std::size_t ox = 0; ox < g.ow; ++ox)
@@ -146,18 +147,18 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
                             u.data() + ((n * hu + ekh - 1 + oy * g.sh) * wu + ekw - 1 + ox * g.sw) * g.f);
 
     // wf [KH, KW, Fg, C]: w flipped in H and W, channels swapped within each group.
-    std::vector<T> wf(g.kh * g.kw * fg * g.c);
+    Buffer<T> wf(g.kh * g.kw * fg * g.c);
     for (std::size_t ky = 0; ky < g.kh; ++ky)
         for (std::size_t kx = 0; kx < g.kw; ++kx)
             for (std::size_t c = 0; c < cg; ++c)
                 for (std::size_t grp = 0; grp < g.groups; ++grp)
                     for (std::size_t fi = 0; fi < fg; ++fi)
-                        wf[((ky * g.kw + kx) * fg + fi) * g.c + grp * cg + c] =
+                        wf.data()[((ky * g.kw + kx) * fg + fi) * g.c + grp * cg + c] =
                             w[(((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * cg + c) * g.f + grp * fg + fi];
 
     // dx_padded [N, HP, WP, C] = valid, stride-1 conv of u with wf at the same dilation.
     const ConvGeometry gu{g.n, hu, wu, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw, 0, 0, 0, 0, hp, wp};
-    std::vector<T> dxp(g.n * hp * wp * g.c), cols;
+    Buffer<T> dxp(g.n * hp * wp * g.c), cols;
     conv2d_forward<T>(u.data(), wf.data(), nullptr, gu, dxp.data(), cols);
 
     // dx += dx_padded without its padding
@@ -173,7 +174,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
 #define XGRAD_INSTANTIATE(T)                                                                            \
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
-    template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, std::vector<T>&); \
+    template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, Buffer<T>&); \
     template void conv2d_backward_weight<T>(const T*, const T*, const ConvGeometry&, T*);               \
     template void conv2d_backward_bias<T>(const T*, const ConvGeometry&, T*);                           \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \

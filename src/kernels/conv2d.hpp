@@ -5,7 +5,8 @@
 // zero), so no padded copy of x is ever made.
 
 #include <cstddef>
-#include <vector>
+
+#include "kernels/buffer.hpp"
 
 namespace xgrad::kernels {
 
@@ -39,7 +40,7 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 // y = conv(x, w) (+ b when b is not null). `cols` receives the img2col matrix of every group,
 // one after the other (left empty for a pointwise conv), for the weight gradient.
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, std::vector<T>& cols);
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols);
 
 // dw [KH·KW·Cg, F] += colsᵀ · dY per group; cols as conv2d_forward left them (x when pointwise).
 template <class T>

@@ -84,12 +84,14 @@ basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
     const auto g = conv_geometry(x, w, b, o);
     const ConvBackward variant = o.backward.value_or(default_conv_backward());
     xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.f});
-    std::vector<T> cols;
+    kernels::Buffer<T> cols;
     kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
                                cols);
-    if (!w.requires_grad()) std::vector<T>().swap(cols);  // kept only for the weight gradient
+    if (!w.requires_grad() || !grad_enabled()) cols = {};  // kept only for the weight gradient
     basic_tensor<T> out(std::move(y));
-    auto backward = [x, w, g, variant, cols = std::move(cols)](const auto& gy, auto& grads) {
+    // Shared, because a backward rule must be copyable (std::function) and a Buffer is not.
+    auto backward = [x, w, g, variant, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
+                        const auto& gy, auto& grads) {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
         if (grads[0]) {
             if (variant == ConvBackward::col2img)
@@ -99,7 +101,7 @@ basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
         }
         // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
         if (grads[1])
-            kernels::conv2d_backward_weight<T>(g.pointwise() ? x.value().data() : cols.data(), gy.data(), g,
+            kernels::conv2d_backward_weight<T>(g.pointwise() ? x.value().data() : cols->data(), gy.data(), g,
                                                grads[1]->data());
         // db [F] = dY summed over N, OH, OW
         if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
