@@ -188,6 +188,8 @@ const std::vector<GradcheckCase>& gradcheck_cases() {
         detail::register_activation_cases(r);
         detail::register_conv_cases(r);
         detail::register_pool_cases(r);
+        detail::register_norm_cases(r);
+        detail::register_loss_cases(r);
         return r.take();
     }();
     return cases;

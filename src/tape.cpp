@@ -20,6 +20,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "matmul", "linear",
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
     "conv2d", "max_pool2d", "avg_pool2d",
+    "batch_norm", "dropout",
+    "cross_entropy", "mse_loss", "binary_cross_entropy",
 };
 
 thread_local bool t_grad_enabled = true;

@@ -21,6 +21,8 @@ enum class OpKind {
     matmul, linear,
     relu, leaky_relu, sigmoid, tanh, softmax, log_softmax,
     conv2d, max_pool2d, avg_pool2d,
+    batch_norm, dropout,
+    cross_entropy, mse_loss, binary_cross_entropy,
     count_
 };
 

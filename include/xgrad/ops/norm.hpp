@@ -1,0 +1,23 @@
+#pragma once
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad {
+
+/// Batch normalisation over the last (channel) axis, as PyTorch's BatchNorm1d/2d on NHWC:
+/// x [..., C], gamma [C], beta [C]; running_mean and running_var [C] are updated in place.
+/// Training: normalise with the batch's mean and biased variance, then
+/// running = (1 - momentum)·running + momentum·batch statistic, with the *unbiased* variance.
+/// Evaluation: normalise with the running statistics. y = gamma·x̂ + beta.
+/// Throws ShapeError (shapes), ValueError (training with one value per channel).
+template <class T>
+basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamma, const basic_tensor<T>& beta,
+                           basic_tensor<T>& running_mean, basic_tensor<T>& running_var, bool training,
+                           double momentum = 0.1, double eps = 1e-5);
+
+/// Inverted dropout: in training, zeroes each element with probability p (drawn from the
+/// manual_seed generator) and scales the rest by 1 / (1 - p); the identity otherwise.
+/// Throws ValueError unless 0 <= p < 1.
+template <class T> basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training);
+
+}  // namespace xgrad

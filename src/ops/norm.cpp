@@ -1,0 +1,148 @@
+#include "xgrad/ops/norm.hpp"
+
+#include <cmath>
+#include <random>
+
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/cases.hpp"
+#include "detail/check.hpp"
+#include "detail/random.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+template <class T>
+basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamma, const basic_tensor<T>& beta,
+                           basic_tensor<T>& running_mean, basic_tensor<T>& running_var, bool training,
+                           double momentum, double eps) {
+    detail::check_shape(x.dim() >= 2, "batch_norm: x must be [N, ..., C], got x {}", x.shape());
+    const std::size_t c = x.shape().back(), rows = x.size() / std::max<std::size_t>(c, 1);
+    for (const basic_tensor<T>* t : std::initializer_list<const basic_tensor<T>*>{&gamma, &beta, &running_mean, &running_var})
+        detail::check_shape(t->dim() == 1 && t->shape()[0] == c,
+                            "batch_norm: gamma, beta and the running statistics must be [C] = [{}]; x {}, gamma {}, "
+                            "beta {}, running_mean {}, running_var {}",
+                            c, x.shape(), gamma.shape(), beta.shape(), running_mean.shape(), running_var.shape());
+    detail::check_value(!training || rows > 1, "batch_norm: training needs more than one value per channel; x {}",
+                        x.shape());
+    const T* xv = x.value().data();
+    // Per channel: the mean and 1/sqrt(var + eps) used to normalise.
+    std::vector<T> mean(c, 0), invstd(c, 0);
+    if (training) {
+        std::vector<double> s(c, 0), ss(c, 0);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t j = 0; j < c; ++j) s[j] += xv[r * c + j];
+        for (std::size_t j = 0; j < c; ++j) mean[j] = static_cast<T>(s[j] / static_cast<double>(rows));
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t j = 0; j < c; ++j) {
+                const double d = xv[r * c + j] - mean[j];
+                ss[j] += d * d;
+            }
+        T* rm = running_mean.mutable_value().data();
+        T* rv = running_var.mutable_value().data();
+        const auto m = static_cast<T>(momentum);
+        for (std::size_t j = 0; j < c; ++j) {
+            const double var = ss[j] / static_cast<double>(rows);
+            invstd[j] = static_cast<T>(1.0 / std::sqrt(var + eps));
+            rm[j] = (1 - m) * rm[j] + m * mean[j];
+            rv[j] = (1 - m) * rv[j] + m * static_cast<T>(ss[j] / static_cast<double>(rows - 1));
+        }
+    } else {
+        for (std::size_t j = 0; j < c; ++j) {
+            mean[j] = running_mean.value().data()[j];
+            invstd[j] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var.value().data()[j]) + eps));
+        }
+    }
+    // xhat = (x - mean) · invstd, y = gamma · xhat + beta
+    xt::xarray<T> xhat = xt::empty<T>(x.shape());
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* g = gamma.value().data();
+    const T* b = beta.value().data();
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < c; ++j) {
+            const T h = (xv[r * c + j] - mean[j]) * invstd[j];
+            xhat.data()[r * c + j] = h;
+            y.data()[r * c + j] = g[j] * h + b[j];
+        }
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::batch_norm, {x, gamma, beta}, out,
+           [gamma, xhat = std::move(xhat), invstd = std::move(invstd), rows, c, training](const auto& gy, auto& grads) {
+               const T* dy = gy.data();
+               const T* h = xhat.data();
+               // dgamma = Σ gy · x̂ (the normalised input, not x), dbeta = Σ gy
+               std::vector<T> sum_dy(c, 0), sum_dy_h(c, 0);
+               for (std::size_t r = 0; r < rows; ++r)
+                   for (std::size_t j = 0; j < c; ++j) {
+                       sum_dy[j] += dy[r * c + j];
+                       sum_dy_h[j] += dy[r * c + j] * h[r * c + j];
+                   }
+               if (grads[1])
+                   for (std::size_t j = 0; j < c; ++j) grads[1]->data()[j] += sum_dy_h[j];
+               if (grads[2])
+                   for (std::size_t j = 0; j < c; ++j) grads[2]->data()[j] += sum_dy[j];
+               if (!grads[0]) return;
+               // training: dx = gamma·invstd·(gy - mean(gy) - x̂·mean(gy·x̂)); evaluation: gamma·invstd·gy
+               const T* g = gamma.value().data();
+               T* dx = grads[0]->data();
+               const T inv_n = T(1) / static_cast<T>(rows);
+               for (std::size_t r = 0; r < rows; ++r)
+                   for (std::size_t j = 0; j < c; ++j) {
+                       const std::size_t k = r * c + j;
+                       const T centred = training ? dy[k] - sum_dy[j] * inv_n - h[k] * sum_dy_h[j] * inv_n : dy[k];
+                       dx[k] += g[j] * invstd[j] * centred;
+                   }
+           });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training) {
+    detail::check_value(p >= 0 && p < 1, "dropout: p must be in [0, 1), got {}; x {}", p, x.shape());
+    if (!training || p == 0) return x;
+    const T scale = static_cast<T>(1 / (1 - p));
+    xt::xarray<T> mask = xt::empty<T>(x.shape());
+    detail::with_generator([&](std::mt19937_64& g) {
+        std::bernoulli_distribution keep(1 - p);
+        for (auto& m : mask) m = keep(g) ? scale : T(0);
+    });
+    basic_tensor<T> out(xt::xarray<T>(x.value() * mask));
+    record(OpKind::dropout, {x}, out, [mask = std::move(mask)](const auto& gy, auto& grads) {
+        if (grads[0]) *grads[0] += gy * mask;  // dx = gy · mask / (1 - p)
+    });
+    return out;
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                      \
+    template basic_tensor<T> batch_norm(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&,   \
+                                        basic_tensor<T>&, basic_tensor<T>&, bool, double, double);                \
+    template basic_tensor<T> dropout(const basic_tensor<T>&, double, bool);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+namespace detail {
+
+void register_norm_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    for (bool training : {true, false}) {
+        const std::string mode = training ? "training" : "evaluation";
+        r.add(OpKind::batch_norm, "NHWC [2,3,3,4], " + mode, {{{2, 3, 3, 4}, -2.0, 2.0}, {{4}, 0.5, 1.5}, {{4}}},
+              [training](const V& v) {
+                  Tensor64 rm(xt::xarray<double>{0.1, -0.2, 0.3, 0.0}), rv(xt::xarray<double>{1.0, 0.5, 2.0, 1.5});
+                  return batch_norm(v[0], v[1], v[2], rm, rv, training);
+              });
+    }
+    r.add(OpKind::batch_norm, "[N, C] = [5, 3], training", {{{5, 3}, -2.0, 2.0}, {{3}, 0.5, 1.5}, {{3}}},
+          [](const V& v) {
+              auto rm = zeros<double>({3}), rv = ones<double>({3});
+              return batch_norm(v[0], v[1], v[2], rm, rv, true);
+          });
+    r.add(OpKind::dropout, "p 0.3, seeded, training", {{{4, 5}}}, [](const V& v) {
+        manual_seed(7);  // the same mask on every evaluation
+        return dropout(v[0], 0.3, true);
+    });
+}
+
+}  // namespace detail
+}  // namespace xgrad

@@ -1,0 +1,80 @@
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Reduction;
+using xgrad::Shape;
+using xgrad::Tensor;
+using xgrad::Tensor64;
+using xgrad_test::array_diff;
+using Catch::Matchers::Contains;
+
+TEST_CASE("cross_entropy: logits with labels by hand", "[loss]") {
+    Tensor64 z(xt::xarray<double>{{0, std::log(3.0)}, {2, 2}}, true);  // softmax rows (1/4, 3/4), (1/2, 1/2)
+    Tensor64 labels(xt::xarray<double>{1, 0});
+    auto loss = xgrad::cross_entropy(z, labels);
+    CHECK(loss.item() == Approx((-std::log(0.75) - std::log(0.5)) / 2));
+    loss.backward();
+    // (softmax - onehot) / N
+    CHECK(array_diff(z.grad(), xt::xarray<double>{{0.125, -0.125}, {-0.25, 0.25}}) == "");
+    CHECK(array_diff(xgrad::cross_entropy(z, labels, Reduction::none).value(),
+                     xt::xarray<double>{-std::log(0.75), -std::log(0.5)}) == "");
+    CHECK(xgrad::cross_entropy(z, labels, Reduction::sum).item() == Approx(-std::log(0.75) - std::log(0.5)));
+}
+
+TEST_CASE("cross_entropy: one-hot targets equal integer labels", "[loss]") {
+    Tensor64 z(xt::xarray<double>{{1, -2, 0.5}, {0.3, 0.2, 0.1}});
+    CHECK(xgrad::cross_entropy(z, Tensor64(xt::xarray<double>{{0, 0, 1}, {1, 0, 0}})).item() ==
+          Approx(xgrad::cross_entropy(z, Tensor64(xt::xarray<double>{2, 0})).item()));
+}
+
+TEST_CASE("cross_entropy: softmax is applied once, inside the loss", "[loss][traps]") {
+    // The loss of logits is -log_softmax at the label, not -log(softmax(softmax(z))).
+    Tensor64 z(xt::xarray<double>{{5, 0, 0}});
+    const double expected = -xgrad::log_softmax(z).value()(0, 0);
+    CHECK(xgrad::cross_entropy(z, Tensor64(xt::xarray<double>{0.0})).item() == Approx(expected));
+    CHECK(expected < 0.02);
+}
+
+TEST_CASE("cross_entropy: finite loss and gradient for logits of +-1000", "[loss][traps]") {
+    Tensor z(xt::xarray<float>{{1000, -1000, 0}, {-1000, 1000, 999}}, true);
+    auto loss = xgrad::cross_entropy(z, Tensor(xt::xarray<float>{1, 2}));
+    CHECK(std::isfinite(loss.item()));
+    CHECK(loss.item() == Approx((2000 + 1.3132617f) / 2).epsilon(1e-5));
+    loss.backward();
+    CHECK(xt::all(xt::isfinite(z.grad())));
+}
+
+TEST_CASE("cross_entropy: bad labels and shapes are errors", "[loss][errors]") {
+    Tensor z(xt::zeros<float>({2, 3}));
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(z, Tensor(xt::xarray<float>{0, 3})), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, Tensor(xt::xarray<float>{0, 3})), Contains("label 3 of sample 1"));
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(z, Tensor(xt::xarray<float>{0, 1.5})), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, Tensor(xt::xarray<float>{0, 1, 2})),
+                        Contains("logits [2, 3], target [3]"));
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(Tensor(xt::zeros<float>({2, 3, 1})), Tensor(xt::xarray<float>{0, 1})),
+                      xgrad::ShapeError);
+}
+
+TEST_CASE("mse_loss: value and a gradient with its factor 2", "[loss][traps]") {
+    Tensor64 x(xt::xarray<double>{1, 2, 3}, true);
+    Tensor64 t(xt::xarray<double>{1, 0, 6});
+    auto loss = xgrad::mse_loss(x, t);
+    CHECK(loss.item() == Approx((0 + 4 + 9) / 3.0));
+    loss.backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{0, 4.0 / 3, -6.0 / 3}) == "");
+    REQUIRE_THROWS_WITH(xgrad::mse_loss(x, Tensor64(xt::xarray<double>{1, 2})), Contains("input [3], target [2]"));
+}
+
+TEST_CASE("binary_cross_entropy: values by hand, finite at 0 and 1", "[loss]") {
+    Tensor64 p(xt::xarray<double>{0.5, 0.9});
+    Tensor64 t(xt::xarray<double>{1, 0});
+    CHECK(xgrad::binary_cross_entropy(p, t).item() == Approx((std::log(2.0) - std::log(0.1)) / 2));
+    CHECK(xgrad::binary_cross_entropy(Tensor64(xt::xarray<double>{0.0, 1.0}), t).item() == Approx(100));
+    REQUIRE_THROWS_AS(xgrad::binary_cross_entropy(Tensor64(xt::xarray<double>{1.5, 0.5}), t), xgrad::ValueError);
+    Tensor64 z(xt::xarray<double>{0.0, std::log(9.0)});
+    CHECK(xgrad::binary_cross_entropy_with_logits(z, t).item() == Approx(xgrad::binary_cross_entropy(p, t).item()));
+    CHECK(std::isfinite(
+        xgrad::binary_cross_entropy_with_logits(Tensor64(xt::xarray<double>{-1000, 1000}), t).item()));
+}
