@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <random>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
@@ -91,6 +92,12 @@ const xt::xarray<T>& basic_tensor<T>::grad() const {
 }
 
 template <class T>
+xt::xarray<T>& basic_tensor<T>::mutable_grad() {
+    grad();  // throws when there is none
+    return *node_->grad;
+}
+
+template <class T>
 void basic_tensor<T>::zero_grad() {
     auto& n = checked_node();
     if (n.grad) n.grad->fill(T(0));
@@ -128,6 +135,22 @@ std::mt19937_64& generator() {
 
 void manual_seed(std::uint64_t seed) {
     detail::with_generator([seed](std::mt19937_64& g) { g.seed(seed); });
+}
+
+std::string generator_state() {
+    return detail::with_generator([](std::mt19937_64& g) {
+        std::ostringstream out;
+        out << g;
+        return out.str();
+    });
+}
+
+void set_generator_state(const std::string& state) {
+    std::istringstream in(state);
+    std::mt19937_64 restored;
+    in >> restored;
+    detail::check_value(!in.fail(), "set_generator_state: the text is not a generator state");
+    detail::with_generator([&](std::mt19937_64& g) { g = restored; });
 }
 
 template <class T>

@@ -12,6 +12,7 @@ xgrad_packages=(
     libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
+    ${XGRAD_EXTRA_PACKAGES:-}
 )
 
 xgrad_install_missing() {

@@ -71,6 +71,9 @@ public:
     bool has_grad() const;
     /// dL/dthis, same shape as value(). Throws ValueError when there is none.
     const array_type& grad() const;
+    /// In-place access to the gradient, for optimizers and gradient clipping. Throws
+    /// ValueError when there is none.
+    array_type& mutable_grad();
     /// Sets an existing gradient to zero (keeping its buffer); no-op when there is none.
     void zero_grad();
 
@@ -100,8 +103,12 @@ using Tensor = basic_tensor<float>;
 /// Gradient checks and exactness tests.
 using Tensor64 = basic_tensor<double>;
 
-/// Seeds the generator behind rand/randn and every seeded initialiser.
+/// Seeds the generator behind rand/randn, dropout and every seeded initialiser.
 void manual_seed(std::uint64_t seed);
+/// The generator's full state as text, for checkpoints.
+std::string generator_state();
+/// Restores a state from generator_state(). Throws ValueError for text that is not one.
+void set_generator_state(const std::string& state);
 
 template <class T = float>
 basic_tensor<T> zeros(const Shape& shape, bool requires_grad = false);

@@ -1,0 +1,131 @@
+// Trains the W1 CNN on Fashion-MNIST, written imperatively as a Module (like the PyTorch C++
+// frontend), and reports test accuracy. The default main job of tools/run.
+//
+//   Conv2D(32, 3x3, same) + ReLU -> MaxPool 2 -> Conv2D(64, 3x3, same) + ReLU -> MaxPool 2
+//   -> Flatten -> Dense(128) + ReLU -> Dense(10), softmax cross-entropy, SGD momentum 0.9.
+//
+//   tools/run fashion_mnist --epochs 3 --save fashion.npz
+
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "xgrad/xgrad.hpp"
+
+namespace nn = xgrad::nn;
+using xgrad::Tensor;
+
+struct Net : nn::Module {
+    const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
+    std::shared_ptr<nn::Conv2D> conv1 = add_module("conv1", nn::Conv2D(1, 32, 3, same, nn::Activation::relu));
+    std::shared_ptr<nn::Conv2D> conv2 = add_module("conv2", nn::Conv2D(32, 64, 3, same, nn::Activation::relu));
+    std::shared_ptr<nn::Dense> fc1 = add_module("fc1", nn::Dense(7 * 7 * 64, 128, nn::Activation::relu));
+    std::shared_ptr<nn::Dense> fc2 = add_module("fc2", nn::Dense(128, 10));
+
+    Tensor forward(const Tensor& x) override {
+        auto h = xgrad::max_pool2d((*conv1)(x), {.kernel = 2});  // [N, 14, 14, 32]
+        h = xgrad::max_pool2d((*conv2)(h), {.kernel = 2});       // [N, 7, 7, 64]
+        return (*fc2)((*fc1)(xgrad::flatten(h)));                 // logits [N, 10]
+    }
+};
+
+// Mean loss and accuracy of `model` over `data`, in batches, without recording.
+std::pair<double, double> evaluate(Net& model, const xgrad::data::Dataset& data, std::size_t batch) {
+    xgrad::NoGradGuard no_grad;
+    model.eval();
+    xgrad::data::DataLoader loader(data, {.batch_size = batch, .shuffle = false});
+    double loss = 0, correct = 0;
+    for (std::size_t i = 0; i < loader.size(); ++i) {
+        const auto b = loader.batch(0, i);
+        const auto logits = model(b.x);
+        loss += xgrad::cross_entropy(logits, b.y, xgrad::Reduction::sum).item();
+        correct += static_cast<double>(nn::count_correct(logits, b.y));
+    }
+    model.train();
+    const auto n = static_cast<double>(data.size());
+    return {loss / n, correct / n};
+}
+
+int main(int argc, char** argv) {
+    CLI::App app{"Trains a CNN on Fashion-MNIST and reports test accuracy."};
+    int epochs = 3, threads = 0;
+    std::size_t batch = 64, max_batches = 0;
+    double lr = 0.01, momentum = 0.9;
+    std::uint64_t seed = 1;
+    std::string data_dir = xgrad::data::kFashionMnistDir, save;
+    bool quiet = false;
+    std::string schedule = "cosine", optimizer = "sgd";
+    app.add_option("--epochs", epochs, "Training epochs")->check(CLI::PositiveNumber);
+    app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber);
+    app.add_option("--lr", lr, "SGD learning rate")->check(CLI::NonNegativeNumber);
+    app.add_option("--momentum", momentum, "SGD momentum")->check(CLI::NonNegativeNumber);
+    app.add_option("--schedule", schedule, "Learning rate over the epochs: cosine (annealed to 0) or constant")
+        ->check(CLI::IsMember({"cosine", "constant"}));
+    app.add_option("--optimizer", optimizer, "sgd (with --lr, --momentum) or adam (lr 1e-3 unless --lr is given)")
+        ->check(CLI::IsMember({"sgd", "adam"}));
+    app.add_option("--seed", seed, "Seed of the weights and the shuffling");
+    app.add_option("--threads", threads, "Threads (default: all cores)");
+    app.add_option("--max-batches", max_batches, "Stop each epoch after this many batches (0: all)");
+    app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files");
+    app.add_option("--save", save, "Write the trained weights to this .npz file");
+    app.add_flag("--quiet", quiet, "No progress output");
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        if (threads > 0) xgrad::set_num_threads(threads);
+        xgrad::manual_seed(seed);
+        const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train, data_dir);
+        const auto test = xgrad::data::load_fashion_mnist(xgrad::data::Split::test, data_dir);
+        fmt::print("Fashion-MNIST: {} training and {} test images; {} threads\n", train.size(), test.size(),
+                   xgrad::num_threads());
+
+        Net model;
+        std::unique_ptr<xgrad::optim::Optimizer> optimizer_ptr;
+        if (optimizer == "adam")
+            optimizer_ptr = std::make_unique<xgrad::optim::Adam>(
+                model.parameters(), xgrad::optim::AdamOptions{.lr = app.count("--lr") ? lr : 1e-3});
+        else
+            optimizer_ptr = std::make_unique<xgrad::optim::SGD>(
+                model.parameters(), xgrad::optim::SGDOptions{.lr = lr, .momentum = momentum});
+        auto& opt = *optimizer_ptr;
+        xgrad::optim::CosineAnnealingLR cosine(opt, epochs);
+        xgrad::data::DataLoader loader(train, {.batch_size = batch, .seed = seed});
+        xgrad::Progress progress(quiet ? xgrad::Progress::Mode::quiet : xgrad::Progress::Mode::automatic);
+        const std::size_t batches = max_batches ? std::min(max_batches, loader.size()) : loader.size();
+        double seconds = 0;
+        for (int epoch = 0; epoch < epochs; ++epoch) {
+            progress.begin_epoch(static_cast<std::size_t>(epoch), static_cast<std::size_t>(epochs), batches);
+            double loss_sum = 0, correct = 0;
+            std::size_t seen = 0;
+            for (std::size_t i = 0; i < batches; ++i) {
+                const auto b = loader.batch(static_cast<std::size_t>(epoch), i);
+                const auto logits = model(b.x);
+                auto loss = xgrad::cross_entropy(logits, b.y);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+                correct += static_cast<double>(nn::count_correct(logits, b.y));
+                seen += b.y.size();
+                loss_sum += loss.item() * static_cast<double>(b.y.size());
+                progress.update(i, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), seen);
+            }
+            seconds += progress.train_seconds();
+            if (schedule == "cosine") cosine.step();
+            const auto [test_loss, test_acc] = evaluate(model, test, 256);
+            progress.end_epoch(loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen),
+                               fmt::format(", test loss {:.4f} acc {:.2f}%", test_loss, 100 * test_acc));
+        }
+        const auto [test_loss, test_acc] = evaluate(model, test, 256);
+        fmt::print("test accuracy: {:.2f}% (loss {:.4f}) after {} epochs, {:.1f} s per epoch of training\n",
+                   100 * test_acc, test_loss, epochs, seconds / epochs);
+        if (!save.empty()) {
+            model.save(save);
+            fmt::print("weights saved to {}\n", save);
+        }
+    } catch (const xgrad::Error& e) {
+        fmt::print(stderr, "fashion_mnist: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}

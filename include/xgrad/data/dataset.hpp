@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad::data {
+
+/// An IDX array (the format of MNIST and Fashion-MNIST): its shape and its unsigned bytes.
+struct IdxArray {
+    Shape shape;
+    std::vector<std::uint8_t> values;
+};
+
+/// Reads an IDX file of unsigned bytes (type 0x08), gzip-compressed or raw. Throws IoError
+/// naming the file when it is missing, truncated, longer than its header says, or not IDX.
+IdxArray read_idx(const std::string& path);
+
+/// Samples x [N, ...] with targets y [N] (class indices) or [N, K].
+struct Dataset {
+    Tensor x, y;
+    std::size_t size() const { return x.defined() ? x.shape()[0] : 0; }
+    /// Samples [begin, end) as a new dataset (copies). Throws ValueError for a bad range.
+    Dataset slice(std::size_t begin, std::size_t end) const;
+};
+
+enum class Split { train, test };
+
+/// Where Debian's dataset-fashion-mnist package installs Fashion-MNIST.
+inline const std::string kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+/// The MNIST file layout in `dir` ({train,t10k}-{images-idx3,labels-idx1}-ubyte, with or
+/// without .gz): images as float [N, 28, 28, 1] scaled to [0, 1], labels as float class
+/// indices [N]. Throws IoError naming the file (missing, corrupt, or image and label counts
+/// that disagree).
+Dataset load_mnist_format(const std::string& dir, Split split);
+/// Fashion-MNIST (10 classes of clothing) from kFashionMnistDir unless told otherwise.
+Dataset load_fashion_mnist(Split split, const std::string& dir = kFashionMnistDir);
+/// The names of Fashion-MNIST's 10 classes, by label.
+const std::vector<std::string>& fashion_mnist_classes();
+
+struct LoaderOptions {
+    std::size_t batch_size = 32;
+    bool shuffle = true;
+    std::uint64_t seed = 0;   ///< with the epoch number, fixes every epoch's order
+    bool drop_last = false;   ///< skip a last batch smaller than batch_size
+};
+
+/// One batch: inputs and targets.
+struct Batch {
+    Tensor x, y;
+};
+
+/// Cuts a dataset into batches, in an order reshuffled for every epoch from (seed, epoch),
+/// so that an epoch's order is the same in a resumed run.
+///
+/// ```
+/// xgrad::data::DataLoader loader(train, {.batch_size = 64, .seed = 1});
+/// for (std::size_t i = 0; i < loader.size(); ++i) { auto b = loader.batch(epoch, i); ... }
+/// ```
+class DataLoader {
+public:
+    /// Throws ValueError for batch_size 0 or an empty dataset.
+    DataLoader(Dataset data, LoaderOptions options);
+    /// Batches per epoch.
+    std::size_t size() const;
+    /// Batch i of epoch `epoch`. Throws ValueError when i >= size().
+    Batch batch(std::size_t epoch, std::size_t i) const;
+    const Dataset& dataset() const { return data_; }
+    const LoaderOptions& options() const { return options_; }
+
+private:
+    const std::vector<std::size_t>& order(std::size_t epoch) const;
+
+    Dataset data_;
+    LoaderOptions options_;
+    mutable std::size_t order_epoch_ = static_cast<std::size_t>(-1);
+    mutable std::vector<std::size_t> order_;
+};
+
+/// Copies rows `indices` of x (any rank, rows along axis 0) into a new [len, ...] tensor.
+Tensor take_rows(const Tensor& x, const std::vector<std::size_t>& indices);
+
+}  // namespace xgrad::data

@@ -1,0 +1,101 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xgrad/io/npz.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xgrad::nn {
+
+/// A tensor with its module path, e.g. "conv1.weight" or "0.bias".
+using NamedTensor = std::pair<std::string, Tensor>;
+
+/// Base of every layer and model. A module owns parameters (trained), buffers (state that is
+/// saved but not trained, such as batch-norm statistics) and child modules, all named.
+///
+/// ```
+/// struct Net : xgrad::nn::Module {
+///     std::shared_ptr<xgrad::nn::Dense> fc1 = add_module("fc1", xgrad::nn::Dense(4, 8, Activation::relu));
+///     std::shared_ptr<xgrad::nn::Dense> fc2 = add_module("fc2", xgrad::nn::Dense(8, 1));
+///     xgrad::Tensor forward(const xgrad::Tensor& x) override { return (*fc2)((*fc1)(x)); }
+/// };
+/// ```
+class Module {
+public:
+    Module() = default;
+    virtual ~Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+    Module(Module&&) = default;
+    Module& operator=(Module&&) = default;
+
+    /// The module's computation on a batch.
+    virtual Tensor forward(const Tensor& x) = 0;
+    Tensor operator()(const Tensor& x) { return forward(x); }
+
+    /// The layer's type ("Conv2D"), for summaries and messages.
+    virtual std::string type_name() const { return "Module"; }
+
+    /// Every parameter of this module and its children, depth first, named by module path.
+    std::vector<NamedTensor> named_parameters() const;
+    std::vector<Tensor> parameters() const;
+    /// Every buffer (saved, not trained), named by module path.
+    std::vector<NamedTensor> named_buffers() const;
+    /// Parameters then buffers: everything save() writes.
+    std::vector<NamedTensor> state() const;
+    /// Direct children, in registration order.
+    const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
+
+    /// Training mode (batch statistics, dropout on) for this module and its children.
+    void train(bool on = true);
+    /// Evaluation mode: train(false).
+    void eval() { train(false); }
+    bool is_training() const { return training_; }
+
+    /// Sets every parameter's existing gradient to zero.
+    void zero_grad();
+
+    /// Writes parameters and buffers to an .npz file (one float32 array per module path;
+    /// numpy.load opens it), atomically: the old file stays intact until the new one is
+    /// complete. Throws IoError.
+    void save(const std::string& path) const;
+    /// Reads what save() wrote into this module's tensors. Throws IoError when the file is
+    /// unreadable, misses a tensor, or holds one of another shape; the module is unchanged then.
+    void load(const std::string& path);
+    /// Sets every tensor of state() from `arrays["<prefix><name>"]`, all or nothing; `source`
+    /// names the origin in errors. Throws IoError as load().
+    void load_state(const std::vector<std::pair<std::string, io::NpyArray>>& arrays, const std::string& prefix,
+                    const std::string& source);
+
+protected:
+    /// Registers a trained tensor; it is made to require grad.
+    Tensor& add_parameter(std::string name, Tensor t);
+    /// Registers a saved, untrained tensor.
+    Tensor& add_buffer(std::string name, Tensor t);
+    /// Registers a child (given by value or as a shared_ptr) and returns it.
+    template <class M>
+    std::shared_ptr<M> add_module(std::string name, M module) {
+        auto p = std::make_shared<M>(std::move(module));
+        add_child(std::move(name), p);
+        return p;
+    }
+    template <class M>
+    std::shared_ptr<M> add_module(std::string name, std::shared_ptr<M> module) {
+        add_child(std::move(name), module);
+        return module;
+    }
+
+private:
+    void add_child(std::string name, std::shared_ptr<Module> child);
+    void collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const;
+
+    std::vector<NamedTensor> parameters_;
+    std::vector<NamedTensor> buffers_;
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+    bool training_ = true;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xgrad/data/dataset.hpp"
+#include "xgrad/nn/module.hpp"
+#include "xgrad/optim/optimizer.hpp"
+#include "xgrad/progress.hpp"
+
+namespace xgrad::nn {
+
+/// The loss Sequential::fit minimises.
+enum class Loss {
+    cross_entropy,                     ///< logits [N, K], targets class indices or one-hot
+    mse,                               ///< outputs and targets of the same shape
+    binary_cross_entropy,              ///< probabilities (after a Sigmoid) and 0/1 targets
+    binary_cross_entropy_with_logits,  ///< logits and 0/1 targets
+};
+
+/// One epoch's figures. Accuracy is the fraction of correct predictions (argmax for
+/// cross-entropy, a 0.5 threshold for the binary losses) and NaN for mse.
+struct EpochMetrics {
+    std::size_t epoch = 0;  ///< from 0
+    double loss = 0, accuracy = 0;
+    std::optional<double> val_loss, val_accuracy;
+    double seconds = 0;  ///< training time of the epoch
+};
+
+struct History {
+    std::vector<EpochMetrics> epochs;
+};
+
+/// Called after every epoch; returning false stops training (early stopping).
+using Callback = std::function<bool(const EpochMetrics&)>;
+
+struct FitOptions {
+    int epochs = 1;
+    std::size_t batch_size = 32;
+    bool shuffle = true;
+    std::uint64_t seed = 0;  ///< with the epoch, fixes the order of the samples
+    /// Validation data, or the last `validation_split` of the training data (not trained on).
+    const data::Dataset* validation_data = nullptr;
+    double validation_split = 0;
+    std::vector<Callback> callbacks{};
+    Progress::Mode progress = Progress::Mode::automatic;
+    std::string csv_log{};  ///< when set, per-epoch metrics are written to this CSV file
+    std::string plot{};     ///< when set, a PNG of the loss and accuracy curves (needs gnuplot)
+};
+
+struct Evaluation {
+    double loss = 0, accuracy = 0;
+};
+
+/// Layers applied one after the other, with a Keras-like interface:
+///
+/// ```
+/// xgrad::nn::Sequential model({28, 28, 1});
+/// model.add(Conv2D(1, 32, 3, {.padding = Padding::same}, Activation::relu))
+///      .add(MaxPool2D({.kernel = 2}))
+///      .add(Flatten())
+///      .add(Dense(14 * 14 * 32, 10));
+/// model.summary();
+/// model.compile(std::make_shared<xgrad::optim::SGD>(model.parameters(), xgrad::optim::SGDOptions{.lr = 0.01}));
+/// auto history = model.fit(train, {.epochs = 3, .batch_size = 64, .validation_data = &test});
+/// ```
+class Sequential : public Module {
+public:
+    /// `input_shape` is the shape of one sample ([28, 28, 1]); summary() needs it.
+    explicit Sequential(Shape input_shape = {}) : input_shape_(std::move(input_shape)) {}
+
+    /// Appends a layer (by value or shared_ptr); named "0", "1", ... in parameter paths.
+    template <class L>
+    Sequential& add(L layer) {
+        add_module(std::to_string(children().size()), std::move(layer));
+        return *this;
+    }
+
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "Sequential"; }
+
+    /// A table of layers, output shapes and parameter counts with totals. Prints it to
+    /// stdout unless `print` is false; returns it. Throws ValueError without an input shape,
+    /// and the error of the first layer that does not fit its input.
+    std::string summary(bool print = true) const;
+
+    /// Chooses the optimizer and the loss of fit(). Throws ValueError for a null optimizer.
+    void compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss = Loss::cross_entropy);
+    /// Trains on `train` (batches of batch_size, shuffled every epoch) and returns each
+    /// epoch's metrics. Throws ValueError when not compiled or for bad options.
+    History fit(const data::Dataset& train, const FitOptions& options = {});
+    /// Loss and accuracy over `data`, in batches, in eval mode, without recording.
+    Evaluation evaluate(const data::Dataset& data, std::size_t batch_size = 256);
+    /// Outputs for x [N, ...], computed in batches in eval mode (never the whole set at once).
+    Tensor predict(const Tensor& x, std::size_t batch_size = 256);
+
+private:
+    Tensor loss_of(const Tensor& out, const Tensor& y) const;
+    std::size_t correct(const Tensor& out, const Tensor& y) const;
+
+    Shape input_shape_;
+    std::shared_ptr<optim::Optimizer> optimizer_;
+    Loss loss_ = Loss::cross_entropy;
+};
+
+/// Writes per-epoch metrics as CSV (epoch, loss, accuracy, val_loss, val_accuracy, seconds).
+/// Throws IoError.
+void write_history_csv(const History& history, const std::string& path);
+/// Draws the loss and accuracy curves to a PNG with gnuplot. Returns false (and draws
+/// nothing) when gnuplot is not installed.
+bool plot_history(const History& history, const std::string& png_path);
+
+}  // namespace xgrad::nn

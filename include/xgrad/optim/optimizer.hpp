@@ -1,0 +1,201 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xgrad/io/npz.hpp"
+#include "xgrad/tensor.hpp"
+
+namespace xgrad::optim {
+
+/// Base of the optimizers. Each step follows the formula of the torch.optim class of the
+/// same name, element by element, under NoGradGuard; parameters without a gradient are
+/// skipped. Throws ValueError for a negative learning rate or an invalid hyper-parameter.
+class Optimizer {
+public:
+    Optimizer(std::vector<Tensor> params, double lr);
+    virtual ~Optimizer() = default;
+
+    /// One update of every parameter from its gradient.
+    void step();
+    /// Sets every parameter's existing gradient to zero.
+    void zero_grad();
+
+    double lr() const { return lr_; }
+    /// Throws ValueError for a negative rate.
+    void set_lr(double lr);
+    /// Number of completed steps.
+    std::int64_t steps() const { return steps_; }
+    const std::vector<Tensor>& params() const { return params_; }
+
+    /// The per-parameter state (momentum buffers, moments) and the step count, named
+    /// "<slot>.<parameter index>", for checkpoints.
+    io::NpzArchive state() const;
+    /// Restores what state() returned. Throws IoError when a slot is missing or has another
+    /// shape than its parameter.
+    void load_state(const io::NpzArchive& state);
+
+protected:
+    /// Updates parameter i (value p, gradient g) at step t (1 for the first step).
+    virtual void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) = 0;
+    /// A state slot of parameter i, filled with `init` on first use (then *created is true).
+    xt::xarray<float>& slot(const std::string& name, std::size_t i, float init = 0, bool* created = nullptr);
+
+private:
+    std::vector<Tensor> params_;
+    double lr_;
+    std::int64_t steps_ = 0;
+    std::vector<std::pair<std::string, std::vector<xt::xarray<float>>>> slots_;
+};
+
+struct SGDOptions {
+    double lr = 0.01;
+    double momentum = 0;
+    double dampening = 0;
+    double weight_decay = 0;
+    bool nesterov = false;
+};
+
+/// torch.optim.SGD: g += wd·p; buf = g on the first step, then momentum·buf + (1 - dampening)·g;
+/// g = g + momentum·buf (nesterov) or buf; p -= lr·g.
+class SGD : public Optimizer {
+public:
+    SGD(std::vector<Tensor> params, SGDOptions o = {});
+
+protected:
+    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+
+private:
+    SGDOptions o_;
+};
+
+struct AdagradOptions {
+    double lr = 0.01;
+    double lr_decay = 0;
+    double weight_decay = 0;
+    double initial_accumulator_value = 0;
+    double eps = 1e-10;
+};
+
+/// torch.optim.Adagrad: clr = lr / (1 + (t - 1)·lr_decay); sum += g²; p -= clr·g / (sqrt(sum) + eps).
+class Adagrad : public Optimizer {
+public:
+    Adagrad(std::vector<Tensor> params, AdagradOptions o = {});
+
+protected:
+    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+
+private:
+    AdagradOptions o_;
+};
+
+struct RMSpropOptions {
+    double lr = 0.01;
+    double alpha = 0.99;
+    double eps = 1e-8;
+    double weight_decay = 0;
+    double momentum = 0;
+    bool centered = false;
+};
+
+/// torch.optim.RMSprop: v = alpha·v + (1 - alpha)·g²; centered: avg = sqrt(v - mean_g²) + eps,
+/// else sqrt(v) + eps; with momentum buf = momentum·buf + g / avg, p -= lr·buf; else p -= lr·g / avg.
+class RMSprop : public Optimizer {
+public:
+    RMSprop(std::vector<Tensor> params, RMSpropOptions o = {});
+
+protected:
+    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+
+private:
+    RMSpropOptions o_;
+};
+
+struct AdamOptions {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0;  ///< Adam: added to the gradient; AdamW: decoupled (default 0.01)
+    bool amsgrad = false;
+};
+
+/// torch.optim.Adam: m = b1·m + (1 - b1)·g; v = b2·v + (1 - b2)·g²;
+/// p -= lr / (1 - b1^t) · m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+class Adam : public Optimizer {
+public:
+    Adam(std::vector<Tensor> params, AdamOptions o = {});
+
+protected:
+    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+    AdamOptions o_;
+    bool decoupled_ = false;
+};
+
+/// torch.optim.AdamW: p -= lr·wd·p, then the Adam step without weight decay in the gradient.
+class AdamW : public Adam {
+public:
+    AdamW(std::vector<Tensor> params, AdamOptions o = {.weight_decay = 0.01});
+};
+
+/// Learning-rate schedules, stepped once per epoch: each sets the optimizer's rate from the
+/// initial rate and the number of step() calls, as torch.optim.lr_scheduler.
+class Scheduler {
+public:
+    explicit Scheduler(Optimizer& opt) : opt_(opt), base_lr_(opt.lr()) {}
+    virtual ~Scheduler() = default;
+    void step() { opt_.set_lr(rate(++epoch_)); }
+    std::int64_t epoch() const { return epoch_; }
+
+protected:
+    virtual double rate(std::int64_t epoch) const = 0;
+    Optimizer& opt_;
+    double base_lr_;
+    std::int64_t epoch_ = 0;
+};
+
+/// lr = base·gamma^floor(epoch / step_size).
+class StepLR : public Scheduler {
+public:
+    StepLR(Optimizer& opt, std::int64_t step_size, double gamma = 0.1);
+
+protected:
+    double rate(std::int64_t epoch) const override;
+
+private:
+    std::int64_t step_size_;
+    double gamma_;
+};
+
+/// lr = base·gamma^epoch.
+class ExponentialLR : public Scheduler {
+public:
+    ExponentialLR(Optimizer& opt, double gamma);
+
+protected:
+    double rate(std::int64_t epoch) const override;
+
+private:
+    double gamma_;
+};
+
+/// lr = eta_min + (base - eta_min)·(1 + cos(π·epoch / t_max)) / 2.
+class CosineAnnealingLR : public Scheduler {
+public:
+    CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min = 0);
+
+protected:
+    double rate(std::int64_t epoch) const override;
+
+private:
+    std::int64_t t_max_;
+    double eta_min_;
+};
+
+/// Scales all gradients together so that their joint L2 norm is at most max_norm (as
+/// torch.nn.utils.clip_grad_norm_); returns the norm before clipping. Throws ValueError for
+/// max_norm <= 0.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+}  // namespace xgrad::optim

@@ -1,0 +1,165 @@
+#include "xgrad/data/dataset.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/check.hpp"
+
+namespace xgrad::data {
+
+namespace {
+
+// The whole file, decompressed when it is gzip (zlib reads plain files unchanged).
+std::vector<std::uint8_t> read_maybe_gz(const std::string& path) {
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (!f) throw IoError(fmt::format("idx: cannot open {}: {}", path, std::strerror(errno)));
+    std::vector<std::uint8_t> out;
+    std::uint8_t chunk[1 << 16];
+    for (;;) {
+        const int n = gzread(f, chunk, sizeof chunk);
+        if (n < 0) {
+            int code = 0;
+            const std::string msg = gzerror(f, &code);
+            gzclose(f);
+            throw IoError(fmt::format("idx: {} is corrupt: {}", path, msg));
+        }
+        if (n == 0) break;
+        out.insert(out.end(), chunk, chunk + n);
+    }
+    // A truncated gzip stream reads as a short file; zlib reports it only here.
+    int code = 0;
+    const std::string msg = gzerror(f, &code);
+    gzclose(f);
+    if (code != Z_OK && code != Z_STREAM_END)
+        throw IoError(fmt::format("idx: {} is corrupt: {}", path, msg));
+    return out;
+}
+
+std::string first_existing(const std::string& dir, const std::string& stem) {
+    for (const auto& name : {stem + ".gz", stem})
+        if (std::filesystem::exists(dir + "/" + name)) return dir + "/" + name;
+    throw IoError(fmt::format("dataset: neither {0}/{1}.gz nor {0}/{1} exists{2}", dir, stem,
+                              dir == kFashionMnistDir ? " (Debian: apt-get install dataset-fashion-mnist)" : ""));
+}
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path) {
+    const auto bytes = read_maybe_gz(path);
+    if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
+        throw IoError(fmt::format("idx: {} is not an IDX file (bad magic number)", path));
+    if (bytes[2] != 0x08)
+        throw IoError(fmt::format("idx: {} holds type 0x{:02x}; only unsigned bytes (0x08) are supported", path, bytes[2]));
+    const std::size_t dims = bytes[3];
+    if (dims == 0 || bytes.size() < 4 + 4 * dims)
+        throw IoError(fmt::format("idx: {} is truncated in its header ({} dimensions)", path, dims));
+    IdxArray a;
+    std::size_t count = 1;
+    for (std::size_t d = 0; d < dims; ++d) {
+        const std::uint8_t* p = bytes.data() + 4 + 4 * d;
+        const std::size_t n = std::size_t{p[0]} << 24 | std::size_t{p[1]} << 16 | std::size_t{p[2]} << 8 | p[3];
+        a.shape.push_back(n);
+        count *= n;
+        if (count > (std::size_t{1} << 34)) throw IoError(fmt::format("idx: {} claims an absurd size", path));
+    }
+    const std::size_t body = bytes.size() - 4 - 4 * dims;
+    if (body != count)
+        throw IoError(fmt::format("idx: {} is {}: shape {} needs {} bytes of data, the file has {}", path,
+                                  body < count ? "truncated" : "longer than its header says", to_string(a.shape),
+                                  count, body));
+    a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(4 + 4 * dims), bytes.end());
+    return a;
+}
+
+Dataset Dataset::slice(std::size_t begin, std::size_t end) const {
+    detail::check_value(begin <= end && end <= size(), "Dataset::slice: [{}, {}) is outside [0, {})", begin, end,
+                        size());
+    std::vector<std::size_t> idx(end - begin);
+    std::iota(idx.begin(), idx.end(), begin);
+    return {take_rows(x, idx), take_rows(y, idx)};
+}
+
+Dataset load_mnist_format(const std::string& dir, Split split) {
+    const std::string prefix = split == Split::train ? "train" : "t10k";
+    const std::string image_path = first_existing(dir, prefix + "-images-idx3-ubyte");
+    const std::string label_path = first_existing(dir, prefix + "-labels-idx1-ubyte");
+    const auto images = read_idx(image_path);
+    const auto labels = read_idx(label_path);
+    if (images.shape.size() != 3)
+        throw IoError(fmt::format("dataset: {} should hold [N, rows, cols] images, has shape {}", image_path,
+                                  to_string(images.shape)));
+    if (labels.shape.size() != 1 || labels.shape[0] != images.shape[0])
+        throw IoError(fmt::format("dataset: {} has labels of shape {} but {} has {} images", label_path,
+                                  to_string(labels.shape), image_path, images.shape[0]));
+    xt::xarray<float> x = xt::empty<float>(Shape{images.shape[0], images.shape[1], images.shape[2], 1});
+    for (std::size_t i = 0; i < images.values.size(); ++i) x.data()[i] = static_cast<float>(images.values[i]) / 255.0f;
+    xt::xarray<float> y = xt::empty<float>(Shape{labels.shape[0]});
+    for (std::size_t i = 0; i < labels.values.size(); ++i) y.data()[i] = labels.values[i];
+    return {Tensor(std::move(x)), Tensor(std::move(y))};
+}
+
+Dataset load_fashion_mnist(Split split, const std::string& dir) { return load_mnist_format(dir, split); }
+
+const std::vector<std::string>& fashion_mnist_classes() {
+    static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    return names;
+}
+
+Tensor take_rows(const Tensor& x, const std::vector<std::size_t>& indices) {
+    Shape shape = x.shape();
+    const std::size_t row = shape.empty() || shape[0] == 0 ? 0 : x.size() / shape[0];
+    shape[0] = indices.size();
+    xt::xarray<float> out = xt::empty<float>(shape);
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        detail::check_value(indices[i] < x.shape()[0], "take_rows: row {} of x {}", indices[i], x.shape());
+        std::copy_n(x.value().data() + indices[i] * row, row, out.data() + i * row);
+    }
+    return Tensor(std::move(out));
+}
+
+DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(data)), options_(options) {
+    detail::check_value(options.batch_size > 0, "DataLoader: batch_size must be positive");
+    detail::check_value(data_.size() > 0, "DataLoader: the dataset is empty");
+    detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
+                        "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
+                        data_.y.defined() ? data_.y.shape() : Shape{});
+}
+
+std::size_t DataLoader::size() const {
+    const std::size_t n = data_.size(), b = options_.batch_size;
+    return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+const std::vector<std::size_t>& DataLoader::order(std::size_t epoch) const {
+    if (order_epoch_ != epoch) {
+        order_.resize(data_.size());
+        std::iota(order_.begin(), order_.end(), 0);
+        if (options_.shuffle) {
+            std::mt19937_64 g(options_.seed * 0x9E3779B97F4A7C15ull + epoch);
+            std::shuffle(order_.begin(), order_.end(), g);
+        }
+        order_epoch_ = epoch;
+    }
+    return order_;
+}
+
+Batch DataLoader::batch(std::size_t epoch, std::size_t i) const {
+    detail::check_value(i < size(), "DataLoader: batch {} of an epoch of {}", i, size());
+    const auto& o = order(epoch);
+    const std::size_t begin = i * options_.batch_size, end = std::min(begin + options_.batch_size, o.size());
+    const std::vector<std::size_t> idx(o.begin() + static_cast<std::ptrdiff_t>(begin),
+                                       o.begin() + static_cast<std::ptrdiff_t>(end));
+    return {take_rows(data_.x, idx), take_rows(data_.y, idx)};
+}
+
+}  // namespace xgrad::data

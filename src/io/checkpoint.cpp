@@ -1,0 +1,56 @@
+#include "xgrad/io/checkpoint.hpp"
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+namespace xgrad::io {
+
+namespace {
+constexpr const char* kFormat = "xgrad-checkpoint-1";
+}
+
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& optimizer,
+                     std::int64_t epoch) {
+    NpzArchive arrays;
+    arrays.emplace_back("format", bytes_to_npy(kFormat));
+    arrays.emplace_back("epoch", to_npy(xt::xarray<double>(static_cast<double>(epoch))));
+    arrays.emplace_back("rng", bytes_to_npy(generator_state()));
+    for (const auto& [name, t] : model.state()) arrays.emplace_back("model/" + name, to_npy(t.value()));
+    for (auto& [name, a] : optimizer.state()) arrays.emplace_back("optim/" + name, std::move(a));
+    write_npz(path, arrays);
+}
+
+std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& optimizer) {
+    const NpzArchive arrays = read_npz(path);
+    const NpyArray* format = nullptr;
+    const NpyArray* epoch = nullptr;
+    const NpyArray* rng = nullptr;
+    NpzArchive optim_state;
+    for (const auto& [name, a] : arrays) {
+        if (name == "format") format = &a;
+        if (name == "epoch") epoch = &a;
+        if (name == "rng") rng = &a;
+        if (name.rfind("optim/", 0) == 0) optim_state.emplace_back(name.substr(6), a);
+    }
+    if (!format || npy_to_bytes(*format, path + ", format") != kFormat || !epoch || !rng)
+        throw IoError(fmt::format("checkpoint: {} is not an xgrad checkpoint (no format, epoch or rng entry)", path));
+    const auto completed = static_cast<std::int64_t>(npy_to_double(*epoch, path + ", epoch")());
+    const std::string rng_state = npy_to_bytes(*rng, path + ", rng");
+    // All or nothing: each step below checks before it changes anything, and a later
+    // failure puts back what the earlier steps changed.
+    const NpzArchive previous_optim = optimizer.state();
+    const std::string previous_rng = generator_state();
+    try {
+        optimizer.load_state(optim_state);
+        set_generator_state(rng_state);
+        model.load_state(arrays, "model/", path);
+    } catch (const Error& e) {
+        optimizer.load_state(previous_optim);
+        set_generator_state(previous_rng);
+        if (dynamic_cast<const IoError*>(&e)) throw;
+        throw IoError(fmt::format("checkpoint: {}: {}", path, e.what()));
+    }
+    return completed;
+}
+
+}  // namespace xgrad::io

@@ -1,0 +1,92 @@
+#include "xgrad/nn/module.hpp"
+
+#include <map>
+
+#include <fmt/format.h>
+
+#include "xgrad/io/npz.hpp"
+
+namespace xgrad::nn {
+
+Tensor& Module::add_parameter(std::string name, Tensor t) {
+    t.set_requires_grad(true);
+    parameters_.emplace_back(std::move(name), std::move(t));
+    return parameters_.back().second;
+}
+
+Tensor& Module::add_buffer(std::string name, Tensor t) {
+    buffers_.emplace_back(std::move(name), std::move(t));
+    return buffers_.back().second;
+}
+
+void Module::add_child(std::string name, std::shared_ptr<Module> child) {
+    child->train(training_);
+    children_.emplace_back(std::move(name), std::move(child));
+}
+
+void Module::collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const {
+    for (const auto& [name, t] : parameters ? parameters_ : buffers_) out.emplace_back(prefix + name, t);
+    for (const auto& [name, child] : children_) child->collect(prefix + name + ".", parameters, out);
+}
+
+std::vector<NamedTensor> Module::named_parameters() const {
+    std::vector<NamedTensor> out;
+    collect("", true, out);
+    return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+    std::vector<Tensor> out;
+    for (auto& [name, t] : named_parameters()) out.push_back(t);
+    return out;
+}
+
+std::vector<NamedTensor> Module::named_buffers() const {
+    std::vector<NamedTensor> out;
+    collect("", false, out);
+    return out;
+}
+
+std::vector<NamedTensor> Module::state() const {
+    auto out = named_parameters();
+    for (auto& b : named_buffers()) out.push_back(std::move(b));
+    return out;
+}
+
+void Module::train(bool on) {
+    training_ = on;
+    for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::zero_grad() {
+    for (auto& t : parameters()) t.zero_grad();
+}
+
+void Module::save(const std::string& path) const {
+    io::NpzArchive arrays;
+    for (const auto& [name, t] : state()) arrays.emplace_back(name, io::to_npy(t.value()));
+    io::write_npz(path, arrays);
+}
+
+void Module::load(const std::string& path) { load_state(io::read_npz(path), "", path); }
+
+void Module::load_state(const io::NpzArchive& archive, const std::string& prefix, const std::string& source) {
+    std::map<std::string, const io::NpyArray*> arrays;
+    for (const auto& [name, a] : archive) arrays.emplace(name, &a);
+    // Check everything before changing anything, so a bad file leaves the module as it was.
+    std::vector<std::pair<Tensor, xt::xarray<float>>> updates;
+    for (const auto& [name, t] : state()) {
+        const auto it = arrays.find(prefix + name);
+        if (it == arrays.end())
+            throw IoError(fmt::format("load: {} has no tensor '{}' (shape {}) of this model", source, name,
+                                      to_string(t.shape())));
+        auto value = io::npy_to_float(*it->second, source + ", tensor " + name);
+        if (value.shape() != t.shape())
+            throw IoError(fmt::format("load: {}: tensor '{}' has shape {} but the model expects {}", source, name,
+                                      to_string(value.shape()), to_string(t.shape())));
+        updates.emplace_back(t, std::move(value));
+    }
+    for (auto& [t, value] : updates) t.mutable_value() = std::move(value);
+}
+
+}  // namespace xgrad::nn

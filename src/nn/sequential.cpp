@@ -1,0 +1,224 @@
+#include "xgrad/nn/sequential.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/check.hpp"
+#include "xgrad/nn/metrics.hpp"
+#include "xgrad/ops/loss.hpp"
+#include "xgrad/ops/shape.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+
+std::size_t count(const std::vector<Tensor>& ts) {
+    std::size_t n = 0;
+    for (const auto& t : ts) n += t.size();
+    return n;
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+}  // namespace
+
+Tensor Sequential::forward(const Tensor& x) {
+    Tensor h = x;
+    for (const auto& [name, layer] : children()) h = (*layer)(h);
+    return h;
+}
+
+std::string Sequential::summary(bool print) const {
+    detail::check_value(!input_shape_.empty(), "Sequential::summary: construct the model with an input shape, e.g. "
+                                               "Sequential({{28, 28, 1}})");
+    NoGradGuard no_grad;
+    Shape shape{1};
+    shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+    Tensor h = zeros(shape);
+    std::string out = fmt::format("{:<24} {:<20} {:>10}\n{}\n", "Layer (type)", "Output shape", "Params",
+                                  std::string(56, '='));
+    std::size_t total = 0, trainable = 0;
+    for (const auto& [name, layer] : children()) {
+        const bool was_training = layer->is_training();
+        layer->eval();  // no batch statistics are updated by the probe
+        h = (*layer)(h);
+        layer->train(was_training);
+        Shape s = h.shape();
+        std::string shown = "[N" + (s.size() > 1 ? ", " + to_string(Shape(s.begin() + 1, s.end())).substr(1) : "]");
+        const std::size_t p = count(layer->parameters());
+        std::size_t b = 0;
+        for (const auto& [n, t] : layer->named_buffers()) b += t.size();
+        fmt::format_to(std::back_inserter(out), "{:<24} {:<20} {:>10}\n", name + " (" + layer->type_name() + ")",
+                       shown, p);
+        trainable += p;
+        total += p + b;
+    }
+    fmt::format_to(std::back_inserter(out), "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable (buffers): {}\n",
+                   std::string(56, '='), total, trainable, total - trainable);
+    if (print) fmt::print("{}", out);
+    return out;
+}
+
+void Sequential::compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss) {
+    detail::check_value(optimizer != nullptr, "Sequential::compile: the optimizer is null");
+    optimizer_ = std::move(optimizer);
+    loss_ = loss;
+}
+
+Tensor Sequential::loss_of(const Tensor& out, const Tensor& y) const {
+    switch (loss_) {
+        case Loss::cross_entropy: return cross_entropy(out, y);
+        case Loss::mse: return mse_loss(out, y);
+        case Loss::binary_cross_entropy: return binary_cross_entropy(out, y);
+        case Loss::binary_cross_entropy_with_logits: return binary_cross_entropy_with_logits(out, y);
+    }
+    return cross_entropy(out, y);
+}
+
+std::size_t Sequential::correct(const Tensor& out, const Tensor& y) const {
+    if (loss_ == Loss::cross_entropy) return count_correct(out, y);
+    const float threshold = loss_ == Loss::binary_cross_entropy ? 0.5f : 0.0f;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < out.size(); ++i)
+        n += (out.value().data()[i] > threshold) == (y.value().data()[i] > 0.5f);
+    return n;
+}
+
+Evaluation Sequential::evaluate(const data::Dataset& data, std::size_t batch_size) {
+    NoGradGuard no_grad;
+    const bool was_training = is_training();
+    eval();
+    data::DataLoader loader(data, {.batch_size = batch_size, .shuffle = false});
+    double loss = 0, right = 0, targets = 0;
+    for (std::size_t i = 0; i < loader.size(); ++i) {
+        const auto b = loader.batch(0, i);
+        const auto out = forward(b.x);
+        loss += loss_of(out, b.y).item() * static_cast<double>(b.x.shape()[0]);
+        right += static_cast<double>(correct(out, b.y));
+        targets += static_cast<double>(loss_ == Loss::cross_entropy ? b.x.shape()[0] : b.y.size());
+    }
+    train(was_training);
+    return {loss / static_cast<double>(data.size()), loss_ == Loss::mse ? kNaN : right / targets};
+}
+
+Tensor Sequential::predict(const Tensor& x, std::size_t batch_size) {
+    detail::check_value(batch_size > 0, "Sequential::predict: batch_size must be positive");
+    detail::check_shape(x.dim() >= 1 && x.shape()[0] > 0, "Sequential::predict: x must be a non-empty batch, got x {}",
+                        x.shape());
+    NoGradGuard no_grad;
+    const bool was_training = is_training();
+    eval();
+    std::vector<Tensor> parts;
+    const std::size_t n = x.shape()[0];
+    for (std::size_t begin = 0; begin < n; begin += batch_size) {
+        std::vector<std::size_t> idx;
+        for (std::size_t i = begin; i < std::min(n, begin + batch_size); ++i) idx.push_back(i);
+        parts.push_back(forward(data::take_rows(x, idx)));
+    }
+    train(was_training);
+    return parts.size() == 1 ? parts[0] : concat(parts, 0);
+}
+
+History Sequential::fit(const data::Dataset& train_in, const FitOptions& o) {
+    detail::check_value(optimizer_ != nullptr, "Sequential::fit: call compile(optimizer, loss) first");
+    detail::check_value(o.epochs >= 1, "Sequential::fit: epochs must be at least 1, got {}", o.epochs);
+    detail::check_value(o.validation_split >= 0 && o.validation_split < 1,
+                        "Sequential::fit: validation_split must be in [0, 1), got {}", o.validation_split);
+    data::Dataset train_set = train_in, held_out;
+    const data::Dataset* validation = o.validation_data;
+    if (!validation && o.validation_split > 0) {
+        const auto n = train_in.size();
+        const auto keep = n - static_cast<std::size_t>(std::floor(static_cast<double>(n) * o.validation_split));
+        held_out = train_in.slice(keep, n);
+        train_set = train_in.slice(0, keep);
+        validation = &held_out;
+    }
+    data::DataLoader loader(train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed});
+    Progress progress(o.progress);
+    History history;
+    train();
+    for (int e = 0; e < o.epochs; ++e) {
+        const auto epoch = static_cast<std::size_t>(e);
+        progress.begin_epoch(epoch, static_cast<std::size_t>(o.epochs), loader.size());
+        double loss_sum = 0, right = 0, targets = 0;
+        std::size_t seen = 0;
+        for (std::size_t i = 0; i < loader.size(); ++i) {
+            const auto b = loader.batch(epoch, i);
+            const auto out = forward(b.x);
+            auto loss = loss_of(out, b.y);
+            optimizer_->zero_grad();
+            loss.backward();
+            optimizer_->step();
+            const std::size_t rows = b.x.shape()[0];
+            seen += rows;
+            loss_sum += loss.item() * static_cast<double>(rows);
+            right += static_cast<double>(correct(out, b.y));
+            targets += static_cast<double>(loss_ == Loss::cross_entropy ? rows : b.y.size());
+            progress.update(i, loss_sum / static_cast<double>(seen), loss_ == Loss::mse ? 0.0 : right / targets, seen);
+        }
+        EpochMetrics m;
+        m.epoch = epoch;
+        m.loss = loss_sum / static_cast<double>(seen);
+        m.accuracy = loss_ == Loss::mse ? kNaN : right / targets;
+        m.seconds = progress.train_seconds();
+        std::string extra;
+        if (validation) {
+            const auto v = evaluate(*validation);
+            m.val_loss = v.loss;
+            m.val_accuracy = v.accuracy;
+            extra = fmt::format(", val loss {:.4f} acc {:.2f}%", v.loss, 100 * v.accuracy);
+        }
+        progress.end_epoch(m.loss, std::isnan(m.accuracy) ? 0.0 : m.accuracy, extra);
+        history.epochs.push_back(m);
+        if (!o.csv_log.empty()) write_history_csv(history, o.csv_log);
+        bool go_on = true;
+        for (const auto& cb : o.callbacks) go_on = cb(m) && go_on;
+        if (!go_on) break;
+    }
+    if (!o.plot.empty() && !plot_history(history, o.plot))
+        fmt::print("note: gnuplot is not installed, so no plot was drawn ({})\n", o.plot);
+    return history;
+}
+
+void write_history_csv(const History& history, const std::string& path) {
+    std::ofstream f(path);
+    if (!f) throw IoError("csv: cannot write " + path);
+    f << "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n";
+    auto opt = [](const std::optional<double>& v) { return v ? fmt::format("{:.6f}", *v) : std::string(); };
+    for (const auto& m : history.epochs)
+        f << fmt::format("{},{:.6f},{:.6f},{},{},{:.3f}\n", m.epoch + 1, m.loss, m.accuracy, opt(m.val_loss),
+                         opt(m.val_accuracy), m.seconds);
+    if (!f) throw IoError("csv: writing " + path + " failed");
+}
+
+bool plot_history(const History& history, const std::string& png_path) {
+    if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
+    const std::string data = png_path + ".dat";
+    {
+        std::ofstream f(data);
+        if (!f) throw IoError("plot: cannot write " + data);
+        for (const auto& m : history.epochs)
+            f << fmt::format("{} {} {} {} {}\n", m.epoch + 1, m.loss, m.accuracy, m.val_loss.value_or(kNaN),
+                             m.val_accuracy.value_or(kNaN));
+    }
+    std::FILE* g = ::popen("gnuplot", "w");
+    if (!g) return false;
+    fmt::print(g,
+               "set terminal png size 1000,400\nset output '{0}'\nset multiplot layout 1,2\nset xlabel 'epoch'\n"
+               "set title 'loss'\nplot '{1}' using 1:2 with linespoints title 'train', '' using 1:4 with linespoints "
+               "title 'validation'\nset title 'accuracy'\nplot '{1}' using 1:3 with linespoints title 'train', '' "
+               "using 1:5 with linespoints title 'validation'\nunset multiplot\n",
+               png_path, data);
+    const bool ok = ::pclose(g) == 0;
+    std::remove(data.c_str());
+    return ok;
+}
+
+}  // namespace xgrad::nn

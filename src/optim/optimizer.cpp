@@ -1,0 +1,244 @@
+#include "xgrad/optim/optimizer.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "detail/check.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad::optim {
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+    detail::check_value(lr >= 0, "optimizer: learning rate must not be negative, got {}", lr);
+    for (std::size_t i = 0; i < params_.size(); ++i)
+        detail::check_value(params_[i].defined() && params_[i].requires_grad(),
+                            "optimizer: parameter {} does not require grad", i);
+}
+
+void Optimizer::set_lr(double lr) {
+    detail::check_value(lr >= 0, "optimizer: learning rate must not be negative, got {}", lr);
+    lr_ = lr;
+}
+
+void Optimizer::step() {
+    NoGradGuard guard;
+    ++steps_;
+    for (std::size_t i = 0; i < params_.size(); ++i)
+        if (params_[i].has_grad()) update(i, params_[i].mutable_value(), params_[i].grad(), steps_);
+}
+
+void Optimizer::zero_grad() {
+    for (auto& p : params_) p.zero_grad();
+}
+
+xt::xarray<float>& Optimizer::slot(const std::string& name, std::size_t i, float init, bool* created) {
+    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s.first == name; });
+    if (it == slots_.end()) {
+        slots_.emplace_back(name, std::vector<xt::xarray<float>>(params_.size()));
+        it = std::prev(slots_.end());
+    }
+    auto& s = it->second[i];
+    const bool fresh = s.shape() != params_[i].shape();
+    if (fresh) {
+        s = xt::empty<float>(params_[i].shape());
+        s.fill(init);
+    }
+    if (created) *created = fresh;
+    return s;
+}
+
+io::NpzArchive Optimizer::state() const {
+    io::NpzArchive out;
+    out.emplace_back("steps", io::to_npy(xt::xarray<double>(static_cast<double>(steps_))));
+    out.emplace_back("lr", io::to_npy(xt::xarray<double>(lr_)));
+    for (const auto& [name, values] : slots_)
+        for (std::size_t i = 0; i < values.size(); ++i)
+            if (values[i].shape() == params_[i].shape()) out.emplace_back(fmt::format("{}.{}", name, i), io::to_npy(values[i]));
+    return out;
+}
+
+void Optimizer::load_state(const io::NpzArchive& state) {
+    std::int64_t steps = 0;
+    double lr = lr_;
+    decltype(slots_) slots;
+    for (const auto& [key, a] : state) {
+        if (key == "steps") {
+            steps = static_cast<std::int64_t>(io::npy_to_double(a, "optimizer steps")());
+            continue;
+        }
+        if (key == "lr") {
+            lr = io::npy_to_double(a, "optimizer lr")();
+            continue;
+        }
+        const auto dot = key.rfind('.');
+        std::size_t i = params_.size();
+        try {
+            i = std::stoul(key.substr(dot + 1));
+        } catch (const std::exception&) {
+        }
+        if (dot == std::string::npos || i >= params_.size())
+            throw IoError(fmt::format("optimizer state: '{}' names no parameter of this optimizer ({} parameters)",
+                                      key, params_.size()));
+        auto value = io::npy_to_float(a, "optimizer state " + key);
+        if (value.shape() != params_[i].shape())
+            throw IoError(fmt::format("optimizer state: '{}' has shape {} but parameter {} has {}", key,
+                                      to_string(value.shape()), i, to_string(params_[i].shape())));
+        const std::string name = key.substr(0, dot);
+        auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == name; });
+        if (it == slots.end()) {
+            slots.emplace_back(name, std::vector<xt::xarray<float>>(params_.size()));
+            it = std::prev(slots.end());
+        }
+        it->second[i] = std::move(value);
+    }
+    steps_ = steps;
+    lr_ = lr;
+    slots_ = std::move(slots);
+}
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+    detail::check_value(o.momentum >= 0 && o.weight_decay >= 0,
+                        "SGD: momentum and weight_decay must not be negative, got {} and {}", o.momentum,
+                        o.weight_decay);
+    detail::check_value(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+                        "SGD: nesterov needs momentum > 0 and dampening 0");
+}
+
+void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
+    const auto lr = static_cast<float>(this->lr()), wd = static_cast<float>(o_.weight_decay);
+    const auto mu = static_cast<float>(o_.momentum), damp = static_cast<float>(o_.dampening);
+    float* pv = p.data();
+    const float* gv = g.data();
+    bool first = false;  // the buffer starts as the first gradient, as in PyTorch
+    float* buf = mu != 0 ? slot("momentum_buffer", i, 0, &first).data() : nullptr;
+    for (std::size_t k = 0; k < p.size(); ++k) {
+        float d = gv[k] + wd * pv[k];
+        if (buf) {
+            buf[k] = first ? d : mu * buf[k] + (1 - damp) * d;
+            d = o_.nesterov ? d + mu * buf[k] : buf[k];
+        }
+        pv[k] -= lr * d;
+    }
+}
+
+Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+    detail::check_value(o.lr_decay >= 0 && o.weight_decay >= 0 && o.initial_accumulator_value >= 0 && o.eps >= 0,
+                        "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must not be negative");
+}
+
+void Adagrad::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
+    const double clr = lr() / (1 + static_cast<double>(t - 1) * o_.lr_decay);
+    float* sum = slot("sum", i, static_cast<float>(o_.initial_accumulator_value)).data();
+    float* pv = p.data();
+    for (std::size_t k = 0; k < p.size(); ++k) {
+        const float d = g.data()[k] + static_cast<float>(o_.weight_decay) * pv[k];
+        sum[k] += d * d;
+        pv[k] -= static_cast<float>(clr) * d / (std::sqrt(sum[k]) + static_cast<float>(o_.eps));
+    }
+}
+
+RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+    detail::check_value(o.alpha >= 0 && o.eps >= 0 && o.weight_decay >= 0 && o.momentum >= 0,
+                        "RMSprop: alpha, eps, weight_decay and momentum must not be negative");
+}
+
+void RMSprop::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
+    const auto alpha = static_cast<float>(o_.alpha), eps = static_cast<float>(o_.eps);
+    const auto lr = static_cast<float>(this->lr()), mu = static_cast<float>(o_.momentum);
+    float* sq = slot("square_avg", i).data();
+    float* ga = o_.centered ? slot("grad_avg", i).data() : nullptr;
+    float* buf = mu > 0 ? slot("momentum_buffer", i).data() : nullptr;
+    float* pv = p.data();
+    for (std::size_t k = 0; k < p.size(); ++k) {
+        const float d = g.data()[k] + static_cast<float>(o_.weight_decay) * pv[k];
+        sq[k] = alpha * sq[k] + (1 - alpha) * d * d;
+        float avg;
+        if (ga) {
+            ga[k] = alpha * ga[k] + (1 - alpha) * d;
+            avg = std::sqrt(sq[k] - ga[k] * ga[k]) + eps;
+        } else {
+            avg = std::sqrt(sq[k]) + eps;
+        }
+        if (buf) {
+            buf[k] = mu * buf[k] + d / avg;
+            pv[k] -= lr * buf[k];
+        } else {
+            pv[k] -= lr * d / avg;
+        }
+    }
+}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+    detail::check_value(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+                        "Adam: betas must be in [0, 1), got {} and {}", o.beta1, o.beta2);
+    detail::check_value(o.eps >= 0 && o.weight_decay >= 0, "Adam: eps and weight_decay must not be negative");
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o) { decoupled_ = true; }
+
+void Adam::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
+    const double lr = this->lr();
+    const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t));
+    const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t));
+    const auto step_size = static_cast<float>(lr / bc1);
+    const auto sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
+    const auto b1 = static_cast<float>(o_.beta1), b2 = static_cast<float>(o_.beta2);
+    const auto eps = static_cast<float>(o_.eps), wd = static_cast<float>(o_.weight_decay);
+    float* m = slot("exp_avg", i).data();
+    float* v = slot("exp_avg_sq", i).data();
+    float* vmax = o_.amsgrad ? slot("max_exp_avg_sq", i).data() : nullptr;
+    float* pv = p.data();
+    for (std::size_t k = 0; k < p.size(); ++k) {
+        float d = g.data()[k];
+        if (decoupled_)
+            pv[k] *= 1 - static_cast<float>(lr) * wd;
+        else
+            d += wd * pv[k];
+        m[k] = b1 * m[k] + (1 - b1) * d;
+        v[k] = b2 * v[k] + (1 - b2) * d * d;
+        float second = v[k];
+        if (vmax) second = vmax[k] = std::max(vmax[k], v[k]);
+        pv[k] -= step_size * m[k] / (std::sqrt(second) / sqrt_bc2 + eps);
+    }
+}
+
+StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
+    : Scheduler(opt), step_size_(step_size), gamma_(gamma) {
+    detail::check_value(step_size >= 1, "StepLR: step_size must be at least 1, got {}", step_size);
+}
+double StepLR::rate(std::int64_t epoch) const {
+    return base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+ExponentialLR::ExponentialLR(Optimizer& opt, double gamma) : Scheduler(opt), gamma_(gamma) {
+    detail::check_value(gamma > 0, "ExponentialLR: gamma must be positive, got {}", gamma);
+}
+double ExponentialLR::rate(std::int64_t epoch) const { return base_lr_ * std::pow(gamma_, static_cast<double>(epoch)); }
+
+CosineAnnealingLR::CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min)
+    : Scheduler(opt), t_max_(t_max), eta_min_(eta_min) {
+    detail::check_value(t_max >= 1, "CosineAnnealingLR: t_max must be at least 1, got {}", t_max);
+}
+double CosineAnnealingLR::rate(std::int64_t epoch) const {
+    return eta_min_ + (base_lr_ - eta_min_) *
+                          (1 + std::cos(std::numbers::pi * static_cast<double>(epoch) / static_cast<double>(t_max_))) / 2;
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+    detail::check_value(max_norm > 0, "clip_grad_norm: max_norm must be positive, got {}", max_norm);
+    double total = 0;
+    for (const auto& p : params)
+        if (p.has_grad())
+            for (const float g : p.grad()) total += static_cast<double>(g) * g;
+    total = std::sqrt(total);
+    const double scale = max_norm / (total + 1e-6);
+    if (scale < 1)
+        for (auto p : params)
+            if (p.has_grad()) p.mutable_grad() *= static_cast<float>(scale);
+    return total;
+}
+
+}  // namespace xgrad::optim

@@ -1,0 +1,205 @@
+#include <cstdio>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Shape;
+using xgrad::Tensor;
+using Catch::Matchers::Contains;
+using namespace xgrad::nn;
+
+namespace {
+
+struct Net : Module {
+    std::shared_ptr<Dense> fc1 = add_module("fc1", Dense(4, 8, Activation::relu));
+    std::shared_ptr<BatchNorm> bn = add_module("bn", BatchNorm(8));
+    std::shared_ptr<Dense> fc2 = add_module("fc2", Dense(8, 3));
+    Tensor forward(const Tensor& x) override { return (*fc2)((*bn)((*fc1)(x))); }
+};
+
+// A small classification problem: the class is the index of the largest of 3 features.
+xgrad::data::Dataset blobs(std::size_t n, std::uint64_t seed) {
+    xgrad::manual_seed(seed);
+    auto x = xgrad::randn({n, 4});
+    xt::xarray<float> y = xt::empty<float>({n});
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* r = x.value().data() + i * 4;
+        y(i) = static_cast<float>(std::max_element(r, r + 3) - r);
+    }
+    return {x, Tensor(y)};
+}
+
+std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+
+}  // namespace
+
+TEST_CASE("Module: parameters and buffers are named by module path", "[nn]") {
+    Net net;
+    std::vector<std::string> names;
+    for (const auto& [name, t] : net.named_parameters()) names.push_back(name);
+    CHECK(names == std::vector<std::string>{"fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias"});
+    CHECK(net.named_buffers().size() == 2);
+    CHECK(net.named_buffers()[0].first == "bn.running_mean");
+    for (const auto& t : net.parameters()) CHECK(t.requires_grad());
+}
+
+TEST_CASE("Module: train and eval reach every child", "[nn]") {
+    Net net;
+    net.eval();
+    CHECK_FALSE(net.bn->is_training());
+    net.train();
+    CHECK(net.fc2->is_training());
+}
+
+TEST_CASE("layers: output shapes and initial values", "[nn]") {
+    xgrad::manual_seed(0);
+    Conv2D conv(3, 8, {3, 5}, {.stride = 2, .padding = xgrad::Padding::same});
+    CHECK(conv.weight.shape() == Shape{3, 5, 3, 8});
+    CHECK(conv(xgrad::zeros({2, 9, 10, 3})).shape() == Shape{2, 5, 5, 8});
+    CHECK(xt::all(xt::equal(conv.bias.value(), 0.0f)));
+    const float bound = std::sqrt(6.0f / (3 * 5 * 3));  // He-uniform, fan_in = KH·KW·C_in
+    CHECK(xt::amax(xt::abs(conv.weight.value()))() <= bound);
+    CHECK(xt::amax(xt::abs(conv.weight.value()))() > 0.8f * bound);
+    CHECK(Dense(5, 2)(xgrad::zeros({7, 5})).shape() == Shape{7, 2});
+    CHECK(MaxPool2D({.kernel = 2})(xgrad::zeros({1, 4, 4, 3})).shape() == Shape{1, 2, 2, 3});
+    CHECK(GlobalAvgPool2D()(xgrad::zeros({2, 4, 4, 3})).shape() == Shape{2, 3});
+    CHECK(Flatten()(xgrad::zeros({2, 4, 4, 3})).shape() == Shape{2, 48});
+    CHECK(xgrad_test::array_diff(Softmax()(xgrad::zeros({1, 4})).value(), xt::xarray<float>{{0.25, 0.25, 0.25, 0.25}}) ==
+          "");
+    REQUIRE_THROWS_AS(Dropout(1.5), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(Dense(5, 2)(xgrad::zeros({7, 4})), Contains("linear:") && Contains("x [7, 4], w [5, 2]"));
+}
+
+TEST_CASE("initializers: fans from the shape and seeded draws", "[nn]") {
+    CHECK(fans(Shape{3, 3, 16, 32}) == std::pair<std::size_t, std::size_t>{144, 288});
+    CHECK(fans(Shape{100, 10}) == std::pair<std::size_t, std::size_t>{100, 10});
+    REQUIRE_THROWS_AS(fans(Shape{2, 2, 2}), xgrad::ShapeError);
+    Tensor a = xgrad::zeros({50, 50}), b = xgrad::zeros({50, 50});
+    xgrad::manual_seed(9);
+    initialize(a, Init::glorot_normal);
+    xgrad::manual_seed(9);
+    initialize(b, Init::glorot_normal);
+    CHECK(a.value() == b.value());
+    const double var = xt::variance(a.value())();
+    CHECK(var == Approx(2.0 / 100).epsilon(0.1));
+}
+
+TEST_CASE("Module: save and load round-trip, and refuse another model's file", "[nn][io]") {
+    xgrad::manual_seed(1);
+    Net a;
+    a.bn->running_mean.mutable_value() = xt::xarray<float>{1, 2, 3, 4, 5, 6, 7, 8};
+    const auto path = temp_path("net.npz");
+    a.save(path);
+    xgrad::manual_seed(2);
+    Net b;
+    b.load(path);
+    for (std::size_t i = 0; i < a.state().size(); ++i) CHECK(a.state()[i].second.value() == b.state()[i].second.value());
+
+    struct Other : Module {
+        std::shared_ptr<Dense> fc1 = add_module("fc1", Dense(4, 9));
+        Tensor forward(const Tensor& x) override { return (*fc1)(x); }
+    } other;
+    const auto before = other.fc1->weight.value();
+    REQUIRE_THROWS_WITH(other.load(path), Contains("'fc1.weight' has shape [4, 8] but the model expects [4, 9]"));
+    CHECK(other.fc1->weight.value() == before);  // unchanged
+    REQUIRE_THROWS_AS(b.load(temp_path("missing.npz")), xgrad::IoError);
+}
+
+TEST_CASE("Sequential: summary, fit, evaluate and a batched predict", "[nn]") {
+    const auto train = blobs(256, 1), test = blobs(128, 2);
+    xgrad::manual_seed(3);
+    Sequential model({4});
+    model.add(Dense(4, 16, Activation::relu)).add(Dropout(0.1)).add(Dense(16, 3));
+    const auto table = model.summary(false);
+    CHECK_THAT(table, Contains("0 (Dense)") && Contains("[N, 16]") && Contains("Total params: 131"));
+    REQUIRE_THROWS_WITH(model.fit(train), Contains("compile"));
+    model.compile(std::make_shared<xgrad::optim::Adam>(model.parameters(), xgrad::optim::AdamOptions{.lr = 0.02}));
+    std::size_t calls = 0;
+    const auto csv = temp_path("history.csv");
+    const auto h = model.fit(train, {.epochs = 30,
+                                     .batch_size = 32,
+                                     .validation_data = &test,
+                                     .callbacks = {[&](const EpochMetrics&) { return ++calls < 25; }},
+                                     .progress = xgrad::Progress::Mode::quiet,
+                                     .csv_log = csv});
+    CHECK(calls == 25);  // the callback stopped training
+    CHECK(h.epochs.size() == 25);
+    CHECK(h.epochs.back().loss < h.epochs.front().loss);
+    CHECK(*h.epochs.back().val_accuracy > 0.9);
+    std::ifstream f(csv);
+    std::string header;
+    std::getline(f, header);
+    CHECK(header == "epoch,loss,accuracy,val_loss,val_accuracy,seconds");
+    const auto e = model.evaluate(test);
+    CHECK(e.accuracy == Approx(*h.epochs.back().val_accuracy));
+    const auto all = model.predict(test.x, 50);  // 3 batches
+    CHECK(all.shape() == Shape{128, 3});
+    xgrad::NoGradGuard g;
+    model.eval();
+    CHECK(xgrad_test::array_diff(all.value(), model(test.x).value(), 1e-5) == "");
+}
+
+TEST_CASE("Sequential: a validation split holds out the last samples", "[nn]") {
+    const auto train = blobs(100, 4);
+    Sequential model({4});
+    model.add(Dense(4, 3));
+    model.compile(std::make_shared<xgrad::optim::SGD>(model.parameters()));
+    const auto h = model.fit(train, {.epochs = 1, .batch_size = 10, .validation_split = 0.2,
+                                     .progress = xgrad::Progress::Mode::quiet});
+    CHECK(h.epochs[0].val_loss.has_value());
+    REQUIRE_THROWS_AS(model.fit(train, {.validation_split = 1.0}), xgrad::ValueError);
+}
+
+TEST_CASE("checkpoint: resuming gives exactly the uninterrupted run (1 thread)", "[nn][io]") {
+    xgrad::set_num_threads(1);
+    const auto data = blobs(96, 6);
+    auto run = [&](Net& net, xgrad::optim::Optimizer& opt, std::size_t from, std::size_t to) {
+        xgrad::data::DataLoader loader(data, {.batch_size = 16, .seed = 3});
+        for (std::size_t e = from; e < to; ++e)
+            for (std::size_t i = 0; i < loader.size(); ++i) {
+                const auto b = loader.batch(e, i);
+                auto loss = xgrad::cross_entropy(xgrad::dropout((*net.fc2)((*net.bn)((*net.fc1)(b.x))), 0.2, true), b.y);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+            }
+    };
+    xgrad::manual_seed(11);
+    Net straight;
+    xgrad::optim::Adam opt_straight(straight.parameters());
+    run(straight, opt_straight, 0, 4);
+
+    xgrad::manual_seed(11);
+    Net first;
+    xgrad::optim::Adam opt_first(first.parameters());
+    run(first, opt_first, 0, 2);
+    const auto path = temp_path("ckpt.npz");
+    xgrad::io::save_checkpoint(path, first, opt_first, 2);
+    xgrad::manual_seed(999);  // the checkpoint restores the generator too
+    Net resumed;
+    xgrad::optim::Adam opt_resumed(resumed.parameters());
+    CHECK(xgrad::io::load_checkpoint(path, resumed, opt_resumed) == 2);
+    run(resumed, opt_resumed, 2, 4);
+    for (std::size_t i = 0; i < straight.state().size(); ++i)
+        CHECK(straight.state()[i].second.value() == resumed.state()[i].second.value());
+    xgrad::set_num_threads(2);
+}
+
+TEST_CASE("checkpoint: another model's checkpoint or a weights file is refused, nothing changes", "[nn][io][errors]") {
+    Net net;
+    xgrad::optim::SGD opt(net.parameters(), {.momentum = 0.9});
+    const auto weights = temp_path("weights_only.npz");
+    net.save(weights);
+    REQUIRE_THROWS_WITH(xgrad::io::load_checkpoint(weights, net, opt), Contains("not an xgrad checkpoint"));
+    Sequential small({4});
+    small.add(Dense(4, 2));
+    xgrad::optim::SGD small_opt(small.parameters());
+    const auto path = temp_path("small_ckpt.npz");
+    xgrad::io::save_checkpoint(path, small, small_opt, 1);
+    const auto before = net.fc1->weight.value();
+    REQUIRE_THROWS_AS(xgrad::io::load_checkpoint(path, net, opt), xgrad::IoError);
+    CHECK(net.fc1->weight.value() == before);
+}
