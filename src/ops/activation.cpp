@@ -16,10 +16,19 @@ namespace xgrad {
 
 template <class T>
 basic_tensor<T> relu(const basic_tensor<T>& x) {
-    basic_tensor<T> out(xt::xarray<T>(xt::maximum(x.value(), T(0))));
+    // Raw loops: xtensor's generic assignment of where(...) cost 7% of a W1 training step.
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* xv = x.value().data();
+    T* yv = y.data();
+    for (std::size_t i = 0; i < y.size(); ++i) yv[i] = xv[i] > T(0) ? xv[i] : T(0);
+    basic_tensor<T> out(std::move(y));
     record(OpKind::relu, {x}, out, [](const auto& gy, auto& grads) {
         // dx = gy where y > 0 (same as x > 0)
-        if (grads[0]) xt::noalias(*grads[0]) += xt::where(grads.output() > T(0), gy, T(0));
+        if (!grads[0]) return;
+        const T* yv = grads.output().data();
+        const T* g = gy.data();
+        T* dx = grads[0]->data();
+        for (std::size_t i = 0; i < gy.size(); ++i) dx[i] += yv[i] > T(0) ? g[i] : T(0);
     });
     return out;
 }

@@ -3,6 +3,8 @@
 //
 //   bench ops  [--threads N] [--reps R] [--only NAME]   conv A-E, maxpool, dense (anchors.md W2)
 //   bench gemm [--threads N] [--size S]                  sgemm GFLOP/s, the machine's reference
+//   bench w1   [--threads N] [--batches B]                W1: one training epoch (or B batches)
+//   bench infer [--threads N]                            the 10k test set at batch 256
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +12,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -117,6 +121,68 @@ void bench_ops(int reps, const std::string& only) {
     }
 }
 
+// anchors.md W1: Conv2D(32, 3x3, same) + ReLU -> MaxPool 2 -> Conv2D(64, 3x3, same) + ReLU ->
+// MaxPool 2 -> Flatten -> Dense(128) + ReLU -> Dense(10).
+xgrad::nn::Sequential w1_model() {
+    using namespace xgrad::nn;
+    const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
+    Sequential m({28, 28, 1});
+    m.add(Conv2D(1, 32, 3, same, Activation::relu))
+        .add(MaxPool2D({.kernel = 2}))
+        .add(Conv2D(32, 64, 3, same, Activation::relu))
+        .add(MaxPool2D({.kernel = 2}))
+        .add(Flatten())
+        .add(Dense(7 * 7 * 64, 128, Activation::relu))
+        .add(Dense(128, 10));
+    return m;
+}
+
+double peak_rss_mib() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+// One epoch of W1 training (SGD lr 0.01 momentum 0.9, batch 64, shuffled), or its first
+// `batches` batches with the epoch time extrapolated.
+void bench_w1(std::size_t batches) {
+    xgrad::manual_seed(1);
+    const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train);
+    auto model = w1_model();
+    xgrad::optim::SGD opt(model.parameters(), {.lr = 0.01, .momentum = 0.9});
+    xgrad::data::DataLoader loader(train, {.batch_size = 64, .seed = 1});
+    const std::size_t n = batches ? std::min(batches, loader.size()) : loader.size();
+    double loss_sum = 0;
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto b = loader.batch(0, i);
+        auto loss = xgrad::cross_entropy(model(b.x), b.y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        loss_sum += loss.item();
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double epoch_s = s / static_cast<double>(n) * static_cast<double>(loader.size());
+    const double images = static_cast<double>(n * 64) / s;
+    fmt::print("W1: {} batches in {:.2f} s -> {:.2f} s/epoch, {:.0f} img/s, mean loss {:.4f}, peak RSS {:.0f} MiB\n",
+               n, s, epoch_s, images, loss_sum / static_cast<double>(n), peak_rss_mib());
+    result("w1", fmt::format("\"batches\": {}, \"seconds\": {:.3f}, \"s_per_epoch\": {:.3f}, \"images_per_s\": {:.1f}, "
+                             "\"peak_rss_mib\": {:.1f}",
+                             n, s, epoch_s, images, peak_rss_mib()));
+}
+
+// Inference over the 10k test images at batch 256 (an untrained W1: the arithmetic is the same).
+void bench_infer(int reps) {
+    xgrad::manual_seed(1);
+    const auto test = xgrad::data::load_fashion_mnist(xgrad::data::Split::test);
+    auto model = w1_model();
+    const double ms = median_ms(reps, [&] { model.predict(test.x, 256); });
+    const double images = static_cast<double>(test.size()) / (ms / 1000);
+    fmt::print("inference: 10000 images in {:.1f} ms, {:.0f} img/s\n", ms, images);
+    result("infer", fmt::format("\"ms\": {:.2f}, \"images_per_s\": {:.1f}", ms, images));
+}
+
 void bench_gemm(int reps, std::size_t size) {
     auto a = xgrad::randn({size, size});
     auto b = xgrad::randn({size, size});
@@ -142,12 +208,18 @@ int main(int argc, char** argv) {
     std::size_t size = 2048;
     auto* gemm = app.add_subcommand("gemm", "sgemm GFLOP/s");
     gemm->add_option("--size", size, "Matrix size");
+    std::size_t batches = 0;
+    auto* w1 = app.add_subcommand("w1", "one W1 training epoch: s/epoch, img/s, peak RSS");
+    w1->add_option("--batches", batches, "Time only the first B batches and extrapolate");
+    auto* infer = app.add_subcommand("infer", "W1 inference on the test set at batch 256");
     CLI11_PARSE(app, argc, argv);
     try {
         if (threads > 0) xgrad::set_num_threads(threads);
         fmt::print("threads: {}\n", xgrad::num_threads());
         if (*ops) bench_ops(reps, only);
         if (*gemm) bench_gemm(reps, size);
+        if (*w1) bench_w1(batches);
+        if (*infer) bench_infer(std::max(3, reps / 3));
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "bench: {}\n", e.what());
         return 2;

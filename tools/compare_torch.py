@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""Runs W1 and W2 (../shared/anchors.md) in PyTorch and in xgrad, alternating A B A B in one
+run, and prints the median of each figure and the xgrad / PyTorch ratio.
+
+Needs Debian's python3-torch and python3-numpy, under /usr/bin/python3, and a built
+build/tools/bench (tools/test or tools/run builds it).
+
+  tools/compare_torch.py --threads 2 --rounds 3 --batches 200
+  tools/compare_torch.py --threads 1 --only w1
+
+PyTorch runs channels_last (its faster mode on this CPU) with its thread count set before
+import; each measurement is a fresh process, so neither side warms the other's caches.
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "build", "tools", "bench")
+DATA = "/usr/share/datasets/fashion-mnist"
+CONVS = {  # name: (H, W, C, F, k, stride, pad), batch 64
+    "convA": (28, 28, 1, 32, 3, 1, 1), "convB": (14, 14, 32, 64, 3, 1, 1), "convC": (32, 32, 3, 64, 3, 1, 1),
+    "convD": (32, 32, 64, 128, 3, 2, 1), "convE": (16, 16, 64, 64, 5, 1, 0),
+}
+
+
+def results(text):
+    return [json.loads(line[len("RESULT "):]) for line in text.splitlines() if line.startswith("RESULT ")]
+
+
+# ---------------------------------------------------------------- PyTorch side (a subprocess)
+
+def torch_worker(kind, threads, batches, only):
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cl = torch.channels_last
+
+    def images(name):
+        with gzip.open(os.path.join(DATA, name), "rb") as f:
+            raw = np.frombuffer(f.read(), np.uint8, offset=16)
+        return torch.from_numpy(raw.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+
+    def model():
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10)).to(memory_format=cl)
+
+    if kind == "w1":
+        x = images("train-images-idx3-ubyte.gz")
+        with gzip.open(os.path.join(DATA, "train-labels-idx1-ubyte.gz"), "rb") as f:
+            y = torch.from_numpy(np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64))
+        m = model()
+        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+        order = torch.randperm(len(x))
+        per_epoch = (len(x) + 63) // 64
+        n = min(batches, per_epoch) if batches else per_epoch
+        t0 = time.perf_counter()
+        for i in range(n):
+            idx = order[i * 64:(i + 1) * 64]
+            xb = x[idx].contiguous(memory_format=cl)
+            loss = loss_fn(m(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        s = time.perf_counter() - t0
+        print("RESULT " + json.dumps({"bench": "w1", "s_per_epoch": s / n * per_epoch, "images_per_s": n * 64 / s}))
+    elif kind == "infer":
+        x = images("t10k-images-idx3-ubyte.gz")
+        m = model().eval()
+        times = []
+        with torch.no_grad():
+            for rep in range(4):
+                t0 = time.perf_counter()
+                for i in range(0, len(x), 256):
+                    m(x[i:i + 256].contiguous(memory_format=cl))
+                if rep:
+                    times.append(time.perf_counter() - t0)
+        print("RESULT " + json.dumps({"bench": "infer", "images_per_s": len(x) / statistics.median(times)}))
+    elif kind == "ops":
+        h, w, c, f, k, s, p = CONVS[only]
+        x = torch.randn(64, c, h, w).contiguous(memory_format=cl).requires_grad_()
+        conv = nn.Conv2d(c, f, k, stride=s, padding=p).to(memory_format=cl)
+
+        def median_ms(fn, reps=15):
+            fn()
+            out = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - t0) * 1000)
+            return statistics.median(out)
+
+        def fwd():
+            with torch.no_grad():
+                conv(x)
+
+        def both():
+            conv(x).sum().backward()
+
+        print("RESULT " + json.dumps({"bench": "ops", "op": only, "fwd_ms": median_ms(fwd),
+                                      "fwdbwd_ms": median_ms(both)}))
+
+
+# ---------------------------------------------------------------- the comparison
+
+def run_torch(kind, threads, batches, only=""):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", kind, "--threads", str(threads),
+           "--batches", str(batches), "--only", only]
+    return results(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)[0]
+
+
+def run_xgrad(kind, threads, batches, only=""):
+    cmd = {"w1": [BENCH, "w1", "--batches", str(batches)], "infer": [BENCH, "infer"],
+           "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)]
+    found = results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "col2img")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--batches", type=int, default=200, help="W1 batches timed per run (0: a whole epoch)")
+    ap.add_argument("--only", default="", help="w1, infer, or one of convA..convE (default: all)")
+    ap.add_argument("--torch-worker", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_worker:
+        return torch_worker(args.torch_worker, args.threads, args.batches, args.only)
+    if subprocess.run(["/usr/bin/python3", "-c", "import torch, numpy"], capture_output=True).returncode != 0:
+        print("compare_torch: PyTorch is not installed (Debian: apt-get install python3-torch python3-numpy); "
+              "nothing compared")
+        return 2
+    if not os.access(BENCH, os.X_OK):
+        print("compare_torch: build/tools/bench is missing; run tools/test or tools/run first")
+        return 2
+    cases = [("w1", "", "s_per_epoch", "s/epoch"), ("infer", "", "images_per_s", "img/s")]
+    cases += [("ops", c, "fwdbwd_ms", "ms fwd+bwd") for c in CONVS]
+    if args.only:
+        cases = [c for c in cases if args.only in (c[0], c[1])]
+    print(f"threads {args.threads}, {args.rounds} alternating rounds, W1 timed over {args.batches or 'all'} batches")
+    print(f"{'figure':<16} {'xgrad':>10} {'PyTorch':>10} {'ratio':>7}  (xgrad / PyTorch)")
+    for kind, only, key, unit in cases:
+        xs, ts = [], []
+        for _ in range(args.rounds):
+            xs.append(run_xgrad(kind, args.threads, args.batches, only)[key])
+            ts.append(run_torch(kind, args.threads, args.batches, only)[key])
+        x, t = statistics.median(xs), statistics.median(ts)
+        name = only or kind
+        print(f"{name + ' ' + unit:<16} {x:>10.2f} {t:>10.2f} {x / t:>7.2f}")
+        print("RESULT " + json.dumps({"figure": name, "unit": unit, "threads": args.threads, "xgrad": x, "torch": t,
+                                      "ratio": x / t, "rounds": args.rounds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
