@@ -1,6 +1,8 @@
 #include "xgrad/tape.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <array>
 #include <unordered_set>
 
@@ -25,6 +27,19 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
 };
 
 thread_local bool t_grad_enabled = true;
+std::atomic<bool> g_detect_anomaly{false};
+
+template <class T>
+bool all_finite(const xt::xarray<T>& a) {
+    return std::all_of(a.data(), a.data() + a.size(), [](T v) { return std::isfinite(v); });
+}
+
+template <class T>
+std::string shapes_of(const std::vector<basic_tensor<T>>& inputs) {
+    std::string s;
+    for (const auto& x : inputs) s += (s.empty() ? "" : ", ") + to_string(x.shape());
+    return s;
+}
 // Record order on this thread; backward replays entries in decreasing order.
 thread_local std::uint64_t t_next_seq = 0;
 
@@ -35,6 +50,8 @@ std::string_view op_name(OpKind kind) {
 }
 
 bool grad_enabled() { return t_grad_enabled; }
+void detect_anomaly(bool on) { g_detect_anomaly = on; }
+bool anomaly_detection() { return g_detect_anomaly; }
 
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
@@ -44,6 +61,10 @@ EnableGradGuard::~EnableGradGuard() { t_grad_enabled = previous_; }
 template <class T>
 void record(std::string op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<T>& out,
             std::type_identity_t<BackwardFn<T>> backward) {
+    // Every op passes through here, recording or not: the place to catch a first NaN.
+    if (g_detect_anomaly)
+        detail::check_value(all_finite(out.value()), "anomaly: {} forward produced NaN or Inf; inputs {}, output {}",
+                            op, shapes_of(inputs), out.shape());
     if (!t_grad_enabled) return;
     const bool any = std::any_of(inputs.begin(), inputs.end(),
                                  [](const auto& x) { return x.requires_grad(); });
@@ -131,6 +152,10 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& gra
                                     "input has shape {}",
                                     entry->op, i, grads[i] ? grads[i]->shape() : Shape{},
                                     in->value.shape());
+                detail::check_value(!g_detect_anomaly || !grads[i] || all_finite(*grads[i]),
+                                    "anomaly: {} backward produced NaN or Inf in the gradient of input {}; "
+                                    "input {}, output {}",
+                                    entry->op, i, in->value.shape(), node->value.shape());
             }
         }
         node->grad.reset();  // an intermediate's gradient is used once, then released

@@ -122,3 +122,16 @@ TEST_CASE("tape: two threads backpropagate their own graphs at once", "[tape]") 
     CHECK(array_diff(g1, xt::xarray<double>{400, 800, 1200}) == "");
     CHECK(array_diff(g2, xt::xarray<double>{800, 1600, 2400}) == "");
 }
+
+TEST_CASE("tape: anomaly mode names the first op that makes NaN or Inf", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{-1, 4}, true);
+    CHECK_NOTHROW(xgrad::sqrt(x));  // NaN passes silently by default
+    xgrad::detect_anomaly(true);
+    REQUIRE_THROWS_WITH(xgrad::sqrt(x), Contains("anomaly: sqrt forward") && Contains("inputs [2]"));
+    // A finite forward whose backward is not: d sqrt(y)/dy at y = 0 is infinite.
+    Tensor64 z(xt::xarray<double>{0, 4}, true);
+    auto loss = xgrad::sum(xgrad::sqrt(z * 1.0));
+    REQUIRE_THROWS_WITH(loss.backward(), Contains("anomaly: sqrt backward"));
+    xgrad::detect_anomaly(false);
+    CHECK_NOTHROW(xgrad::sqrt(x));
+}

@@ -35,7 +35,13 @@ xgrad_build() {
     else
         meson setup "$XGRAD_BUILD" "$XGRAD_ROOT"
     fi
-    meson compile -C "$XGRAD_BUILD"
+    # The compiler's output only matters when it fails.
+    echo "xgrad: building in $XGRAD_BUILD"
+    if ! meson compile -C "$XGRAD_BUILD" > "$XGRAD_BUILD/compile.log" 2>&1; then
+        cat "$XGRAD_BUILD/compile.log"
+        echo "xgrad: the build failed (log: $XGRAD_BUILD/compile.log)" >&2
+        exit 1
+    fi
 }
 
 xgrad_install_missing

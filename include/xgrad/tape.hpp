@@ -93,6 +93,13 @@ void record(OpKind op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<
 /// True when ops record themselves on this thread's tape (the default).
 bool grad_enabled();
 
+/// Anomaly mode (off by default, process-wide): every op checks its output, and backward()
+/// every gradient it computes, for NaN and Inf; the first op that produces one throws
+/// ValueError naming the op, forward or backward, and the shapes. Costs one pass over each
+/// output and gradient.
+void detect_anomaly(bool on);
+bool anomaly_detection();
+
 /// Turns recording off on this thread while it lives (evaluation, optimizer steps).
 class NoGradGuard {
 public:

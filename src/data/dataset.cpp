@@ -68,8 +68,8 @@ IdxArray read_idx(const std::string& path) {
         const std::uint8_t* p = bytes.data() + 4 + 4 * d;
         const std::size_t n = std::size_t{p[0]} << 24 | std::size_t{p[1]} << 16 | std::size_t{p[2]} << 8 | p[3];
         a.shape.push_back(n);
-        count *= n;
-        if (count > (std::size_t{1} << 34)) throw IoError(fmt::format("idx: {} claims an absurd size", path));
+        if (__builtin_mul_overflow(count, n, &count) || count > (std::size_t{1} << 34))
+            throw IoError(fmt::format("idx: {} claims an absurd size (shape {}...)", path, to_string(a.shape)));
     }
     const std::size_t body = bytes.size() - 4 - 4 * dims;
     if (body != count)

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -31,9 +32,11 @@ std::size_t item_size(const std::string& dtype) {
     return 0;
 }
 
+// The number of elements, saturating instead of overflowing on absurd shapes.
 std::size_t element_count(const Shape& shape) {
     std::size_t n = 1;
-    for (auto d : shape) n *= d;
+    for (auto d : shape)
+        if (__builtin_mul_overflow(n, d, &n)) return SIZE_MAX;
     return n;
 }
 
@@ -318,6 +321,9 @@ NpzArchive read_npz(const std::string& path) {
         const std::size_t body = local + 30 + r.u16(local + 26) + r.u16(local + 28);
         r.need(body, csize);
         std::string payload = data.substr(body, csize);
+        // deflate expands at most ~1032:1; a directory claiming more is corrupt
+        if ((method == 0 && usize != csize) || (method == 8 && usize / 1032 > csize + 1024))
+            fail(where, "sizes in the zip directory disagree");
         if (method == 8)
             payload = inflate_raw(payload, usize, where);
         else if (method != 0)
