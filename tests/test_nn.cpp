@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -202,4 +203,38 @@ TEST_CASE("checkpoint: another model's checkpoint or a weights file is refused, 
     const auto before = net.fc1->weight.value();
     REQUIRE_THROWS_AS(xgrad::io::load_checkpoint(path, net, opt), xgrad::IoError);
     CHECK(net.fc1->weight.value() == before);
+}
+
+TEST_CASE("threads: two models trained at once match the same models trained in turn", "[nn][threads]") {
+    const auto data = blobs(128, 8);
+    auto make = [](std::uint64_t seed) {
+        xgrad::manual_seed(seed);
+        auto m = std::make_shared<Sequential>(Shape{4});
+        m->add(Conv2D(1, 4, {1, 3}, {.padding = xgrad::Padding::same}, Activation::relu)).add(Flatten()).add(Dense(16, 3));
+        return m;
+    };
+    auto train = [&data](Sequential& m) {
+        xgrad::optim::SGD opt(m.parameters(), {.lr = 0.05, .momentum = 0.9});
+        xgrad::data::DataLoader loader(data, {.batch_size = 16, .seed = 2});
+        for (std::size_t e = 0; e < 3; ++e)
+            for (std::size_t i = 0; i < loader.size(); ++i) {
+                const auto b = loader.batch(e, i);
+                auto loss = xgrad::cross_entropy(m(xgrad::reshape(b.x, {-1, 1, 4, 1})), b.y);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+            }
+    };
+    auto a1 = make(1), b1 = make(2);
+    train(*a1);
+    train(*b1);
+    auto a2 = make(1), b2 = make(2);
+    std::thread ta([&] { train(*a2); });
+    std::thread tb([&] { train(*b2); });
+    ta.join();
+    tb.join();
+    for (std::size_t i = 0; i < a1->state().size(); ++i) {
+        CHECK(a1->state()[i].second.value() == a2->state()[i].second.value());
+        CHECK(b1->state()[i].second.value() == b2->state()[i].second.value());
+    }
 }
