@@ -37,18 +37,24 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
             const std::size_t o = ((n * g.oh + oy) * g.ow + ox) * g.c;
             T* best = y + o;
             std::int32_t* at = argmax + o;
-            bool first = true;
-            // Row-major over the window with a strict >, so ties keep the first maximum.
+            // The window's first pixel starts every channel; the others replace it only when
+            // strictly greater, so ties keep the first maximum in row-major order. The
+            // branch-free select over channels vectorises.
+            const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
+            const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
+            for (std::size_t c = 0; c < g.c; ++c) {
+                best[c] = first[c];
+                at[c] = first_pos;
+            }
             for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
-                for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
+                for (std::size_t ix = iy == ys.begin ? xs.begin + 1 : xs.begin; ix < xs.end; ++ix) {
                     const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
                     const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
-                    for (std::size_t c = 0; c < g.c; ++c)
-                        if (first || v[c] > best[c]) {
-                            best[c] = v[c];
-                            at[c] = pos;
-                        }
-                    first = false;
+                    for (std::size_t c = 0; c < g.c; ++c) {
+                        const bool greater = v[c] > best[c];
+                        best[c] = greater ? v[c] : best[c];
+                        at[c] = greater ? pos : at[c];
+                    }
                 }
         }
     }
@@ -56,14 +62,17 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
 
 template <class T>
 void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx) {
-    const std::size_t per_image = g.oh * g.ow * g.c;
+    const std::size_t outputs = g.oh * g.ow;
     // Overlapping windows may share an argmax within an image, never across images.
 #pragma omp parallel for schedule(static)
     for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
         const std::size_t n = static_cast<std::size_t>(ni);
         T* image = dx + n * g.h * g.w * g.c;
-        for (std::size_t k = n * per_image; k < (n + 1) * per_image; ++k)
-            image[static_cast<std::size_t>(argmax[k]) * g.c + k % g.c] += gy[k];
+        for (std::size_t o = n * outputs; o < (n + 1) * outputs; ++o) {
+            const T* grad = gy + o * g.c;
+            const std::int32_t* at = argmax + o * g.c;
+            for (std::size_t c = 0; c < g.c; ++c) image[static_cast<std::size_t>(at[c]) * g.c + c] += grad[c];
+        }
     }
 }
 

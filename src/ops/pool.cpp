@@ -7,6 +7,7 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "kernels/buffer.hpp"
 #include "kernels/pool2d.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
@@ -43,12 +44,14 @@ template <class T>
 basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
     const auto g = pool_geometry("max_pool2d", x, o);
     xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
-    std::vector<std::int32_t> argmax(y.size());
-    kernels::max_pool2d_forward<T>(x.value().data(), g, y.data(), argmax.data());
+    // Uninitialised and recycled: the kernel writes every index. Shared, because a backward
+    // rule must be copyable and a Buffer is not.
+    auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>(y.size());
+    kernels::max_pool2d_forward<T>(x.value().data(), g, y.data(), argmax->data());
     basic_tensor<T> out(std::move(y));
-    record(OpKind::max_pool2d, {x}, out, [argmax = std::move(argmax), g](const auto& gy, auto& grads) {
+    record(OpKind::max_pool2d, {x}, out, [argmax, g](const auto& gy, auto& grads) {
         // dx: each gy element goes to its window's first maximum
-        if (grads[0]) kernels::max_pool2d_backward<T>(gy.data(), argmax.data(), g, grads[0]->data());
+        if (grads[0]) kernels::max_pool2d_backward<T>(gy.data(), argmax->data(), g, grads[0]->data());
     });
     return out;
 }

@@ -37,6 +37,11 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
 // dx += gy broadcast back over the reduced axes, times `scale`.
 template <class T>
 void spread(xt::xarray<T>& dx, const xt::xarray<T>& gy, const Shape& kept_shape, T scale) {
+    if (gy.size() == 1) {  // a full reduction: one value for every element, without broadcasting
+        const T g = gy.data()[0] * scale;
+        for (auto& v : dx) v += g;
+        return;
+    }
     xt::xarray<T> g = gy * scale;
     g.reshape(kept_shape);
     xt::noalias(dx) += g;
