@@ -238,3 +238,16 @@ TEST_CASE("threads: two models trained at once match the same models trained in 
         CHECK(b1->state()[i].second.value() == b2->state()[i].second.value());
     }
 }
+
+TEST_CASE("plot_history: a PNG with gnuplot, false without it", "[nn]") {
+    History h;
+    for (std::size_t e = 0; e < 3; ++e) h.epochs.push_back({e, 1.0 / (e + 1), 0.5 + 0.1 * e, 1.2 / (e + 1), 0.5, 1.0});
+    const auto png = temp_path("curves.png");
+    std::remove(png.c_str());
+    const bool gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+    CHECK(plot_history(h, png) == gnuplot);
+    std::ifstream f(png, std::ios::binary);
+    std::string magic(4, '\0');
+    f.read(magic.data(), 4);
+    CHECK((gnuplot ? magic == "\x89PNG" : !f.good()));
+}
