@@ -23,41 +23,47 @@ inline std::size_t divisor(const Span& ys, const Span& xs, const PoolGeometry& g
     return count_include_pad ? g.kh * g.kw : (ys.end - ys.begin) * (xs.end - xs.begin);
 }
 
-}  // namespace
-
-template <class T>
-void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax) {
+// Calls f(n, first output element, rows, columns) for every window of every image, with the
+// images' output rows shared among the threads.
+template <class F>
+void for_each_window(const PoolGeometry& g, F f) {
     const Index lines = static_cast<Index>(g.n * g.oh);
 #pragma omp parallel for schedule(static)
     for (Index line = 0; line < lines; ++line) {
         const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
         const Span ys = window(oy, g.sh, g.kh, g.ph, g.h);
-        for (std::size_t ox = 0; ox < g.ow; ++ox) {
-            const Span xs = window(ox, g.sw, g.kw, g.pw, g.w);
-            const std::size_t o = ((n * g.oh + oy) * g.ow + ox) * g.c;
-            T* best = y + o;
-            std::int32_t* at = argmax + o;
-            // The window's first pixel starts every channel; the others replace it only when
-            // strictly greater, so ties keep the first maximum in row-major order. The
-            // branch-free select over channels vectorises.
-            const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
-            const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
-            for (std::size_t c = 0; c < g.c; ++c) {
-                best[c] = first[c];
-                at[c] = first_pos;
-            }
-            for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
-                for (std::size_t ix = iy == ys.begin ? xs.begin + 1 : xs.begin; ix < xs.end; ++ix) {
-                    const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
-                    const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
-                    for (std::size_t c = 0; c < g.c; ++c) {
-                        const bool greater = v[c] > best[c];
-                        best[c] = greater ? v[c] : best[c];
-                        at[c] = greater ? pos : at[c];
-                    }
-                }
-        }
+        for (std::size_t ox = 0; ox < g.ow; ++ox)
+            f(n, ((n * g.oh + oy) * g.ow + ox) * g.c, ys, window(ox, g.sw, g.kw, g.pw, g.w));
     }
+}
+
+}  // namespace
+
+template <class T>
+void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax) {
+    for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
+        T* best = y + o;
+        std::int32_t* at = argmax + o;
+        // The window's first pixel starts every channel; the others replace it only when
+        // strictly greater, so ties keep the first maximum in row-major order. The
+        // branch-free select over channels vectorises.
+        const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
+        const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
+        for (std::size_t c = 0; c < g.c; ++c) {
+            best[c] = first[c];
+            at[c] = first_pos;
+        }
+        for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+            for (std::size_t ix = iy == ys.begin ? xs.begin + 1 : xs.begin; ix < xs.end; ++ix) {
+                const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
+                const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
+                for (std::size_t c = 0; c < g.c; ++c) {
+                    const bool greater = v[c] > best[c];
+                    best[c] = greater ? v[c] : best[c];
+                    at[c] = greater ? pos : at[c];
+                }
+            }
+    });
 }
 
 template <class T>
@@ -78,24 +84,17 @@ void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeom
 
 template <class T>
 void avg_pool2d_forward(const T* x, const PoolGeometry& g, bool count_include_pad, T* y) {
-    const Index lines = static_cast<Index>(g.n * g.oh);
-#pragma omp parallel for schedule(static)
-    for (Index line = 0; line < lines; ++line) {
-        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
-        const Span ys = window(oy, g.sh, g.kh, g.ph, g.h);
-        for (std::size_t ox = 0; ox < g.ow; ++ox) {
-            const Span xs = window(ox, g.sw, g.kw, g.pw, g.w);
-            T* out = y + ((n * g.oh + oy) * g.ow + ox) * g.c;
-            std::fill_n(out, g.c, T(0));
-            for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
-                for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
-                    const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
-                    for (std::size_t c = 0; c < g.c; ++c) out[c] += v[c];
-                }
-            const T scale = T(1) / static_cast<T>(divisor(ys, xs, g, count_include_pad));
-            for (std::size_t c = 0; c < g.c; ++c) out[c] *= scale;
-        }
-    }
+    for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
+        T* out = y + o;
+        std::fill_n(out, g.c, T(0));
+        for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+            for (std::size_t ix = xs.begin; ix < xs.end; ++ix) {
+                const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
+                for (std::size_t c = 0; c < g.c; ++c) out[c] += v[c];
+            }
+        const T scale = T(1) / static_cast<T>(divisor(ys, xs, g, count_include_pad));
+        for (std::size_t c = 0; c < g.c; ++c) out[c] *= scale;
+    });
 }
 
 template <class T>
