@@ -30,14 +30,18 @@ xgrad_install_missing() {
 }
 
 xgrad_build() {
+    # XGRAD_SETUP_ARGS: extra `meson setup` options (tools/test --sanitize);
+    # XGRAD_TARGETS: what to compile (default: everything).
+    # shellcheck disable=SC2086
     if [ -f "$XGRAD_BUILD/build.ninja" ]; then
-        meson setup --reconfigure "$XGRAD_BUILD" "$XGRAD_ROOT" >/dev/null
+        meson setup --reconfigure ${XGRAD_SETUP_ARGS:-} "$XGRAD_BUILD" "$XGRAD_ROOT" >/dev/null
     else
-        meson setup "$XGRAD_BUILD" "$XGRAD_ROOT"
+        meson setup ${XGRAD_SETUP_ARGS:-} "$XGRAD_BUILD" "$XGRAD_ROOT"
     fi
     # The compiler's output only matters when it fails.
     echo "xgrad: building in $XGRAD_BUILD"
-    if ! meson compile -C "$XGRAD_BUILD" > "$XGRAD_BUILD/compile.log" 2>&1; then
+    # shellcheck disable=SC2086
+    if ! meson compile -C "$XGRAD_BUILD" ${XGRAD_TARGETS:-} > "$XGRAD_BUILD/compile.log" 2>&1; then
         cat "$XGRAD_BUILD/compile.log"
         echo "xgrad: the build failed (log: $XGRAD_BUILD/compile.log)" >&2
         exit 1
