@@ -158,8 +158,8 @@ double peak_rss_mib() {
 
 // One epoch of W1 training (SGD lr 0.01 momentum 0.9, batch 64, shuffled), or its first
 // `batches` batches with the epoch time extrapolated; more batches than an epoch run on into
-// the next epochs. Resident memory is sampled after batch 100 and at the end: a training loop
-// that leaks grows between the two.
+// the next epochs. Resident memory is sampled after batch 100, halfway and at the end: a
+// training loop that leaks keeps growing from the second sample to the third.
 void bench_w1(std::size_t batches) {
     xgrad::manual_seed(1);
     const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train);
@@ -167,10 +167,11 @@ void bench_w1(std::size_t batches) {
     xgrad::optim::SGD opt(model.parameters(), {.lr = 0.01, .momentum = 0.9});
     xgrad::data::DataLoader loader(train, {.batch_size = 64, .seed = 1});
     const std::size_t n = batches ? batches : loader.size();
-    double loss_sum = 0, rss_100 = 0;
+    double loss_sum = 0, rss_100 = 0, rss_mid = 0;
     const auto t0 = Clock::now();
     for (std::size_t i = 0; i < n; ++i) {
         if (i == 100) rss_100 = rss_mib();
+        if (i == n / 2) rss_mid = rss_mib();
         const auto b = loader.batch(i / loader.size(), i % loader.size());
         auto loss = xgrad::cross_entropy(model(b.x), b.y);
         opt.zero_grad();
@@ -183,11 +184,12 @@ void bench_w1(std::size_t batches) {
     const double images = static_cast<double>(n * 64) / s;
     const double rss_end = rss_mib();
     fmt::print("W1: {} batches in {:.2f} s -> {:.2f} s/epoch, {:.0f} img/s, mean loss {:.4f}, peak RSS {:.0f} MiB, "
-               "RSS after batch 100 {:.1f} MiB, at the end {:.1f} MiB\n",
-               n, s, epoch_s, images, loss_sum / static_cast<double>(n), peak_rss_mib(), rss_100, rss_end);
+               "RSS after batch 100 {:.1f} MiB, halfway {:.1f} MiB, at the end {:.1f} MiB\n",
+               n, s, epoch_s, images, loss_sum / static_cast<double>(n), peak_rss_mib(), rss_100, rss_mid, rss_end);
     result("w1", fmt::format("\"batches\": {}, \"seconds\": {:.3f}, \"s_per_epoch\": {:.3f}, \"images_per_s\": {:.1f}, "
-                             "\"peak_rss_mib\": {:.1f}, \"rss_at_100_mib\": {:.1f}, \"rss_end_mib\": {:.1f}",
-                             n, s, epoch_s, images, peak_rss_mib(), rss_100, rss_end));
+                             "\"peak_rss_mib\": {:.1f}, \"rss_at_100_mib\": {:.1f}, \"rss_half_mib\": {:.1f}, "
+                             "\"rss_end_mib\": {:.1f}",
+                             n, s, epoch_s, images, peak_rss_mib(), rss_100, rss_mid, rss_end));
 }
 
 // Inference over the 10k test images at batch 256 (an untrained W1: the arithmetic is the same).
