@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/gemm.hpp"
 
@@ -73,9 +74,74 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
     }
 }
 
+namespace {
+
+// y [N, OH, OW, F] (+)= Σ taps x · w[tap] for a single input channel, vectorised over F.
+template <class T>
+void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y) {
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < lines; ++line) {
+        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            T* __restrict out = y + ((n * g.oh + oy) * g.ow + ox) * g.f;
+            for (std::size_t f = 0; f < g.f; ++f) out[f] = b ? b[f] : T(0);
+            for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+                if (iy < 0) continue;
+                for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                    const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
+                    if (ix < 0) continue;
+                    const T v = x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)];
+                    const T* __restrict wk = w + (ky * g.kw + kx) * g.f;
+                    for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
+                }
+            }
+        }
+    }
+}
+
+// dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, with per-thread partial sums.
+template <class T>
+void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
+    const std::size_t taps = g.kh * g.kw;
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel
+    {
+        std::vector<T> partial(taps * g.f, T(0));
+#pragma omp for schedule(static) nowait
+        for (Index line = 0; line < lines; ++line) {
+            const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+            for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                const T* __restrict grad = gy + ((n * g.oh + oy) * g.ow + ox) * g.f;
+                for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                    const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+                    if (iy < 0) continue;
+                    for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                        const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
+                        if (ix < 0) continue;
+                        const T v = x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)];
+                        T* __restrict acc = partial.data() + (ky * g.kw + kx) * g.f;
+                        for (std::size_t f = 0; f < g.f; ++f) acc[f] += v * grad[f];
+                    }
+                }
+            }
+        }
+#pragma omp critical
+        for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial[k];
+    }
+}
+
+}  // namespace
+
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    if (g.single_channel()) {
+        cols = Buffer<T>();
+        conv2d_forward_single_channel(x, w, b, g, y);
+        return;
+    }
     if (b)
         for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, g.f, y + r * g.f);
     if (g.pointwise()) {
@@ -94,16 +160,20 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T
 }
 
 template <class T>
-void conv2d_backward_weight(const T* cols_or_x, const T* gy, const ConvGeometry& g, T* dw) {
+void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    if (g.single_channel()) {
+        conv2d_backward_weight_single_channel(x, gy, g, dw);
+        return;
+    }
     if (g.pointwise()) {
         // dw [C, F] += xᵀ [C, N·H·W] · dY [N·H·W, F]
-        gemm<T>(true, false, g.c, g.f, rows, 1, cols_or_x, g.c, gy, g.f, 1, dw, g.f);
+        gemm<T>(true, false, g.c, g.f, rows, 1, x, g.c, gy, g.f, 1, dw, g.f);
         return;
     }
     for (std::size_t grp = 0; grp < g.groups; ++grp)
         // dw[:, group] [KH·KW·Cg, Fg] += colsᵀ [KH·KW·Cg, N·OH·OW] · dY[:, group] [N·OH·OW, Fg]
-        gemm<T>(true, false, patch, fg, rows, 1, cols_or_x + grp * rows * patch, patch, gy + grp * fg, g.f, 1,
+        gemm<T>(true, false, patch, fg, rows, 1, cols.data() + grp * rows * patch, patch, gy + grp * fg, g.f, 1,
                 dw + grp * fg, g.f);
 }
 
@@ -175,7 +245,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, Buffer<T>&); \
-    template void conv2d_backward_weight<T>(const T*, const T*, const ConvGeometry&, T*);               \
+    template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*); \
     template void conv2d_backward_bias<T>(const T*, const ConvGeometry&, T*);                           \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \
     template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*);

@@ -26,6 +26,9 @@ struct ConvGeometry {
     bool pointwise() const {
         return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pb + pl + pr == 0 && groups == 1;
     }
+    // One input channel (a first layer on grey images): a direct loop beats img2col's GEMM,
+    // whose inner dimension would be only KH·KW.
+    bool single_channel() const { return c == 1 && !pointwise(); }
 };
 
 // cols [N·OH·OW, KH·KW·Cg] for one group: row (n, oy, ox), column (ky, kx, c).
@@ -38,13 +41,14 @@ template <class T>
 void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 
 // y = conv(x, w) (+ b when b is not null). `cols` receives the img2col matrix of every group,
-// one after the other (left empty for a pointwise conv), for the weight gradient.
+// one after the other, for the weight gradient (left empty for pointwise and single-channel
+// convs, whose weight gradient reads x).
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols);
 
-// dw [KH·KW·Cg, F] += colsᵀ · dY per group; cols as conv2d_forward left them (x when pointwise).
+// dw [KH·KW·Cg, F] += colsᵀ · dY per group, with cols as conv2d_forward left them.
 template <class T>
-void conv2d_backward_weight(const T* cols_or_x, const T* gy, const ConvGeometry& g, T* dw);
+void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw);
 
 // db [F] += dY summed over N, OH, OW.
 template <class T>

@@ -101,8 +101,7 @@ basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
         }
         // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
         if (grads[1])
-            kernels::conv2d_backward_weight<T>(g.pointwise() ? x.value().data() : cols->data(), gy.data(), g,
-                                               grads[1]->data());
+            kernels::conv2d_backward_weight<T>(x.value().data(), *cols, gy.data(), g, grads[1]->data());
         // db [F] = dY summed over N, OH, OW
         if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
     };
@@ -175,7 +174,9 @@ std::vector<ConvCase> conv_cases() {
         {"4x4 same s1 (asymmetric)", {1, 7, 6, 2}, {4, 4, 2, 2}, false, opts(1, same)},
         {"4x4 same s2", {1, 9, 8, 2}, {4, 4, 2, 2}, true, opts(2, same)},
         {"5x5 valid 7x9", {1, 7, 9, 2}, {5, 5, 2, 3}, false, opts(1, valid)},
-        {"5x5 same s3", {1, 8, 7, 1}, {5, 5, 1, 2}, true, opts(3, same)},
+        {"5x5 same s3 one channel", {1, 8, 7, 1}, {5, 5, 1, 2}, true, opts(3, same)},
+        {"3x3 same one channel batch 2", {2, 6, 7, 1}, {3, 3, 1, 4}, true, opts(1, same)},
+        {"2x3 dilation 2 explicit one channel", {1, 9, 8, 1}, {2, 3, 1, 3}, false, opts({2, 1}, {1, 0, 2, 1}, 2)},
         {"3x5 explicit {1,2,0,3} stride 2x1", {2, 7, 9, 2}, {3, 5, 2, 3}, true, opts({2, 1}, {1, 2, 0, 3})},
         {"3x3 dilation 2 same", {1, 9, 9, 2}, {3, 3, 2, 2}, false, opts(1, same, 2)},
         {"3x3 dilation 2 valid s2", {1, 11, 10, 2}, {3, 3, 2, 2}, true, opts(2, valid, 2)},
