@@ -251,3 +251,49 @@ TEST_CASE("plot_history: a PNG with gnuplot, false without it", "[nn]") {
     f.read(magic.data(), 4);
     CHECK((gnuplot ? magic == "\x89PNG" : !f.good()));
 }
+
+namespace {
+
+// 200 SGD steps of a small CNN (single- and multi-channel convs, pooling, batch norm,
+// dropout) from seed 5; returns every tensor of the model's state.
+std::vector<xt::xarray<float>> train_200_steps() {
+    xgrad::manual_seed(5);
+    auto x = xgrad::rand({64, 8, 8, 1});
+    xt::xarray<float> yv = xt::empty<float>({64});
+    for (std::size_t i = 0; i < 64; ++i) yv(i) = static_cast<float>(i % 3);
+    const xgrad::data::Dataset data{x, Tensor(yv)};
+    Sequential m({8, 8, 1});
+    const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
+    m.add(Conv2D(1, 4, 3, same, Activation::relu))
+        .add(Conv2D(4, 6, 3, same))
+        .add(BatchNorm(6))
+        .add(ReLU())
+        .add(MaxPool2D({.kernel = 2}))
+        .add(Flatten())
+        .add(Dropout(0.2))
+        .add(Dense(96, 3));
+    xgrad::optim::SGD opt(m.parameters(), {.lr = 0.05, .momentum = 0.9});
+    xgrad::data::DataLoader loader(data, {.batch_size = 16, .seed = 1});
+    for (std::size_t step = 0; step < 200; ++step) {
+        const auto b = loader.batch(step / loader.size(), step % loader.size());
+        auto loss = xgrad::cross_entropy(m(b.x), b.y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+    }
+    std::vector<xt::xarray<float>> out;
+    for (const auto& [name, t] : m.state()) out.push_back(t.value());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("determinism: with a seed and 1 thread, two runs give bit-identical weights after 200 steps",
+          "[nn][determinism]") {
+    xgrad::set_num_threads(1);
+    const auto a = train_200_steps();
+    const auto b = train_200_steps();
+    xgrad::set_num_threads(2);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == b[i]);
+}
