@@ -77,6 +77,21 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
 namespace {
 
 // y [N, OH, OW, F] (+)= Σ taps x · w[tap] for a single input channel, vectorised over F.
+// Calls f(tap, x at that tap) for every kernel tap of output pixel (n, oy, ox) of a
+// single-channel input that falls inside the image (taps in the padding read zero).
+template <class T, class F>
+inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::size_t oy, std::size_t ox, F f) {
+    for (std::size_t ky = 0; ky < g.kh; ++ky) {
+        const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+        if (iy < 0) continue;
+        for (std::size_t kx = 0; kx < g.kw; ++kx) {
+            const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
+            if (ix >= 0)
+                f(ky * g.kw + kx, x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)]);
+        }
+    }
+}
+
 template <class T>
 void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y) {
     const Index lines = static_cast<Index>(g.n * g.oh);
@@ -86,17 +101,10 @@ void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const Con
         for (std::size_t ox = 0; ox < g.ow; ++ox) {
             T* __restrict out = y + ((n * g.oh + oy) * g.ow + ox) * g.f;
             for (std::size_t f = 0; f < g.f; ++f) out[f] = b ? b[f] : T(0);
-            for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
-                if (iy < 0) continue;
-                for (std::size_t kx = 0; kx < g.kw; ++kx) {
-                    const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
-                    if (ix < 0) continue;
-                    const T v = x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)];
-                    const T* __restrict wk = w + (ky * g.kw + kx) * g.f;
-                    for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
-                }
-            }
+            for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
+                const T* __restrict wk = w + tap * g.f;
+                for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
+            });
         }
     }
 }
@@ -114,17 +122,10 @@ void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGe
             const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
             for (std::size_t ox = 0; ox < g.ow; ++ox) {
                 const T* __restrict grad = gy + ((n * g.oh + oy) * g.ow + ox) * g.f;
-                for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                    const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
-                    if (iy < 0) continue;
-                    for (std::size_t kx = 0; kx < g.kw; ++kx) {
-                        const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
-                        if (ix < 0) continue;
-                        const T v = x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)];
-                        T* __restrict acc = partial.data() + (ky * g.kw + kx) * g.f;
-                        for (std::size_t f = 0; f < g.f; ++f) acc[f] += v * grad[f];
-                    }
-                }
+                for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
+                    T* __restrict acc = partial.data() + tap * g.f;
+                    for (std::size_t f = 0; f < g.f; ++f) acc[f] += v * grad[f];
+                });
             }
         }
 #pragma omp critical
