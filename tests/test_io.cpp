@@ -54,7 +54,9 @@ TEST_CASE("npz: truncated, corrupt and foreign files are IoErrors naming the fil
     std::string flipped = good;
     flipped[good.size() / 2] ^= 0x55;  // inside the array data
     spit(bad, flipped);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION  // the fuzzing build skips CRCs on purpose
     REQUIRE_THROWS_WITH(io::read_npz(bad), Contains("CRC mismatch"));
+#endif
     spit(bad, "this is not a zip archive at all, just text that goes on for a while");
     REQUIRE_THROWS_WITH(io::read_npz(bad), Contains("not a zip archive"));
     spit(bad, "");

@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -203,6 +204,31 @@ TEST_CASE("checkpoint: another model's checkpoint or a weights file is refused, 
     const auto before = net.fc1->weight.value();
     REQUIRE_THROWS_AS(xgrad::io::load_checkpoint(path, net, opt), xgrad::IoError);
     CHECK(net.fc1->weight.value() == before);
+}
+
+TEST_CASE("checkpoint: an epoch entry that is empty, not a count or a wrong dtype is an IoError", "[nn][io][errors]") {
+    Net net;
+    xgrad::optim::SGD opt(net.parameters(), {.momentum = 0.9});
+    const auto path = temp_path("epoch_ckpt.npz");
+    xgrad::io::save_checkpoint(path, net, opt, 3);
+    const auto good = xgrad::io::read_npz(path);
+    const auto bad = temp_path("epoch_bad.npz");
+    auto with_epoch = [&](xgrad::io::NpyArray epoch) {
+        auto arrays = good;
+        for (auto& [name, a] : arrays)
+            if (name == "epoch") a = epoch;
+        xgrad::io::write_npz(bad, arrays);
+    };
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (const auto& epoch : {xgrad::io::to_npy(xt::xarray<double>::from_shape({0})),
+                              xgrad::io::to_npy(xt::xarray<double>{1, 2}), xgrad::io::to_npy(xt::xarray<double>(nan)),
+                              xgrad::io::to_npy(xt::xarray<double>(-1)), xgrad::io::to_npy(xt::xarray<double>(2.5)),
+                              xgrad::io::to_npy(xt::xarray<double>(1e300)), xgrad::io::bytes_to_npy("3")}) {
+        with_epoch(epoch);
+        REQUIRE_THROWS_WITH(xgrad::io::load_checkpoint(bad, net, opt), Contains(bad) && Contains("epoch"));
+    }
+    with_epoch(xgrad::io::to_npy(xt::xarray<double>(7)));
+    CHECK(xgrad::io::load_checkpoint(bad, net, opt) == 7);
 }
 
 TEST_CASE("threads: two models trained at once match the same models trained in turn", "[nn][threads]") {

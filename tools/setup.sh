@@ -4,6 +4,18 @@
 set -euo pipefail
 
 XGRAD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# XGRAD_SANITIZE=1 (tools/test --sanitize, tools/fuzz): a clang debug build in
+# build-sanitize/ with AddressSanitizer, UndefinedBehaviorSanitizer and the libFuzzer
+# targets; any sanitizer report ends the program with an error.
+if [ "${XGRAD_SANITIZE:-0}" = 1 ]; then
+    XGRAD_BUILD=${XGRAD_BUILD:-$XGRAD_ROOT/build-sanitize}
+    XGRAD_SETUP_ARGS="-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true"
+    XGRAD_EXTRA_PACKAGES="${XGRAD_EXTRA_PACKAGES:-} clang libclang-rt-14-dev libomp-dev"
+    export CXX=clang++
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
 XGRAD_BUILD=${XGRAD_BUILD:-$XGRAD_ROOT/build}
 
 # Everything xgrad needs to build, test and run its main example.
@@ -33,6 +45,11 @@ xgrad_build() {
     # XGRAD_SETUP_ARGS: extra `meson setup` options (tools/test --sanitize);
     # XGRAD_TARGETS: what to compile (default: everything).
     # shellcheck disable=SC2086
+    # A sanitizer build configured with another compiler (before it moved to clang) is redone.
+    if [ "${XGRAD_SANITIZE:-0}" = 1 ] && [ -f "$XGRAD_BUILD/meson-info/intro-compilers.json" ] \
+        && ! grep -q clang "$XGRAD_BUILD/meson-info/intro-compilers.json"; then
+        rm -rf "$XGRAD_BUILD"
+    fi
     if [ -f "$XGRAD_BUILD/build.ninja" ]; then
         meson setup --reconfigure ${XGRAD_SETUP_ARGS:-} "$XGRAD_BUILD" "$XGRAD_ROOT" >/dev/null
     else
@@ -48,5 +65,8 @@ xgrad_build() {
     fi
 }
 
-xgrad_install_missing
-xgrad_build
+# XGRAD_SKIP_SETUP=1: a calling script has installed and built already.
+if [ "${XGRAD_SKIP_SETUP:-0}" != 1 ]; then
+    xgrad_install_missing
+    xgrad_build
+fi

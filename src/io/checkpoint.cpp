@@ -1,5 +1,7 @@
 #include "xgrad/io/checkpoint.hpp"
 
+#include <cmath>
+
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
 
@@ -34,7 +36,13 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::
     }
     if (!format || npy_to_bytes(*format, path + ", format") != kFormat || !epoch || !rng)
         throw IoError(fmt::format("checkpoint: {} is not an xgrad checkpoint (no format, epoch or rng entry)", path));
-    const auto completed = static_cast<std::int64_t>(npy_to_double(*epoch, path + ", epoch")());
+    const auto epochs = npy_to_double(*epoch, path + ", epoch");
+    // A count of completed epochs: one whole number, 0 <= n < 2^53 (exact in a double).
+    if (epochs.size() != 1 || !(epochs.data()[0] >= 0 && epochs.data()[0] < 0x1p53) ||
+        epochs.data()[0] != std::floor(epochs.data()[0]))
+        throw IoError(fmt::format("checkpoint: {}: the epoch entry (shape {}) is not a count of epochs", path,
+                                  to_string(epochs.shape())));
+    const auto completed = static_cast<std::int64_t>(epochs.data()[0]);
     const std::string rng_state = npy_to_bytes(*rng, path + ", rng");
     // All or nothing: each step below checks before it changes anything, and a later
     // failure puts back what the earlier steps changed.
