@@ -2,7 +2,7 @@
 
 #include <mutex>
 #include <new>
-#include <unordered_map>
+#include <map>
 
 namespace xgrad::kernels {
 
@@ -14,7 +14,7 @@ constexpr std::size_t kMaxCached = std::size_t{2} << 30;
 
 struct Pool {
     std::mutex mutex;
-    std::unordered_multimap<std::size_t, void*> free_blocks;
+    std::multimap<std::size_t, void*> free_blocks;  // by size
     std::size_t cached = 0;
 
     ~Pool() {
@@ -29,22 +29,25 @@ Pool& pool() {
 
 }  // namespace
 
-void* acquire_block(std::size_t bytes) {
+void* acquire_block(std::size_t bytes, std::size_t& capacity) {
+    capacity = bytes;
     if (bytes == 0) return nullptr;
     {
         auto& p = pool();
         std::lock_guard lock(p.mutex);
-        if (auto it = p.free_blocks.find(bytes); it != p.free_blocks.end()) {
+        // The smallest cached block that fits, unless it would waste more than half of itself.
+        if (auto it = p.free_blocks.lower_bound(bytes); it != p.free_blocks.end() && it->first / 2 <= bytes) {
             void* block = it->second;
+            capacity = it->first;
             p.free_blocks.erase(it);
-            p.cached -= bytes;
+            p.cached -= capacity;
             return block;
         }
     }
     return ::operator new(bytes, kAlign);
 }
 
-void release_block(void* block, std::size_t bytes) noexcept {
+void release_block(void* block, std::size_t bytes) noexcept {  // bytes: the capacity
     if (!block) return;
     auto& p = pool();
     {

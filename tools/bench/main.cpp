@@ -159,8 +159,10 @@ double peak_rss_mib() {
 // One epoch of W1 training (SGD lr 0.01 momentum 0.9, batch 64, shuffled), or its first
 // `batches` batches with the epoch time extrapolated; more batches than an epoch run on into
 // the next epochs. Resident memory is sampled after batch 100, halfway and at the end: a
-// training loop that leaks keeps growing from the second sample to the third.
-void bench_w1(std::size_t batches) {
+// training loop that leaks keeps growing from the second sample to the third. With
+// `max_growth` > 0, returns false when the end exceeds batch 100's figure by more than that
+// many percent (tools/test runs 2000 batches, across the smaller last batch of epoch 1).
+bool bench_w1(std::size_t batches, double max_growth) {
     xgrad::manual_seed(1);
     const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train);
     auto model = w1_model();
@@ -190,6 +192,12 @@ void bench_w1(std::size_t batches) {
                              "\"peak_rss_mib\": {:.1f}, \"rss_at_100_mib\": {:.1f}, \"rss_half_mib\": {:.1f}, "
                              "\"rss_end_mib\": {:.1f}",
                              n, s, epoch_s, images, peak_rss_mib(), rss_100, rss_mid, rss_end));
+    if (max_growth <= 0 || n <= 100) return true;
+    const double growth = 100.0 * (rss_end - rss_100) / rss_100;
+    const bool ok = growth <= max_growth;
+    fmt::print("RSS growth from batch 100 to batch {}: {:+.2f}% ({}: at most {}%)\n", n, growth, ok ? "ok" : "FAILED",
+               max_growth);
+    return ok;
 }
 
 // Inference over the 10k test images at batch 256 (an untrained W1: the arithmetic is the same).
@@ -231,6 +239,8 @@ int main(int argc, char** argv) {
     std::size_t batches = 0;
     auto* w1 = app.add_subcommand("w1", "one W1 training epoch: s/epoch, img/s, peak RSS");
     w1->add_option("--batches", batches, "Time only the first B batches and extrapolate");
+    double max_growth = 0;
+    w1->add_option("--max-rss-growth", max_growth, "Fail when RSS grows more than this many percent after batch 100");
     auto* infer = app.add_subcommand("infer", "W1 inference on the test set at batch 256");
     CLI11_PARSE(app, argc, argv);
     try {
@@ -238,7 +248,7 @@ int main(int argc, char** argv) {
         fmt::print("threads: {}\n", xgrad::num_threads());
         if (*ops) bench_ops(reps, only);
         if (*gemm) bench_gemm(reps, size);
-        if (*w1) bench_w1(batches);
+        if (*w1 && !bench_w1(batches, max_growth)) return 1;
         if (*infer) bench_infer(std::max(3, reps / 3));
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "bench: {}\n", e.what());
