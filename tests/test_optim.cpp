@@ -177,7 +177,7 @@ TEST_CASE("optimizer state saves and restores: the next steps are identical", "[
 
 TEST_CASE("optimizers reject bad options", "[optim][errors]") {
     Tensor p(xt::xarray<float>{1}, true);
-    REQUIRE_THROWS_WITH(optim::SGD({p}, {.lr = -1}), Contains("learning rate must not be negative"));
+    REQUIRE_THROWS_WITH(optim::SGD({p}, {.lr = -1}), Contains("SGD: the learning rate must be finite and not negative"));
     REQUIRE_THROWS_AS(optim::SGD({p}, {.momentum = -0.5}), xgrad::ValueError);
     REQUIRE_THROWS_AS(optim::SGD({p}, {.lr = 0.1, .nesterov = true}), xgrad::ValueError);
     REQUIRE_THROWS_AS(optim::Adam({p}, {.beta1 = 1.0}), xgrad::ValueError);

@@ -49,6 +49,6 @@ TEST_CASE("reduce: max sends the gradient to the first of tied maxima only", "[r
 TEST_CASE("reduce: bad axes are errors naming the op and the shape", "[reduce][errors]") {
     REQUIRE_THROWS_AS(xgrad::sum(m23(), {2}), xgrad::ShapeError);
     REQUIRE_THROWS_WITH(xgrad::mean(m23(), {-3}), Contains("mean:") && Contains("[2, 3]"));
-    REQUIRE_THROWS_AS(xgrad::max(m23(), {1, -1}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::max(m23(), {1, -1}), xgrad::ShapeError);
     REQUIRE_THROWS_WITH(xgrad::max(xgrad::zeros<double>({0, 3})), Contains("empty"));
 }

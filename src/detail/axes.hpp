@@ -15,13 +15,13 @@ inline std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, cons
     return static_cast<std::size_t>(axis < 0 ? axis + n : axis);
 }
 
-// Sorted, distinct axes; throws ShapeError (range) or ValueError (repeats).
+// Sorted, distinct axes; throws ShapeError for an axis out of range or repeated (as permute).
 inline std::vector<std::size_t> normalize_axes(std::string_view op, const std::vector<std::ptrdiff_t>& axes,
                                                const Shape& shape) {
     std::vector<std::size_t> out;
     for (auto a : axes) out.push_back(normalize_axis(op, a, shape));
     std::sort(out.begin(), out.end());
-    check_value(std::adjacent_find(out.begin(), out.end()) == out.end(),
+    check_shape(std::adjacent_find(out.begin(), out.end()) == out.end(),
                 "{}: an axis is repeated in the axes of x {}", op, shape);
     return out;
 }

@@ -49,6 +49,8 @@ Tensor Dense::forward(const Tensor& x) {
 Conv2D::Conv2D(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options,
                Activation activation, bool use_bias, Init init)
     : options_(options), activation_(activation) {
+    detail::check_value(in_channels > 0 && filters > 0, "Conv2D: in_channels and filters must be positive, got {} and {}",
+                        in_channels, filters);
     detail::check_value(kernel.h >= 1 && kernel.w >= 1, "Conv2D: kernel must be at least 1, got {}x{}", kernel.h,
                         kernel.w);
     detail::check_value(options.groups >= 1 && in_channels % static_cast<std::size_t>(options.groups) == 0 &&
@@ -71,6 +73,9 @@ Tensor GlobalAvgPool2D::forward(const Tensor& x) { return global_avg_pool2d(x); 
 Tensor Flatten::forward(const Tensor& x) { return flatten(x); }
 
 BatchNorm::BatchNorm(std::size_t channels, double momentum, double eps) : momentum_(momentum), eps_(eps) {
+    detail::check_value(channels > 0, "BatchNorm: channels must be positive, got {}", channels);
+    detail::check_value(momentum >= 0 && momentum <= 1 && eps > 0,
+                        "BatchNorm: momentum must be in [0, 1] and eps positive, got {} and {}", momentum, eps);
     weight = add_parameter("weight", ones({channels}));
     bias = add_parameter("bias", zeros({channels}));
     running_mean = add_buffer("running_mean", zeros({channels}));

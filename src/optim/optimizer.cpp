@@ -11,15 +11,18 @@
 
 namespace xgrad::optim {
 
-Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
-    detail::check_value(lr >= 0, "optimizer: learning rate must not be negative, got {}", lr);
+Optimizer::Optimizer(std::vector<Tensor> params, double lr, std::string name)
+    : params_(std::move(params)), lr_(lr), name_(std::move(name)) {
+    detail::check_value(!params_.empty(), "{}: got an empty parameter list", name_);
     for (std::size_t i = 0; i < params_.size(); ++i)
         detail::check_value(params_[i].defined() && params_[i].requires_grad(),
-                            "optimizer: parameter {} does not require grad", i);
+                            "{}: parameter {} does not require grad", name_, i);
+    set_lr(lr);
 }
 
 void Optimizer::set_lr(double lr) {
-    detail::check_value(lr >= 0, "optimizer: learning rate must not be negative, got {}", lr);
+    detail::check_value(lr >= 0 && std::isfinite(lr), "{}: the learning rate must be finite and not negative, got {}",
+                        name_, lr);
     lr_ = lr;
 }
 
@@ -99,12 +102,13 @@ void Optimizer::load_state(const io::NpzArchive& state) {
     slots_ = std::move(slots);
 }
 
-SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr, "SGD"), o_(o) {
     detail::check_value(o.momentum >= 0 && o.weight_decay >= 0,
                         "SGD: momentum and weight_decay must not be negative, got {} and {}", o.momentum,
                         o.weight_decay);
     detail::check_value(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
-                        "SGD: nesterov needs momentum > 0 and dampening 0");
+                        "SGD: nesterov needs momentum > 0 and dampening 0, got momentum {} and dampening {}",
+                        o.momentum, o.dampening);
 }
 
 void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
@@ -124,9 +128,12 @@ void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g
     }
 }
 
-Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
+    : Optimizer(std::move(params), o.lr, "Adagrad"), o_(o) {
     detail::check_value(o.lr_decay >= 0 && o.weight_decay >= 0 && o.initial_accumulator_value >= 0 && o.eps >= 0,
-                        "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must not be negative");
+                        "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must not be negative, "
+                        "got {}, {}, {} and {}",
+                        o.lr_decay, o.weight_decay, o.initial_accumulator_value, o.eps);
 }
 
 void Adagrad::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
@@ -140,9 +147,12 @@ void Adagrad::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float
     }
 }
 
-RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
-    detail::check_value(o.alpha >= 0 && o.eps >= 0 && o.weight_decay >= 0 && o.momentum >= 0,
-                        "RMSprop: alpha, eps, weight_decay and momentum must not be negative");
+RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o)
+    : Optimizer(std::move(params), o.lr, "RMSprop"), o_(o) {
+    detail::check_value(o.alpha >= 0 && o.alpha <= 1, "RMSprop: alpha must be in [0, 1], got {}", o.alpha);
+    detail::check_value(o.eps >= 0 && o.weight_decay >= 0 && o.momentum >= 0,
+                        "RMSprop: eps, weight_decay and momentum must not be negative, got {}, {} and {}", o.eps,
+                        o.weight_decay, o.momentum);
 }
 
 void RMSprop::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
@@ -171,13 +181,17 @@ void RMSprop::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float
     }
 }
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Optimizer(std::move(params), o.lr), o_(o) {
+Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, "Adam") {}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions o, std::string name)
+    : Optimizer(std::move(params), o.lr, std::move(name)), o_(o) {
     detail::check_value(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
-                        "Adam: betas must be in [0, 1), got {} and {}", o.beta1, o.beta2);
-    detail::check_value(o.eps >= 0 && o.weight_decay >= 0, "Adam: eps and weight_decay must not be negative");
+                        "{}: betas must be in [0, 1), got beta1 {} and beta2 {}", this->name(), o.beta1, o.beta2);
+    detail::check_value(o.eps >= 0 && o.weight_decay >= 0, "{}: eps and weight_decay must not be negative, got {} and {}",
+                        this->name(), o.eps, o.weight_decay);
 }
 
-AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o) { decoupled_ = true; }
+AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, "AdamW") { decoupled_ = true; }
 
 void Adam::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
     const double lr = this->lr();

@@ -1,7 +1,7 @@
 #pragma once
 
 // Reductions. `axes` may be negative (counted from the end); an axis out of range throws
-// ShapeError, a repeated axis ValueError. With keepdims the reduced axes stay, with size 1.
+// ShapeError, as is a repeated axis. With keepdims the reduced axes stay, with size 1.
 
 #include <cstddef>
 #include <vector>

@@ -14,7 +14,9 @@ namespace xgrad::optim {
 /// skipped. Throws ValueError for a negative learning rate or an invalid hyper-parameter.
 class Optimizer {
 public:
-    Optimizer(std::vector<Tensor> params, double lr);
+    /// `name` ("SGD") opens the optimizer's error messages. Throws ValueError for an empty
+    /// parameter list, a parameter that does not require grad, or a negative or non-finite lr.
+    Optimizer(std::vector<Tensor> params, double lr, std::string name = "optimizer");
     virtual ~Optimizer() = default;
 
     /// One update of every parameter from its gradient.
@@ -22,6 +24,7 @@ public:
     /// Sets every parameter's existing gradient to zero.
     void zero_grad();
 
+    const std::string& name() const { return name_; }
     double lr() const { return lr_; }
     /// Throws ValueError for a negative rate.
     void set_lr(double lr);
@@ -45,6 +48,7 @@ protected:
 private:
     std::vector<Tensor> params_;
     double lr_;
+    std::string name_;
     std::int64_t steps_ = 0;
     std::vector<std::pair<std::string, std::vector<xt::xarray<float>>>> slots_;
 };
@@ -129,6 +133,7 @@ public:
 
 protected:
     void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+    Adam(std::vector<Tensor> params, AdamOptions o, std::string name);
     AdamOptions o_;
     bool decoupled_ = false;
 };

@@ -1,0 +1,325 @@
+// The bad-input battery: every public entry point, called the wrong way, must throw a typed
+// xgrad exception whose message names the op (or the file) and the shapes involved. Each
+// expect() is one case; the last test checks how many ran.
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <xtensor/xadapt.hpp>
+
+#include "xgrad/xgrad.hpp"
+
+using xgrad::IoError;
+using xgrad::Shape;
+using xgrad::ShapeError;
+using xgrad::Tensor;
+using xgrad::ValueError;
+namespace nn = xgrad::nn;
+namespace optim = xgrad::optim;
+namespace io = xgrad::io;
+
+namespace {
+
+int cases = 0;
+
+// One case: `call` must throw E (exactly that type, not another xgrad error) with every
+// string of `parts` in its message.
+template <class E>
+void expect(const std::string& what, const std::function<void()>& call, const std::vector<std::string>& parts) {
+    ++cases;
+    INFO("case: " << what);
+    try {
+        call();
+    } catch (const E& e) {
+        const std::string message = e.what();
+        for (const auto& p : parts) CHECK_THAT(message, Catch::Matchers::Contains(p));
+        return;
+    } catch (const std::exception& e) {
+        FAIL_CHECK("threw another exception type (" << typeid(e).name() << "): " << e.what());
+        return;
+    }
+    FAIL_CHECK("did not throw");
+}
+
+Tensor t(const Shape& shape, bool requires_grad = false) { return xgrad::ones(shape, requires_grad); }
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+std::string temp_file(const std::string& name, const std::string& bytes) {
+    const std::string path = "/tmp/xgrad_bad_input_" + name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+}
+
+struct Small : nn::Module {
+    std::shared_ptr<nn::Dense> fc = add_module("fc", nn::Dense(4, 3));
+    Tensor forward(const Tensor& x) override { return (*fc)(x); }
+};
+
+}  // namespace
+
+TEST_CASE("bad input: elementwise ops, reductions and shapes", "[errors][battery]") {
+    const auto a = t({2, 3}), b = t({4});
+    expect<ShapeError>("add broadcast", [&] { xgrad::add(a, b); }, {"add", "[2, 3]", "[4]"});
+    expect<ShapeError>("sub broadcast", [&] { xgrad::sub(a, b); }, {"sub", "[2, 3]", "[4]"});
+    expect<ShapeError>("mul broadcast", [&] { xgrad::mul(a, b); }, {"mul", "[2, 3]", "[4]"});
+    expect<ShapeError>("div broadcast", [&] { xgrad::div(a, b); }, {"div", "[2, 3]", "[4]"});
+    expect<ShapeError>("pow broadcast", [&] { xgrad::pow(a, b); }, {"pow", "[2, 3]", "[4]"});
+    expect<ShapeError>("broadcast of rank 3 against 2", [&] { xgrad::add(t({2, 2, 3}), t({3, 3})); },
+                       {"add", "[2, 2, 3]", "[3, 3]"});
+    expect<ShapeError>("sum axis out of range", [&] { xgrad::sum(a, {2}); }, {"sum", "[2, 3]"});
+    expect<ShapeError>("mean negative axis out of range", [&] { xgrad::mean(a, {-3}); }, {"mean", "[2, 3]"});
+    expect<ShapeError>("max repeated axis", [&] { xgrad::max(a, {0, 0}); }, {"max", "[2, 3]"});
+    expect<ShapeError>("max of an empty tensor", [&] { xgrad::max(t({0, 3})); }, {"max", "[0, 3]"});
+    expect<ShapeError>("max over an empty axis", [&] { xgrad::max(t({0, 3}), {0}); }, {"max", "[0, 3]"});
+    expect<ShapeError>("reshape to another size", [&] { xgrad::reshape(a, {4, 2}); }, {"reshape", "[2, 3]"});
+    expect<ShapeError>("reshape with two -1", [&] { xgrad::reshape(a, {-1, -1}); }, {"reshape", "[2, 3]"});
+    expect<ShapeError>("reshape with -2", [&] { xgrad::reshape(a, {-2, 3}); }, {"reshape", "[2, 3]"});
+    expect<ShapeError>("permute of the wrong length", [&] { xgrad::permute(a, {0}); }, {"permute", "[2, 3]"});
+    expect<ShapeError>("permute repeating an axis", [&] { xgrad::permute(a, {1, 1}); }, {"permute", "[2, 3]"});
+    expect<ShapeError>("transpose axis out of range", [&] { xgrad::transpose(a, 0, 5); }, {"[2, 3]"});
+    expect<ShapeError>("concat ranks differ", [&] { xgrad::concat<float>({a, b}); }, {"concat", "[2, 3]", "[4]"});
+    expect<ShapeError>("concat other axis differs", [&] { xgrad::concat<float>({a, t({2, 4})}, 0); },
+                       {"concat", "[2, 3]", "[2, 4]"});
+    expect<ValueError>("concat of nothing", [&] { xgrad::concat<float>({}); }, {"concat"});
+    expect<ShapeError>("concat axis out of range", [&] { xgrad::concat<float>({a, a}, 2); }, {"concat", "[2, 3]"});
+    expect<ShapeError>("flatten of a scalar", [&] { xgrad::flatten(xgrad::scalar(1.0f)); }, {"flatten", "[]"});
+    expect<ShapeError>("softmax axis out of range", [&] { xgrad::softmax(a, 2); }, {"softmax", "[2, 3]"});
+    expect<ShapeError>("log_softmax axis out of range", [&] { xgrad::log_softmax(a, -3); }, {"log_softmax", "[2, 3]"});
+}
+
+TEST_CASE("bad input: matmul, convolution, pooling and normalisation", "[errors][battery]") {
+    expect<ShapeError>("matmul inner sizes", [&] { xgrad::matmul(t({2, 3}), t({4, 5})); },
+                       {"matmul", "[2, 3]", "[4, 5]"});
+    expect<ShapeError>("matmul of a vector", [&] { xgrad::matmul(t({3}), t({3, 2})); }, {"matmul", "[3]", "[3, 2]"});
+    expect<ShapeError>("matmul batch sizes", [&] { xgrad::matmul(t({2, 2, 3}), t({3, 3, 4})); },
+                       {"matmul", "[2, 2, 3]", "[3, 3, 4]"});
+    expect<ShapeError>("linear in-features", [&] { xgrad::linear(t({2, 3}), t({4, 5})); }, {"linear", "[2, 3]", "[4, 5]"});
+
+    const auto x = t({1, 5, 5, 2}), w = t({3, 3, 2, 4});
+    expect<ShapeError>("conv2d input of rank 3", [&] { xgrad::conv2d(t({5, 5, 2}), w); }, {"conv2d", "[5, 5, 2]"});
+    expect<ShapeError>("conv2d kernel of rank 3", [&] { xgrad::conv2d(x, t({3, 3, 2})); }, {"conv2d", "[3, 3, 2]"});
+    expect<ShapeError>("conv2d channels differ", [&] { xgrad::conv2d(x, t({3, 3, 3, 4})); },
+                       {"conv2d", "[1, 5, 5, 2]", "[3, 3, 3, 4]"});
+    expect<ValueError>("conv2d stride 0", [&] { xgrad::conv2d(x, w, {.stride = 0}); }, {"conv2d", "stride"});
+    expect<ValueError>("conv2d negative stride", [&] { xgrad::conv2d(x, w, {.stride = {1, -1}}); }, {"conv2d", "stride"});
+    expect<ValueError>("conv2d dilation 0", [&] { xgrad::conv2d(x, w, {.dilation = 0}); }, {"conv2d", "dilation"});
+    expect<ValueError>("conv2d negative padding", [&] { xgrad::conv2d(x, w, {.padding = -1}); }, {"conv2d", "negative"});
+    expect<ValueError>("conv2d groups 0", [&] { xgrad::conv2d(x, w, {.groups = 0}); }, {"conv2d", "groups"});
+    expect<ValueError>("conv2d groups not dividing", [&] { xgrad::conv2d(t({1, 5, 5, 3}), t({3, 3, 1, 4}), {.groups = 3}); },
+                       {"conv2d", "groups"});
+    expect<ShapeError>("conv2d kernel larger than a valid input", [&] { xgrad::conv2d(t({1, 2, 2, 2}), w); },
+                       {"conv2d", "[1, 2, 2, 2]", "[3, 3, 2, 4]"});
+    expect<ShapeError>("conv2d bias size", [&] { xgrad::conv2d(x, w, t({3})); }, {"conv2d", "[3]"});
+
+    const xgrad::Pool2dOptions bad_kernel{.kernel = 0}, bad_stride{.kernel = 2, .stride = 0},
+        big_pad{.kernel = 2, .padding = 2};
+    expect<ShapeError>("max_pool2d input of rank 2", [&] { xgrad::max_pool2d(t({4, 4})); }, {"max_pool2d", "[4, 4]"});
+    expect<ValueError>("max_pool2d kernel 0", [&] { xgrad::max_pool2d(x, bad_kernel); }, {"max_pool2d", "kernel"});
+    expect<ValueError>("max_pool2d stride 0", [&] { xgrad::max_pool2d(x, bad_stride); }, {"max_pool2d", "stride"});
+    expect<ValueError>("max_pool2d padding over half the kernel", [&] { xgrad::max_pool2d(x, big_pad); },
+                       {"max_pool2d", "padding"});
+    expect<ShapeError>("max_pool2d window larger than the input", [&] { xgrad::max_pool2d(t({1, 1, 1, 2})); },
+                       {"max_pool2d", "[1, 1, 1, 2]"});
+    expect<ValueError>("avg_pool2d kernel 0", [&] { xgrad::avg_pool2d(x, bad_kernel); }, {"avg_pool2d", "kernel"});
+    expect<ShapeError>("avg_pool2d input of rank 3", [&] { xgrad::avg_pool2d(t({4, 4, 1})); }, {"avg_pool2d", "[4, 4, 1]"});
+    expect<ShapeError>("global_avg_pool2d input of rank 2", [&] { xgrad::global_avg_pool2d(t({4, 4})); }, {"[4, 4]"});
+
+    auto mean = xgrad::zeros({2}), var = xgrad::ones({2});
+    expect<ShapeError>("batch_norm gamma size", [&] { xgrad::batch_norm(t({4, 2}), t({3}), t({2}), mean, var, true); },
+                       {"batch_norm", "[4, 2]", "[3]"});
+    expect<ShapeError>("batch_norm running stats size", [&] {
+        auto m3 = xgrad::zeros({3});
+        xgrad::batch_norm(t({4, 2}), t({2}), t({2}), m3, var, true);
+    }, {"batch_norm", "[3]"});
+    expect<ValueError>("batch_norm one value per channel in training",
+                       [&] { xgrad::batch_norm(t({1, 2}), t({2}), t({2}), mean, var, true); }, {"batch_norm", "[1, 2]"});
+    expect<ValueError>("dropout p = 1", [&] { xgrad::dropout(x, 1.0, true); }, {"dropout", "1"});
+    expect<ValueError>("dropout p < 0", [&] { xgrad::dropout(x, -0.1, true); }, {"dropout"});
+    expect<ValueError>("dropout p NaN", [&] { xgrad::dropout(x, std::nan(""), true); }, {"dropout"});
+}
+
+TEST_CASE("bad input: losses and their targets", "[errors][battery]") {
+    const auto logits = t({2, 3});
+    auto labels = [](std::vector<float> v) { return Tensor(xt::adapt(v, Shape{v.size()})); };
+    expect<ShapeError>("cross_entropy logits of rank 1", [&] { xgrad::cross_entropy(t({3}), labels({1})); },
+                       {"cross_entropy", "[3]"});
+    expect<ShapeError>("cross_entropy target count", [&] { xgrad::cross_entropy(logits, labels({0, 1, 2})); },
+                       {"cross_entropy", "[2, 3]", "[3]"});
+    expect<ShapeError>("cross_entropy one-hot width", [&] { xgrad::cross_entropy(logits, t({2, 4})); },
+                       {"cross_entropy", "[2, 3]", "[2, 4]"});
+    expect<ValueError>("cross_entropy label out of range", [&] { xgrad::cross_entropy(logits, labels({0, 3})); },
+                       {"cross_entropy", "3"});
+    expect<ValueError>("cross_entropy negative label", [&] { xgrad::cross_entropy(logits, labels({-1, 0})); },
+                       {"cross_entropy", "-1"});
+    expect<ValueError>("cross_entropy fractional label", [&] { xgrad::cross_entropy(logits, labels({0.5f, 0})); },
+                       {"cross_entropy", "0.5"});
+    expect<ValueError>("cross_entropy NaN label", [&] { xgrad::cross_entropy(logits, labels({kNaN, 0})); },
+                       {"cross_entropy", "nan"});
+    expect<ShapeError>("mse_loss shapes", [&] { xgrad::mse_loss(logits, t({3, 2})); }, {"mse_loss", "[2, 3]", "[3, 2]"});
+    expect<ShapeError>("binary_cross_entropy shapes", [&] { xgrad::binary_cross_entropy(logits, t({2})); },
+                       {"binary_cross_entropy", "[2, 3]", "[2]"});
+    expect<ValueError>("binary_cross_entropy probability above 1",
+                       [&] { xgrad::binary_cross_entropy(xgrad::full({2}, 1.5f), t({2})); }, {"binary_cross_entropy"});
+    expect<ShapeError>("binary_cross_entropy_with_logits shapes",
+                       [&] { xgrad::binary_cross_entropy_with_logits(logits, t({6})); },
+                       {"binary_cross_entropy_with_logits", "[2, 3]", "[6]"});
+}
+
+TEST_CASE("bad input: tensors and the tape", "[errors][battery]") {
+    expect<ValueError>("backward of a non-scalar without a gradient", [&] { xgrad::exp(t({3}, true)).backward(); },
+                       {"[3]", "backward(grad_output)"});
+    expect<ShapeError>("backward with a gradient of the wrong shape",
+                       [&] { xgrad::exp(t({3}, true)).backward(xt::xarray<float>::from_shape({2})); }, {"[3]", "[2]"});
+    expect<ValueError>("backward twice", [&] {
+        auto x = t({3}, true);
+        auto loss = xgrad::sum(xgrad::exp(x));
+        loss.backward();
+        loss.backward();
+    }, {"backward"});
+    expect<ValueError>("backward of a tensor without grad", [&] { xgrad::sum(t({3})).backward(); },
+                       {"does not require grad"});
+    expect<ValueError>("grad of a tensor that does not require one", [&] { (void)t({3}).grad(); }, {"[3]"});
+    expect<ValueError>("grad before backward", [&] { (void)t({3}, true).grad(); }, {"[3]", "backward"});
+    expect<ValueError>("item of a non-scalar", [&] { (void)t({2, 2}).item(); }, {"item", "[2, 2]"});
+    expect<ValueError>("an undefined tensor", [&] { (void)Tensor().shape(); }, {"undefined"});
+    expect<ValueError>("set_num_threads(0)", [&] { xgrad::set_num_threads(0); }, {"set_num_threads"});
+    expect<ValueError>("a generator state that is not one", [&] { xgrad::set_generator_state("not a state"); },
+                       {"set_generator_state"});
+
+    xgrad::detect_anomaly(true);
+    expect<ValueError>("anomaly: NaN input", [&] { xgrad::exp(xgrad::full({2}, kNaN)); }, {"anomaly", "exp", "[2]"});
+    expect<ValueError>("anomaly: Inf produced by log", [&] { xgrad::log(xgrad::zeros({2, 1})); }, {"anomaly", "log", "[2, 1]"});
+    expect<ValueError>("anomaly: Inf in a backward", [&] {
+        auto x = xgrad::zeros({3}, true);
+        xgrad::sum(xgrad::sqrt(x)).backward();
+    }, {"anomaly", "sqrt", "[3]"});
+    xgrad::detect_anomaly(false);
+}
+
+TEST_CASE("bad input: layers, models, optimizers and data", "[errors][battery]") {
+    nn::Dense dense(4, 3);
+    nn::Conv2D conv(2, 4, 3);
+    expect<ShapeError>("Dense input width", [&] { dense(t({2, 5})); }, {"[2, 5]", "[4, 3]"});
+    expect<ShapeError>("Conv2D input channels", [&] { conv(t({1, 5, 5, 3})); }, {"conv2d", "[1, 5, 5, 3]"});
+    expect<ValueError>("Dense with 0 inputs", [&] { nn::Dense(0, 3); }, {"Dense", "0"});
+    expect<ValueError>("Conv2D with 0 filters", [&] { nn::Conv2D(2, 0, 3); }, {"Conv2D", "0"});
+    expect<ValueError>("Conv2D with a 0 kernel", [&] { nn::Conv2D(2, 4, 0); }, {"Conv2D", "kernel"});
+    expect<ValueError>("BatchNorm with 0 channels", [&] { nn::BatchNorm(0); }, {"BatchNorm", "0"});
+    expect<ValueError>("Dropout p = 1.5", [&] { nn::Dropout(1.5); }, {"Dropout", "1.5"});
+
+    Small model;
+    expect<ValueError>("SGD negative lr", [&] { optim::SGD(model.parameters(), {.lr = -0.1}); }, {"SGD", "-0.1"});
+    expect<ValueError>("SGD negative momentum", [&] { optim::SGD(model.parameters(), {.momentum = -1}); }, {"SGD", "momentum"});
+    expect<ValueError>("SGD nesterov without momentum", [&] { optim::SGD(model.parameters(), {.nesterov = true}); },
+                       {"SGD", "nesterov"});
+    expect<ValueError>("SGD negative weight decay", [&] { optim::SGD(model.parameters(), {.weight_decay = -1}); },
+                       {"SGD", "weight_decay"});
+    expect<ValueError>("SGD without parameters", [&] { optim::SGD({}, {}); }, {"SGD", "parameter"});
+    expect<ValueError>("Adam beta1 = 1", [&] { optim::Adam(model.parameters(), {.beta1 = 1}); }, {"Adam", "betas", "beta1 1"});
+    expect<ValueError>("Adam negative eps", [&] { optim::Adam(model.parameters(), {.eps = -1}); }, {"Adam", "eps"});
+    expect<ValueError>("RMSprop negative alpha", [&] { optim::RMSprop(model.parameters(), {.alpha = -0.5}); },
+                       {"RMSprop", "alpha"});
+    expect<ValueError>("Adagrad NaN lr", [&] { optim::Adagrad(model.parameters(), {.lr = std::nan("")}); }, {"Adagrad"});
+    optim::SGD sgd(model.parameters());
+    expect<ValueError>("StepLR step 0", [&] { optim::StepLR(sgd, 0); }, {"StepLR"});
+    expect<ValueError>("CosineAnnealingLR t_max 0", [&] { optim::CosineAnnealingLR(sgd, 0); }, {"CosineAnnealingLR"});
+    expect<ValueError>("clip_grad_norm negative", [&] { optim::clip_grad_norm(model.parameters(), -1); },
+                       {"clip_grad_norm"});
+
+    nn::Sequential seq({4});
+    seq.add(nn::Dense(4, 3));
+    const xgrad::data::Dataset data{t({8, 4}), xgrad::zeros({8})};
+    expect<ValueError>("fit before compile", [&] { seq.fit(data); }, {"compile"});
+    expect<ValueError>("compile without an optimizer", [&] { seq.compile(nullptr); }, {"compile"});
+    seq.compile(std::make_shared<optim::SGD>(seq.parameters()));
+    expect<ValueError>("fit batch size 0", [&] { seq.fit(data, {.batch_size = 0}); }, {"batch"});
+    expect<ValueError>("fit validation split 1.5", [&] { seq.fit(data, {.validation_split = 1.5}); }, {"validation_split"});
+    expect<ValueError>("predict batch size 0", [&] { seq.predict(t({8, 4}), 0); }, {"predict", "batch"});
+    expect<ShapeError>("fit on samples of the wrong shape", [&] {
+        seq.fit({t({8, 5}), xgrad::zeros({8})}, {.progress = xgrad::Progress::Mode::quiet});
+    }, {"[8, 5]"});
+
+    namespace data_ns = xgrad::data;
+    expect<ValueError>("DataLoader batch 0", [&] { data_ns::DataLoader(data, {.batch_size = 0}); }, {"DataLoader"});
+    expect<ValueError>("DataLoader empty dataset", [&] { data_ns::DataLoader(data_ns::Dataset{}, {}); }, {"DataLoader"});
+    expect<ValueError>("DataLoader batch out of range",
+                       [&] { data_ns::DataLoader(data, {.batch_size = 4}).batch(0, 2); }, {"DataLoader", "2"});
+    expect<ValueError>("Dataset slice out of range", [&] { data.slice(4, 9); }, {"slice", "9"});
+    expect<ShapeError>("DataLoader x and y counts differ",
+                       [&] { data_ns::DataLoader(data_ns::Dataset{t({8, 4}), xgrad::zeros({7})}, {}); },
+                       {"DataLoader", "[8, 4]", "[7]"});
+}
+
+TEST_CASE("bad input: files (IDX, npz, weights, checkpoints)", "[errors][battery]") {
+    const std::string missing = "/tmp/xgrad_bad_input_does_not_exist";
+    expect<IoError>("IDX missing", [&] { xgrad::data::read_idx(missing); }, {missing});
+    const auto not_idx = temp_file("not.idx", "hello world");
+    expect<IoError>("IDX bad magic", [&] { xgrad::data::read_idx(not_idx); }, {not_idx, "magic"});
+    const auto floats = temp_file("floats.idx", std::string("\0\0\x0d\x01\0\0\0\x01", 8) + "abcd");
+    expect<IoError>("IDX of floats", [&] { xgrad::data::read_idx(floats); }, {floats, "0x0d"});
+    const auto short_idx = temp_file("short.idx", std::string("\0\0\x08\x01\0\0\0\x05", 8) + "ab");
+    expect<IoError>("IDX truncated", [&] { xgrad::data::read_idx(short_idx); }, {short_idx, "truncated", "[5]"});
+    expect<IoError>("dataset directory without the files", [&] { xgrad::data::load_mnist_format("/tmp", xgrad::data::Split::test); },
+                    {"/tmp", "t10k"});
+
+    expect<IoError>("npz missing", [&] { io::read_npz(missing); }, {missing});
+    const auto empty = temp_file("empty.npz", "");
+    expect<IoError>("npz empty", [&] { io::read_npz(empty); }, {empty});
+    const auto text = temp_file("text.npz", std::string(100, 'x'));
+    expect<IoError>("npz not a zip", [&] { io::read_npz(text); }, {text, "not a zip"});
+    expect<IoError>("npz written to a missing directory", [&] { io::write_npz("/nonexistent_dir/x.npz", {}); },
+                    {"/nonexistent_dir/x.npz"});
+
+    Small model;
+    const auto weights = std::string("/tmp/xgrad_bad_input_weights.npz");
+    model.save(weights);
+    const auto full = io::read_npz(weights);
+    auto write_changed = [&](const std::string& name, const std::function<void(io::NpzArchive&)>& change) {
+        auto arrays = full;
+        change(arrays);
+        const std::string path = "/tmp/xgrad_bad_input_" + name + ".npz";
+        io::write_npz(path, arrays);
+        return path;
+    };
+    const auto truncated = temp_file("truncated.npz", [&] {
+        std::ifstream f(weights, std::ios::binary);
+        const std::string bytes(std::istreambuf_iterator<char>(f), {});
+        return bytes.substr(0, bytes.size() - 30);
+    }());
+    expect<IoError>("weights truncated", [&] { model.load(truncated); }, {truncated});
+    const auto int64_dtype = write_changed("int64_dtype", [](io::NpzArchive& a) {
+        a[0].second = io::NpyArray{{4, 3}, "<i8", std::vector<unsigned char>(96)};
+    });
+    expect<IoError>("weights of dtype int32", [&] { model.load(int64_dtype); }, {int64_dtype, "fc.weight", "<i8"});
+    const auto reshaped = write_changed("reshaped", [](io::NpzArchive& a) { a[0].second.shape = {3, 4}; });
+    expect<IoError>("weights of another shape", [&] { model.load(reshaped); }, {reshaped, "fc.weight", "[3, 4]", "[4, 3]"});
+    const auto fewer = write_changed("fewer", [](io::NpzArchive& a) { a.pop_back(); });
+    expect<IoError>("weights missing a tensor", [&] { model.load(fewer); }, {fewer, "fc.bias"});
+
+    optim::SGD opt(model.parameters(), {.momentum = 0.9});
+    expect<IoError>("weights file as a checkpoint", [&] { io::load_checkpoint(weights, model, opt); },
+                    {weights, "not an xgrad checkpoint"});
+    nn::Sequential other({4});
+    other.add(nn::Dense(4, 5));
+    optim::SGD other_opt(other.parameters(), {.momentum = 0.9});
+    const std::string other_ckpt = "/tmp/xgrad_bad_input_other.ckpt";
+    io::save_checkpoint(other_ckpt, other, other_opt, 1);
+    expect<IoError>("another model's checkpoint", [&] { io::load_checkpoint(other_ckpt, model, opt); }, {other_ckpt});
+    expect<IoError>("checkpoint missing", [&] { io::load_checkpoint(missing, model, opt); }, {missing});
+}
+
+TEST_CASE("bad input: the battery's size", "[errors][battery]") {
+    // Run alone ("[battery]"), the battery has this many cases; a shrinking count means cases
+    // were lost. Run with other tests first, the count is the same: each case runs once.
+    if (cases > 0) {
+        WARN("bad-input battery: " << cases << " cases");
+        CHECK(cases >= 100);
+    }
+}
