@@ -1,5 +1,7 @@
 #include "kernels/conv2d.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -109,14 +111,17 @@ void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const Con
     }
 }
 
-// dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, with per-thread partial sums.
+// dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, with per-thread partial sums
+// added in thread order afterwards: the same sums in the same order on every run.
 template <class T>
 void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
     const std::size_t taps = g.kh * g.kw;
     const Index lines = static_cast<Index>(g.n * g.oh);
+    std::vector<std::vector<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
 #pragma omp parallel
     {
-        std::vector<T> partial(taps * g.f, T(0));
+        auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
+        partial.assign(taps * g.f, T(0));
 #pragma omp for schedule(static) nowait
         for (Index line = 0; line < lines; ++line) {
             const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
@@ -128,9 +133,9 @@ void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGe
                 });
             }
         }
-#pragma omp critical
-        for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial[k];
     }
+    for (const auto& partial : partials)
+        for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial[k];
 }
 
 }  // namespace
