@@ -121,3 +121,35 @@ TEST_CASE("DataLoader: batches cover every sample once, reshuffled per epoch, re
     REQUIRE_THROWS_AS(data::DataLoader(d, {.batch_size = 0}), xgrad::ValueError);
     REQUIRE_THROWS_AS(loader.batch(0, 3), xgrad::ValueError);
 }
+
+TEST_CASE("DataLoader: shards split every global batch into disjoint parts that make up one process's batch",
+          "[data][distributed]") {
+    const std::size_t n = 50;
+    xt::xarray<float> y = xt::arange<float>(static_cast<float>(n));
+    xt::xarray<float> x = y;
+    x.reshape({n, 1});
+    const data::Dataset d{Tensor(x), Tensor(y)};
+    for (const std::size_t shards : {2u, 3u}) {
+        INFO("shards " << shards);
+        // One process reading global batches of 4 × shards samples.
+        const data::DataLoader whole(d, {.batch_size = 4 * shards, .seed = 9});
+        std::vector<data::DataLoader> parts;
+        for (std::size_t r = 0; r < shards; ++r)
+            parts.emplace_back(d, data::LoaderOptions{.batch_size = 4, .seed = 9, .shard = r, .shards = shards});
+        // 50 = 6 × 8 + 2 (2 shards: a last batch of 1 each); 50 = 4 × 12 + 2 (3 shards: the
+        // 2 left over cannot give each shard a sample and are left out).
+        const std::size_t batches = shards == 2 ? 7 : 4;
+        for (const auto& p : parts) CHECK(p.size() == batches);
+        for (std::size_t i = 0; i < batches; ++i) {
+            std::vector<float> joined;
+            for (const auto& p : parts) {
+                const auto b = p.batch(1, i);
+                CHECK(b.y.size() >= 1);
+                joined.insert(joined.end(), b.y.value().begin(), b.y.value().end());
+            }
+            const auto w = whole.batch(1, i).y.value();
+            CHECK(std::vector<float>(w.begin(), w.end()) == joined);
+        }
+    }
+    REQUIRE_THROWS_WITH(data::DataLoader(d, {.shard = 2, .shards = 2}), Contains("shard 2 of 2"));
+}

@@ -130,14 +130,17 @@ Tensor take_rows(const Tensor& x, const std::vector<std::size_t>& indices) {
 DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(data)), options_(options) {
     detail::check_value(options.batch_size > 0, "DataLoader: batch_size must be positive");
     detail::check_value(data_.size() > 0, "DataLoader: the dataset is empty");
+    detail::check_value(options.shard < options.shards, "DataLoader: shard {} of {} shards", options.shard,
+                        options.shards);
     detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
                         "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
                         data_.y.defined() ? data_.y.shape() : Shape{});
 }
 
 std::size_t DataLoader::size() const {
-    const std::size_t n = data_.size(), b = options_.batch_size;
-    return options_.drop_last ? n / b : (n + b - 1) / b;
+    const std::size_t n = data_.size(), global = options_.batch_size * options_.shards;
+    // A last, partial global batch counts when every shard gets a sample of it.
+    return n / global + (!options_.drop_last && n % global >= options_.shards ? 1 : 0);
 }
 
 const std::vector<std::size_t>& DataLoader::order(std::size_t epoch) const {
@@ -156,7 +159,10 @@ const std::vector<std::size_t>& DataLoader::order(std::size_t epoch) const {
 Batch DataLoader::batch(std::size_t epoch, std::size_t i) const {
     detail::check_value(i < size(), "DataLoader: batch {} of an epoch of {}", i, size());
     const auto& o = order(epoch);
-    const std::size_t begin = i * options_.batch_size, end = std::min(begin + options_.batch_size, o.size());
+    // This shard's part of global batch i.
+    const std::size_t global = options_.batch_size * options_.shards, first = i * global;
+    const std::size_t len = std::min(global, o.size() - first), r = options_.shard;
+    const std::size_t begin = first + r * len / options_.shards, end = first + (r + 1) * len / options_.shards;
     const std::vector<std::size_t> idx(o.begin() + static_cast<std::ptrdiff_t>(begin),
                                        o.begin() + static_cast<std::ptrdiff_t>(end));
     return {take_rows(data_.x, idx), take_rows(data_.y, idx)};

@@ -46,6 +46,14 @@ struct LoaderOptions {
     bool shuffle = true;
     std::uint64_t seed = 0;   ///< with the epoch number, fixes every epoch's order
     bool drop_last = false;   ///< skip a last batch smaller than batch_size
+    /// Data-parallel training: this process's index among `shards` processes (MPI rank and
+    /// world size). A global batch holds batch_size × shards samples of the common epoch
+    /// order, and shard r reads the r-th of its `shards` near-equal parts, so the processes see
+    /// disjoint samples and together exactly what one process with that global batch would.
+    /// Every shard has the same number of batches; when the epoch's last global batch has fewer
+    /// samples than shards, those (at most shards - 1) are left out.
+    std::size_t shard = 0;
+    std::size_t shards = 1;
 };
 
 /// One batch: inputs and targets.
@@ -62,7 +70,8 @@ struct Batch {
 /// ```
 class DataLoader {
 public:
-    /// Throws ValueError for batch_size 0 or an empty dataset.
+    /// Throws ValueError for batch_size 0, an empty dataset or shard >= shards, ShapeError when
+    /// x and y hold different numbers of samples.
     DataLoader(Dataset data, LoaderOptions options);
     /// Batches per epoch.
     std::size_t size() const;
