@@ -10,9 +10,16 @@
 // 89.16% for plain W1 (PyTorch gets 88.9% with plain W1).
 //
 //   tools/run fashion_mnist --epochs 3 --save fashion.npz
+//
+// Data-parallel over MPI: every rank trains on its shard of each batch (--batch per rank) and
+// the ranks average gradients before each step; only rank 0 prints and writes files.
+//
+//   mpirun -np 2 build/examples/fashion_mnist --distributed --batch 32
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -20,6 +27,7 @@
 #include "xgrad/xgrad.hpp"
 
 namespace nn = xgrad::nn;
+namespace dist = xgrad::distributed;
 using xgrad::Tensor;
 
 struct Net : nn::Module {
@@ -36,10 +44,13 @@ struct Net : nn::Module {
     }
 };
 
-// Mean loss and accuracy of `model` over `data`, in batches, without recording.
-std::pair<double, double> evaluate(Net& model, const xgrad::data::Dataset& data, std::size_t batch) {
+// Mean loss and accuracy of `model` over `data`, in batches, without recording. Distributed,
+// each rank takes its slice of the data and the sums are added over the ranks.
+std::pair<double, double> evaluate(Net& model, const xgrad::data::Dataset& all, std::size_t batch) {
     xgrad::NoGradGuard no_grad;
     model.eval();
+    const auto rank = static_cast<std::size_t>(dist::rank()), ranks = static_cast<std::size_t>(dist::world_size());
+    const auto data = ranks == 1 ? all : all.slice(rank * all.size() / ranks, (rank + 1) * all.size() / ranks);
     xgrad::data::DataLoader loader(data, {.batch_size = batch, .shuffle = false});
     double loss = 0, correct = 0;
     for (std::size_t i = 0; i < loader.size(); ++i) {
@@ -49,8 +60,9 @@ std::pair<double, double> evaluate(Net& model, const xgrad::data::Dataset& data,
         correct += static_cast<double>(nn::count_correct(logits, b.y));
     }
     model.train();
-    const auto n = static_cast<double>(data.size());
-    return {loss / n, correct / n};
+    std::vector<double> sums{loss, correct, static_cast<double>(data.size())};
+    dist::allreduce_sum(sums);
+    return {sums[0] / sums[2], sums[1] / sums[2]};
 }
 
 int main(int argc, char** argv) {
@@ -61,7 +73,7 @@ int main(int argc, char** argv) {
     std::uint64_t seed = 1;
     std::string data_dir = xgrad::data::kFashionMnistDir, save, checkpoint;
     bool resume = false;
-    bool quiet = false;
+    bool quiet = false, distributed = false;
     std::string schedule = "cosine", optimizer = "sgd";
     app.add_option("--epochs", epochs, "Training epochs")->check(CLI::PositiveNumber);
     app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber);
@@ -79,17 +91,32 @@ int main(int argc, char** argv) {
     app.add_option("--checkpoint", checkpoint, "Save a checkpoint here after every epoch (written atomically)");
     app.add_flag("--resume", resume, "Continue from --checkpoint when it exists");
     app.add_flag("--quiet", quiet, "No progress output");
+    app.add_flag("--distributed", distributed,
+                 "Data-parallel training under mpirun: --batch is per rank, threads default to cores / local ranks");
     CLI11_PARSE(app, argc, argv);
 
+    std::optional<dist::Session> mpi;  // outlives the try: a failing rank must abort the others
     try {
+        if (distributed) {
+            mpi.emplace(argc, argv);
+            if (threads == 0)
+                threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist::local_size());
+        }
+        if (!dist::is_main()) quiet = true;
         if (threads > 0) xgrad::set_num_threads(threads);
         xgrad::manual_seed(seed);
         const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train, data_dir);
         const auto test = xgrad::data::load_fashion_mnist(xgrad::data::Split::test, data_dir);
-        fmt::print("Fashion-MNIST: {} training and {} test images; {} threads\n", train.size(), test.size(),
-                   xgrad::num_threads());
+        if (dist::is_main())
+            fmt::print("Fashion-MNIST: {} training and {} test images; {} threads{}\n", train.size(), test.size(),
+                       xgrad::num_threads(),
+                       distributed ? fmt::format(" x {} ranks, global batch {}", dist::world_size(),
+                                                 batch * static_cast<std::size_t>(dist::world_size()))
+                                   : "");
 
         Net model;
+        dist::broadcast(model);  // every rank starts from rank 0's weights
+        dist::GradientAverager averager(model.parameters());
         std::unique_ptr<xgrad::optim::Optimizer> optimizer_ptr;
         if (optimizer == "adam")
             optimizer_ptr = std::make_unique<xgrad::optim::Adam>(
@@ -99,7 +126,10 @@ int main(int argc, char** argv) {
                 model.parameters(), xgrad::optim::SGDOptions{.lr = lr, .momentum = momentum});
         auto& opt = *optimizer_ptr;
         xgrad::optim::CosineAnnealingLR cosine(opt, epochs);
-        xgrad::data::DataLoader loader(train, {.batch_size = batch, .seed = seed});
+        xgrad::data::DataLoader loader(train, {.batch_size = batch,
+                                               .seed = seed,
+                                               .shard = static_cast<std::size_t>(dist::rank()),
+                                               .shards = static_cast<std::size_t>(dist::world_size())});
         xgrad::Progress progress(quiet ? xgrad::Progress::Mode::quiet : xgrad::Progress::Mode::automatic);
         const std::size_t batches = max_batches ? std::min(max_batches, loader.size()) : loader.size();
         double seconds = 0;
@@ -108,7 +138,7 @@ int main(int argc, char** argv) {
             first_epoch = static_cast<int>(xgrad::io::load_checkpoint(checkpoint, model, opt));
             for (int e = 0; e < first_epoch; ++e)
                 if (schedule == "cosine") cosine.step();
-            fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
+            if (dist::is_main()) fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
         }
         for (int epoch = first_epoch; epoch < epochs; ++epoch) {
             progress.begin_epoch(static_cast<std::size_t>(epoch), static_cast<std::size_t>(epochs), batches);
@@ -120,20 +150,30 @@ int main(int argc, char** argv) {
                 auto loss = xgrad::cross_entropy(logits, b.y);
                 opt.zero_grad();
                 loss.backward();
+                averager.average();  // no-op in a single process
                 opt.step();
                 correct += static_cast<double>(nn::count_correct(logits, b.y));
                 seen += b.y.size();
                 loss_sum += loss.item() * static_cast<double>(b.y.size());
-                progress.update(i, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), seen);
+                // rank 0's figures; images counted for all ranks (they take equal shares)
+                progress.update(i, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen),
+                                seen * static_cast<std::size_t>(dist::world_size()));
             }
             seconds += progress.train_seconds();
             if (schedule == "cosine") cosine.step();
             const auto [test_loss, test_acc] = evaluate(model, test, 256);
-            progress.end_epoch(loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen),
+            std::vector<double> sums{loss_sum, correct, static_cast<double>(seen)};  // over all ranks
+            dist::allreduce_sum(sums);
+            progress.end_epoch(sums[0] / sums[2], sums[1] / sums[2],
                                fmt::format(", test loss {:.4f} acc {:.2f}%", test_loss, 100 * test_acc));
-            if (!checkpoint.empty()) xgrad::io::save_checkpoint(checkpoint, model, opt, epoch + 1);
+            if (!checkpoint.empty() && dist::is_main()) xgrad::io::save_checkpoint(checkpoint, model, opt, epoch + 1);
         }
         const auto [test_loss, test_acc] = evaluate(model, test, 256);
+        if (!dist::is_main()) return 0;
+        if (distributed)
+            fmt::print("gradient allreduce (waiting for the slowest rank included): {:.2f} ms per step, {} bucket(s)\n",
+                       1e3 * averager.seconds() / static_cast<double>(std::max<std::size_t>(1, averager.calls())),
+                       averager.buckets());
         fmt::print("test accuracy: {:.2f}% (loss {:.4f}) after {} epochs, {:.1f} s per epoch of training\n",
                    100 * test_acc, test_loss, epochs, seconds / std::max(1, epochs - first_epoch));
         if (!save.empty()) {
@@ -142,6 +182,7 @@ int main(int argc, char** argv) {
         }
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "fashion_mnist: {}\n", e.what());
+        if (distributed) dist::abort(1);  // the other ranks would wait for this one forever
         return 1;
     }
     return 0;

@@ -24,6 +24,7 @@ xgrad_packages=(
     libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
+    libopenmpi-dev openmpi-bin
     ${XGRAD_EXTRA_PACKAGES:-}
 )
 

@@ -16,6 +16,7 @@
 #include "xgrad/parallel.hpp"
 #include "xgrad/progress.hpp"
 #include "xgrad/data/dataset.hpp"
+#include "xgrad/distributed.hpp"
 #include "xgrad/io/checkpoint.hpp"
 #include "xgrad/io/npz.hpp"
 #include "xgrad/nn/init.hpp"

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -162,14 +163,20 @@ double peak_rss_mib() {
 // training loop that leaks keeps growing from the second sample to the third. With
 // `max_growth` > 0, returns false when the end exceeds batch 100's figure by more than that
 // many percent (tools/test runs 2000 batches, across the smaller last batch of epoch 1).
+// Under mpirun (after distributed::init), each rank trains on its share of every global batch
+// of 64 and the gradients are averaged; rank 0 reports, with the allreduce time per step.
 bool bench_w1(std::size_t batches, double max_growth) {
+    namespace dist = xgrad::distributed;
+    const auto rank = static_cast<std::size_t>(dist::rank()), ranks = static_cast<std::size_t>(dist::world_size());
     xgrad::manual_seed(1);
     const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train);
     auto model = w1_model();
+    dist::broadcast(model);
+    dist::GradientAverager averager(model.parameters());
     xgrad::optim::SGD opt(model.parameters(), {.lr = 0.01, .momentum = 0.9});
-    xgrad::data::DataLoader loader(train, {.batch_size = 64, .seed = 1});
+    xgrad::data::DataLoader loader(train, {.batch_size = 64 / ranks, .seed = 1, .shard = rank, .shards = ranks});
     const std::size_t n = batches ? batches : loader.size();
-    double loss_sum = 0, rss_100 = 0, rss_mid = 0;
+    double loss_sum = 0, rss_100 = 0, rss_mid = 0, wait_s = 0;
     const auto t0 = Clock::now();
     for (std::size_t i = 0; i < n; ++i) {
         if (i == 100) rss_100 = rss_mib();
@@ -178,6 +185,12 @@ bool bench_w1(std::size_t batches, double max_growth) {
         auto loss = xgrad::cross_entropy(model(b.x), b.y);
         opt.zero_grad();
         loss.backward();
+        if (ranks > 1) {  // the wait for the slowest rank, apart from the allreduce itself
+            const auto w0 = Clock::now();
+            dist::barrier();
+            wait_s += std::chrono::duration<double>(Clock::now() - w0).count();
+        }
+        averager.average();
         opt.step();
         loss_sum += loss.item();
     }
@@ -185,6 +198,17 @@ bool bench_w1(std::size_t batches, double max_growth) {
     const double epoch_s = s / static_cast<double>(n) * static_cast<double>(loader.size());
     const double images = static_cast<double>(n * 64) / s;
     const double rss_end = rss_mib();
+    if (rank != 0) return true;
+    if (ranks > 1) {
+        const double ms = 1e3 * averager.seconds() / static_cast<double>(averager.calls());
+        const double wait_ms = 1e3 * wait_s / static_cast<double>(n);
+        fmt::print("{} ranks x {} threads, batch {} per rank; per step: gradient allreduce {:.2f} ms ({} bucket(s)), "
+                   "waiting for the slowest rank {:.2f} ms\n",
+                   ranks, xgrad::num_threads(), 64 / ranks, ms, averager.buckets(), wait_ms);
+        result("w1_allreduce", fmt::format("\"ranks\": {}, \"allreduce_ms_per_step\": {:.3f}, "
+                                           "\"wait_ms_per_step\": {:.3f}",
+                                           ranks, ms, wait_ms));
+    }
     fmt::print("W1: {} batches in {:.2f} s -> {:.2f} s/epoch, {:.0f} img/s, mean loss {:.4f}, peak RSS {:.0f} MiB, "
                "RSS after batch 100 {:.1f} MiB, halfway {:.1f} MiB, at the end {:.1f} MiB\n",
                n, s, epoch_s, images, loss_sum / static_cast<double>(n), peak_rss_mib(), rss_100, rss_mid, rss_end);
@@ -241,17 +265,22 @@ int main(int argc, char** argv) {
     w1->add_option("--batches", batches, "Time only the first B batches and extrapolate");
     double max_growth = 0;
     w1->add_option("--max-rss-growth", max_growth, "Fail when RSS grows more than this many percent after batch 100");
+    bool distributed = false;
+    w1->add_flag("--distributed", distributed, "Data-parallel under mpirun: a global batch of 64 split over the ranks");
     auto* infer = app.add_subcommand("infer", "W1 inference on the test set at batch 256");
     CLI11_PARSE(app, argc, argv);
+    std::optional<xgrad::distributed::Session> mpi;
     try {
+        if (distributed) mpi.emplace(argc, argv);
         if (threads > 0) xgrad::set_num_threads(threads);
-        fmt::print("threads: {}\n", xgrad::num_threads());
+        if (xgrad::distributed::is_main()) fmt::print("threads: {}\n", xgrad::num_threads());
         if (*ops) bench_ops(reps, only);
         if (*gemm) bench_gemm(reps, size);
         if (*w1 && !bench_w1(batches, max_growth)) return 1;
         if (*infer) bench_infer(std::max(3, reps / 3));
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "bench: {}\n", e.what());
+        if (mpi) xgrad::distributed::abort(2);  // the other ranks would wait forever
         return 2;
     }
     return 0;
