@@ -230,6 +230,12 @@ TEST_CASE("bad input: layers, models, optimizers and data", "[errors][battery]")
     optim::SGD sgd(model.parameters());
     expect<ValueError>("StepLR step 0", [&] { optim::StepLR(sgd, 0); }, {"StepLR"});
     expect<ValueError>("CosineAnnealingLR t_max 0", [&] { optim::CosineAnnealingLR(sgd, 0); }, {"CosineAnnealingLR"});
+    expect<ValueError>("GradientAverager without parameters", [&] { xgrad::distributed::GradientAverager({}); },
+                       {"GradientAverager", "empty"});
+    expect<ValueError>("GradientAverager with 0-byte buckets",
+                       [&] { xgrad::distributed::GradientAverager(model.parameters(), {.bucket_bytes = 0}); },
+                       {"GradientAverager", "bucket_bytes"});
+    expect<ValueError>("distributed timeout 0", [&] { xgrad::distributed::set_timeout(0); }, {"set_timeout", "0"});
     expect<ValueError>("clip_grad_norm negative", [&] { optim::clip_grad_norm(model.parameters(), -1); },
                        {"clip_grad_norm"});
 

@@ -343,3 +343,24 @@ TEST_CASE("determinism: at 2 threads two runs are bit-identical too; 1 and 2 thr
     UNSCOPED_INFO("largest |1 thread - 2 threads| after 200 steps: " << largest);
     CHECK(largest < 1e-2);
 }
+
+TEST_CASE("distributed: a single process is a world of one; gradients are packed into buckets in order",
+          "[nn][distributed]") {
+    CHECK(xgrad::distributed::rank() == 0);
+    CHECK(xgrad::distributed::world_size() == 1);
+    CHECK(xgrad::distributed::is_main());
+    // 4x8 + 8 + 8x3 + 3 floats = 128, 32, 96, 12 bytes.
+    Net net;  // fc1 [4, 8] + [8], bn [8] x 2, fc2 [8, 3] + [3]
+    const auto params = net.parameters();
+    CHECK(xgrad::distributed::GradientAverager(params, {.bucket_bytes = 1 << 20}).buckets() == 1);
+    CHECK(xgrad::distributed::GradientAverager(params, {.bucket_bytes = 4}).buckets() == params.size());
+    // 160 bytes: [fc1.weight, fc1.bias], [bn.weight, bn.bias, fc2.weight], [fc2.bias]
+    CHECK(xgrad::distributed::GradientAverager(params, {.bucket_bytes = 160}).buckets() == 3);
+    // With one rank, average() leaves the gradients alone.
+    auto loss = xgrad::sum((*net.fc2)((*net.bn)((*net.fc1)(xgrad::ones({2, 4})))));
+    loss.backward();
+    const auto before = net.fc1->weight.grad();
+    xgrad::distributed::GradientAverager averager(params);
+    averager.average();
+    CHECK(net.fc1->weight.grad() == before);
+}

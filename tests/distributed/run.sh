@@ -47,5 +47,12 @@ run hang 120 -x XGRAD_DISTRIBUTED_TIMEOUT=5 "$check" hang
 ok=0; [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$secs" -lt 60 ] && grep -q 'got no answer from the other ranks within 5 s' "$log" && ok=1
 verdict "a hanging rank makes the others fail within the timeout" "$ok" "exit $rc after ${secs} s"
 
+# The example under mpirun: 20 steps, evaluation over both ranks' halves of the test set.
+if [ -x "$build/examples/fashion_mnist" ]; then
+    run example 300 "$build/examples/fashion_mnist" --distributed --batch 32 --epochs 1 --max-batches 20 --quiet
+    ok=0; [ "$rc" -eq 0 ] && [ "$(grep -c '^test accuracy' "$log")" -eq 1 ] && ok=1
+    verdict "fashion_mnist --distributed (one report, from rank 0)" "$ok" "$(grep '^test accuracy' "$log" || echo "exit $rc")"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
