@@ -23,13 +23,16 @@ inline Index source(std::size_t o, std::size_t k, std::size_t stride, std::size_
 
 }  // namespace
 
+namespace {
+
+// img2col of output lines [first, last) (a line is one output row of one image); `cols`
+// points at the matrix row of output pixel (0, 0, 0).
 template <class T>
-void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols) {
+void img2col_lines(const T* x, const ConvGeometry& g, std::size_t group, std::size_t first, std::size_t last,
+                   T* cols) {
     const std::size_t cg = g.cg(), patch = g.patch();
-    const Index lines = static_cast<Index>(g.n * g.oh);
-#pragma omp parallel for schedule(static)
-    for (Index line = 0; line < lines; ++line) {
-        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+    for (std::size_t line = first; line < last; ++line) {
+        const std::size_t n = line / g.oh, oy = line % g.oh;
         for (std::size_t ox = 0; ox < g.ow; ++ox) {
             T* row = cols + ((n * g.oh + oy) * g.ow + ox) * patch;
             for (std::size_t ky = 0; ky < g.kh; ++ky) {
@@ -50,16 +53,15 @@ void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols) {
     }
 }
 
+// col2img of images [first, last); `cols` points at the matrix row of output pixel (first, 0, 0).
 template <class T>
-void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
+void col2img_images(const T* cols, const ConvGeometry& g, std::size_t group, std::size_t first, std::size_t last,
+                    T* dx) {
     const std::size_t cg = g.cg(), patch = g.patch();
-    // Windows overlap within an image, never across images: one image per thread.
-#pragma omp parallel for schedule(static)
-    for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
-        const std::size_t n = static_cast<std::size_t>(ni);
+    for (std::size_t n = first; n < last; ++n) {
         for (std::size_t oy = 0; oy < g.oh; ++oy)
             for (std::size_t ox = 0; ox < g.ow; ++ox) {
-                const T* row = cols + ((n * g.oh + oy) * g.ow + ox) * patch;
+                const T* row = cols + (((n - first) * g.oh + oy) * g.ow + ox) * patch;
                 for (std::size_t ky = 0; ky < g.kh; ++ky) {
                     const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
                     if (iy < 0) continue;
@@ -74,6 +76,47 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
                 }
             }
     }
+}
+
+// The batch cut into chunks of whole images, about kChunkRows img2col rows each: a chunk's
+// columns are built and multiplied by one thread while they are still in its cache, with a
+// single-threaded GEMM (OpenBLAS runs serially inside an OpenMP region), and no thread waits
+// for another between the two. Whole images, because col2img's windows overlap within one.
+struct Chunks {
+    std::size_t images;  // per chunk
+    std::size_t count;
+    explicit Chunks(const ConvGeometry& g) {
+        constexpr std::size_t kChunkRows = 256;
+        const std::size_t per_image = std::max<std::size_t>(1, g.oh * g.ow);
+        images = std::clamp<std::size_t>(kChunkRows / per_image, 1, std::max<std::size_t>(1, g.n));
+        count = (g.n + images - 1) / images;
+    }
+    std::size_t first(std::size_t i) const { return i * images; }
+    std::size_t last(std::size_t i, std::size_t n) const { return std::min(n, (i + 1) * images); }
+};
+
+// Batch splitting needs one group (per-group GEMMs would read strided column blocks).
+bool batch_split(const ConvGeometry& g) {
+    return g.groups == 1 && !g.pointwise() && !g.single_channel();
+}
+
+}  // namespace
+
+template <class T>
+void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols) {
+    const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < lines; ++line)
+        img2col_lines(x, g, group, static_cast<std::size_t>(line), static_cast<std::size_t>(line) + 1, cols);
+}
+
+template <class T>
+void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
+    // Windows overlap within an image, never across images: one image per thread.
+#pragma omp parallel for schedule(static)
+    for (Index n = 0; n < static_cast<Index>(g.n); ++n)
+        col2img_images(cols + static_cast<std::size_t>(n) * g.oh * g.ow * g.patch(), g, group,
+                       static_cast<std::size_t>(n), static_cast<std::size_t>(n) + 1, dx);
 }
 
 namespace {
@@ -157,6 +200,20 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T
         return;
     }
     if (cols.size() != g.groups * rows * patch) cols = Buffer<T>(g.groups * rows * patch);
+    if (batch_split(g)) {
+        const Chunks chunks(g);
+        const std::size_t per_image = g.oh * g.ow;
+        T* c = cols.data();
+#pragma omp parallel for schedule(static)
+        for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
+            const std::size_t first = chunks.first(static_cast<std::size_t>(i));
+            const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
+            img2col_lines(x, g, 0, first * g.oh, last * g.oh, c);
+            const std::size_t r0 = first * per_image, m = (last - first) * per_image;
+            gemm<T>(false, false, m, g.f, patch, 1, c + r0 * patch, patch, w, g.f, b ? 1 : 0, y + r0 * g.f, g.f);
+        }
+        return;
+    }
     for (std::size_t grp = 0; grp < g.groups; ++grp) {
         T* cg = cols.data() + grp * rows * patch;
         img2col(x, g, grp, cg);
@@ -175,6 +232,29 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
     if (g.pointwise()) {
         // dw [C, F] += xᵀ [C, N·H·W] · dY [N·H·W, F]
         gemm<T>(true, false, g.c, g.f, rows, 1, x, g.c, gy, g.f, 1, dw, g.f);
+        return;
+    }
+    if (batch_split(g)) {
+        // Per-thread partial sums over their chunks, added in thread order: deterministic.
+        const Chunks chunks(g);
+        const std::size_t per_image = g.oh * g.ow;
+        std::vector<Buffer<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
+#pragma omp parallel
+        {
+            auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
+            partial = Buffer<T>(patch * g.f);
+            std::fill_n(partial.data(), partial.size(), T(0));
+#pragma omp for schedule(static) nowait
+            for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
+                const std::size_t first = chunks.first(static_cast<std::size_t>(i));
+                const std::size_t r0 = first * per_image;
+                const std::size_t m = (chunks.last(static_cast<std::size_t>(i), g.n) - first) * per_image;
+                gemm<T>(true, false, patch, g.f, m, 1, cols.data() + r0 * patch, patch, gy + r0 * g.f, g.f, 1,
+                        partial.data(), g.f);
+            }
+        }
+        for (const auto& partial : partials)
+            for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial.data()[k];
         return;
     }
     for (std::size_t grp = 0; grp < g.groups; ++grp)
@@ -196,6 +276,24 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
     if (g.pointwise()) {
         // dx [N·H·W, C] += dY [N·H·W, F] · wᵀ [F, C]
         gemm<T>(false, true, rows, g.c, g.f, 1, gy, g.f, w, g.f, 1, dx, g.c);
+        return;
+    }
+    if (batch_split(g)) {
+        // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
+        const Chunks chunks(g);
+        const std::size_t per_image = g.oh * g.ow;
+#pragma omp parallel
+        {
+            Buffer<T> dcols(chunks.images * per_image * patch);
+#pragma omp for schedule(static)
+            for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
+                const std::size_t first = chunks.first(static_cast<std::size_t>(i));
+                const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
+                const std::size_t r0 = first * per_image, m = (last - first) * per_image;
+                gemm<T>(false, true, m, patch, g.f, 1, gy + r0 * g.f, g.f, w, g.f, 0, dcols.data(), patch);
+                col2img_images(dcols.data(), g, 0, first, last, dx);
+            }
+        }
         return;
     }
     Buffer<T> dcols(rows * patch);

@@ -169,6 +169,9 @@ std::vector<ConvCase> conv_cases() {
         {"2x2 same s1 (asymmetric)", {2, 6, 6, 2}, {2, 2, 2, 3}, false, opts(1, same)},
         {"2x2 valid s2", {1, 7, 6, 2}, {2, 2, 2, 2}, true, opts(2, valid)},
         {"3x3 same s1 7x9 batch 3", {3, 7, 9, 2}, {3, 3, 2, 4}, true, opts(1, same)},
+        // Images of more than 256 output pixels: the kernels split the batch into chunks of
+        // one image, several per thread (the W1-sized path).
+        {"3x3 same s1 17x17 batch 3 (one image per chunk)", {3, 17, 17, 2}, {3, 3, 2, 3}, true, opts(1, same)},
         {"3x3 same s2 even input", {1, 8, 8, 3}, {3, 3, 3, 2}, false, opts(2, same)},
         {"3x3 valid s3", {1, 10, 11, 2}, {3, 3, 2, 2}, false, opts(3, valid)},
         {"4x4 same s1 (asymmetric)", {1, 7, 6, 2}, {4, 4, 2, 2}, false, opts(1, same)},
