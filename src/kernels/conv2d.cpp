@@ -31,22 +31,39 @@ template <class T>
 void img2col_lines(const T* x, const ConvGeometry& g, std::size_t group, std::size_t first, std::size_t last,
                    T* cols) {
     const std::size_t cg = g.cg(), patch = g.patch();
+    const bool contiguous = g.groups == 1 && g.dw == 1;  // a kernel row's taps: one run of memory
     for (std::size_t line = first; line < last; ++line) {
         const std::size_t n = line / g.oh, oy = line % g.oh;
         for (std::size_t ox = 0; ox < g.ow; ++ox) {
             T* row = cols + ((n * g.oh + oy) * g.ow + ox) * patch;
             for (std::size_t ky = 0; ky < g.kh; ++ky) {
                 const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+                T* dst_row = row + ky * g.kw * cg;
+                if (iy < 0) {
+                    std::fill_n(dst_row, g.kw * cg, T(0));
+                    continue;
+                }
+                const T* src_row = x + (n * g.h + static_cast<std::size_t>(iy)) * g.w * g.c + group * cg;
+                if (contiguous) {
+                    // The row's taps inside the image, [k0, k1), read consecutive pixels with
+                    // consecutive channels: one copy for them, zeros for the padding around.
+                    const Index column = static_cast<Index>(ox * g.sw) - static_cast<Index>(g.pl);  // of tap 0
+                    const Index k0 = std::max<Index>(0, -column);
+                    const Index k1 = std::clamp<Index>(static_cast<Index>(g.w) - column, k0, static_cast<Index>(g.kw));
+                    const auto first = static_cast<std::size_t>(k0), last = static_cast<std::size_t>(k1);
+                    std::fill_n(dst_row, first * cg, T(0));
+                    std::copy_n(src_row + static_cast<std::size_t>(column + k0) * g.c, (last - first) * cg,
+                                dst_row + first * cg);
+                    std::fill_n(dst_row + last * cg, (g.kw - last) * cg, T(0));
+                    continue;
+                }
                 for (std::size_t kx = 0; kx < g.kw; ++kx) {
                     const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
-                    T* dst = row + (ky * g.kw + kx) * cg;
-                    if (iy < 0 || ix < 0) {
+                    T* dst = dst_row + kx * cg;
+                    if (ix < 0)
                         std::fill_n(dst, cg, T(0));
-                    } else {
-                        const T* src = x + ((n * g.h + static_cast<std::size_t>(iy)) * g.w +
-                                            static_cast<std::size_t>(ix)) * g.c + group * cg;
-                        std::copy_n(src, cg, dst);
-                    }
+                    else
+                        std::copy_n(src_row + static_cast<std::size_t>(ix) * g.c, cg, dst);
                 }
             }
         }
