@@ -9,6 +9,7 @@
 
 #include "detail/axes.hpp"
 #include "detail/cases.hpp"
+#include "detail/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/tape.hpp"
 
@@ -20,7 +21,9 @@ basic_tensor<T> relu(const basic_tensor<T>& x) {
     xt::xarray<T> y = xt::empty<T>(x.shape());
     const T* xv = x.value().data();
     T* yv = y.data();
-    for (std::size_t i = 0; i < y.size(); ++i) yv[i] = xv[i] > T(0) ? xv[i] : T(0);
+    const auto n = static_cast<std::ptrdiff_t>(y.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+    for (std::ptrdiff_t i = 0; i < n; ++i) yv[i] = xv[i] > T(0) ? xv[i] : T(0);
     basic_tensor<T> out(std::move(y));
     record(OpKind::relu, {x}, out, [](const auto& gy, auto& grads) {
         // dx = gy where y > 0 (same as x > 0)
@@ -28,7 +31,9 @@ basic_tensor<T> relu(const basic_tensor<T>& x) {
         const T* yv = grads.output().data();
         const T* g = gy.data();
         T* dx = grads[0]->data();
-        for (std::size_t i = 0; i < gy.size(); ++i) dx[i] += yv[i] > T(0) ? g[i] : T(0);
+        const auto n = static_cast<std::ptrdiff_t>(gy.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+        for (std::ptrdiff_t i = 0; i < n; ++i) dx[i] += yv[i] > T(0) ? g[i] : T(0);
     });
     return out;
 }

@@ -7,6 +7,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
+#include "detail/parallel.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad::optim {
@@ -118,7 +119,9 @@ void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g
     const float* gv = g.data();
     bool first = false;  // the buffer starts as the first gradient, as in PyTorch
     float* buf = mu != 0 ? slot("momentum_buffer", i, 0, &first).data() : nullptr;
-    for (std::size_t k = 0; k < p.size(); ++k) {
+    const auto n = static_cast<std::ptrdiff_t>(p.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+    for (std::ptrdiff_t k = 0; k < n; ++k) {
         float d = gv[k] + wd * pv[k];
         if (buf) {
             buf[k] = first ? d : mu * buf[k] + (1 - damp) * d;
