@@ -122,6 +122,34 @@ TEST_CASE("conv2d: float32 forward agrees with float64", "[conv]") {
     CHECK(array_diff(y32.value(), y64.value(), 1e-5, 1e-5) == "");
 }
 
+TEST_CASE("conv2d: float32 forward and both gradients agree with float64 on the batch-split path", "[conv]") {
+    // 3 images of 17x17 (over 256 output pixels each: one chunk per image, the per-thread
+    // GEMMs that may run in libxsmm, which only the float path uses); with and without bias.
+    for (const bool bias : {false, true}) {
+        for (const auto& o : {xgrad::Conv2dOptions{.padding = Padding::same},
+                              xgrad::Conv2dOptions{.stride = 2, .padding = Padding::valid}}) {
+            xgrad::manual_seed(5);
+            auto x = xgrad::randn<double>({3, 17, 17, 4});
+            auto w = xgrad::randn<double>({3, 3, 4, 6});
+            auto b = xgrad::randn<double>({6});
+            Tensor64 x64(x.value(), true), w64(w.value(), true), b64(b.value(), true);
+            Tensor x32(xt::xarray<float>(xt::cast<float>(x.value())), true);
+            Tensor w32(xt::xarray<float>(xt::cast<float>(w.value())), true);
+            Tensor b32(xt::xarray<float>(xt::cast<float>(b.value())), true);
+            auto y64 = bias ? xgrad::conv2d(x64, w64, b64, o) : xgrad::conv2d(x64, w64, o);
+            auto y32 = bias ? xgrad::conv2d(x32, w32, b32, o) : xgrad::conv2d(x32, w32, o);
+            CHECK(array_diff(y32.value(), y64.value(), 1e-4, 1e-4) == "");
+            xgrad::manual_seed(6);
+            const xt::xarray<double> gy = xgrad::randn<double>(y64.shape()).value();
+            y64.backward(gy);
+            y32.backward(xt::xarray<float>(xt::cast<float>(gy)));
+            CHECK(array_diff(x32.grad(), x64.grad(), 1e-4, 1e-4) == "");
+            CHECK(array_diff(w32.grad(), w64.grad(), 1e-3, 1e-4) == "");
+            if (bias) CHECK(array_diff(b32.grad(), b64.grad(), 1e-3, 1e-4) == "");
+        }
+    }
+}
+
 TEST_CASE("conv2d: the default input-gradient variant is process-wide", "[conv]") {
     CHECK(xgrad::default_conv_backward() == ConvBackward::col2img);
     xgrad::set_default_conv_backward(ConvBackward::flipped);

@@ -25,6 +25,7 @@ xgrad_packages=(
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
     libopenmpi-dev openmpi-bin
+    libxsmm-dev
     ${XGRAD_EXTRA_PACKAGES:-}
 )
 

@@ -227,7 +227,8 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T
             const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
             img2col_lines(x, g, 0, first * g.oh, last * g.oh, c);
             const std::size_t r0 = first * per_image, m = (last - first) * per_image;
-            gemm<T>(false, false, m, g.f, patch, 1, c + r0 * patch, patch, w, g.f, b ? 1 : 0, y + r0 * g.f, g.f);
+            gemm_per_thread<T>(false, false, m, g.f, patch, 1, c + r0 * patch, patch, w, g.f, b ? 1 : 0, y + r0 * g.f,
+                               g.f);
         }
         return;
     }
@@ -266,8 +267,8 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
                 const std::size_t first = chunks.first(static_cast<std::size_t>(i));
                 const std::size_t r0 = first * per_image;
                 const std::size_t m = (chunks.last(static_cast<std::size_t>(i), g.n) - first) * per_image;
-                gemm<T>(true, false, patch, g.f, m, 1, cols.data() + r0 * patch, patch, gy + r0 * g.f, g.f, 1,
-                        partial.data(), g.f);
+                gemm_per_thread<T>(true, false, patch, g.f, m, 1, cols.data() + r0 * patch, patch, gy + r0 * g.f, g.f,
+                                   1, partial.data(), g.f);
             }
         }
         for (const auto& partial : partials)
@@ -296,9 +297,13 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         return;
     }
     if (batch_split(g)) {
-        // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
+        // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx. Wᵀ
+        // [F, KH·KW·C] is made once, so that each thread's GEMM has no transposed operand.
         const Chunks chunks(g);
         const std::size_t per_image = g.oh * g.ow;
+        Buffer<T> wt(patch * g.f);
+        for (std::size_t r = 0; r < patch; ++r)
+            for (std::size_t f = 0; f < g.f; ++f) wt.data()[f * patch + r] = w[r * g.f + f];
 #pragma omp parallel
         {
             Buffer<T> dcols(chunks.images * per_image * patch);
@@ -307,7 +312,8 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
                 const std::size_t first = chunks.first(static_cast<std::size_t>(i));
                 const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
                 const std::size_t r0 = first * per_image, m = (last - first) * per_image;
-                gemm<T>(false, true, m, patch, g.f, 1, gy + r0 * g.f, g.f, w, g.f, 0, dcols.data(), patch);
+                gemm_per_thread<T>(false, false, m, patch, g.f, 1, gy + r0 * g.f, g.f, wt.data(), patch, 0, dcols.data(),
+                                   patch);
                 col2img_images(dcols.data(), g, 0, first, last, dx);
             }
         }

@@ -2,6 +2,14 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+
+#if XGRAD_HAVE_XSMM
+#include <libxsmm.h>
+#endif
+
 namespace xgrad::kernels {
 
 namespace {
@@ -30,5 +38,36 @@ void gemm<double>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std:
     cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), as_int(m), as_int(n), as_int(k), alpha, a,
                 ld(lda), b, ld(ldb), beta, c, ld(ldc));
 }
+
+template <class T>
+void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha,
+                     const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+#if XGRAD_HAVE_XSMM
+    // libxsmm is column-major: C [m, n] = op(A) op(B) row-major is Cᵀ = op(B)ᵀ op(A)ᵀ, so B
+    // goes first and trans_a becomes its second operand's flag. It JITs kernels for the CPU
+    // it runs on (AVX-512 here), whatever OPENBLAS_CORETYPE selects for OpenBLAS: 185-218
+    // GFLOP/s on one core for the W2 convs' per-image shapes against 73-96 (Haswell kernels).
+    constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<int>::max());
+    if constexpr (std::is_same_v<T, float>) {
+        if (!trans_b && alpha == 1 && (beta == 0 || beta == 1) && m > 0 && n > 0 && k > 0 &&
+            std::max({m, n, k, lda, ldb, ldc}) <= kMax) {
+            const int mm = static_cast<int>(n), nn = static_cast<int>(m), kk = static_cast<int>(k);
+            const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+            const int flags = trans_a ? LIBXSMM_GEMM_FLAG_TRANS_B : 0;
+            const float one = 1;
+            if (const auto kernel = libxsmm_smmdispatch(mm, nn, kk, &la, &lb, &lc, &one, &beta, &flags, nullptr)) {
+                kernel(b, a, c);
+                return;
+            }
+        }
+    }
+#endif
+    gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template void gemm_per_thread<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*,
+                                     std::size_t, const float*, std::size_t, float, float*, std::size_t);
+template void gemm_per_thread<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*,
+                                      std::size_t, const double*, std::size_t, double, double*, std::size_t);
 
 }  // namespace xgrad::kernels
