@@ -26,8 +26,7 @@ struct ConvGeometry {
     bool pointwise() const {
         return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pb + pl + pr == 0 && groups == 1;
     }
-    // One input channel (a first layer on grey images): a direct loop beats img2col's GEMM,
-    // whose inner dimension would be only KH·KW.
+    // One input channel (a first layer on grey images): see direct_single_channel().
     bool single_channel() const { return c == 1 && !pointwise(); }
 };
 
