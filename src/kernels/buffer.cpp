@@ -1,16 +1,28 @@
 #include "kernels/buffer.hpp"
 
+#include <sys/mman.h>
+
+#include <map>
 #include <mutex>
 #include <new>
-#include <map>
 
 namespace xgrad::kernels {
 
 namespace {
 
-constexpr std::align_val_t kAlign{64};
 // Beyond this many cached bytes, freed blocks go back to the system.
 constexpr std::size_t kMaxCached = std::size_t{2} << 30;
+
+// Blocks come straight from mmap (page-aligned, outside glibc's heap): cached blocks then never
+// pin heap regions between the arrays malloc serves, which fragmented the heap when an epoch's
+// smaller last batch changed the pattern of sizes (W1: +5.3 MiB RSS at the next full batch).
+void* map_block(std::size_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return p;
+}
+
+void unmap_block(void* block, std::size_t bytes) noexcept { munmap(block, bytes); }
 
 struct Pool {
     std::mutex mutex;
@@ -18,7 +30,7 @@ struct Pool {
     std::size_t cached = 0;
 
     ~Pool() {
-        for (auto& [bytes, block] : free_blocks) ::operator delete(block, kAlign);
+        for (auto& [bytes, block] : free_blocks) unmap_block(block, bytes);
     }
 };
 
@@ -44,7 +56,7 @@ void* acquire_block(std::size_t bytes, std::size_t& capacity) {
             return block;
         }
     }
-    return ::operator new(bytes, kAlign);
+    return map_block(bytes);
 }
 
 void release_block(void* block, std::size_t bytes) noexcept {  // bytes: the capacity
@@ -62,7 +74,7 @@ void release_block(void* block, std::size_t bytes) noexcept {  // bytes: the cap
             }
         }
     }
-    ::operator delete(block, kAlign);
+    unmap_block(block, bytes);
 }
 
 }  // namespace xgrad::kernels

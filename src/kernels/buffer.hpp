@@ -1,6 +1,6 @@
 #pragma once
 
-// Scratch memory for kernels: uninitialised and recycled. A freed block waits in a
+// Scratch memory for kernels: uninitialised, mapped with mmap and recycled. A freed block waits in a
 // process-wide pool for the next request it fits (the smallest cached block of at least the
 // size asked for and at most twice it), so a training loop that repeats its shapes allocates
 // (and page-faults) in its first step only, and a smaller last batch reuses the blocks of
