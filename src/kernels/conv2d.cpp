@@ -101,17 +101,41 @@ void col2img_images(const T* cols, const ConvGeometry& g, std::size_t group, std
 // single-threaded GEMM (OpenBLAS runs serially inside an OpenMP region), and no thread waits
 // for another between the two. Whole images, because col2img's windows overlap within one.
 struct Chunks {
-    std::size_t images;  // per chunk
+    struct Chunk {
+        std::size_t first, last;  // images [first, last)
+        std::size_t row, rows;    // their img2col rows [row, row + rows)
+    };
+    std::size_t n, per_image;  // images in the batch, img2col rows per image
+    std::size_t images;        // per chunk
     std::size_t count;
-    explicit Chunks(const ConvGeometry& g) {
+    explicit Chunks(const ConvGeometry& g) : n(g.n), per_image(g.oh * g.ow) {
         constexpr std::size_t kChunkRows = 256;
-        const std::size_t per_image = std::max<std::size_t>(1, g.oh * g.ow);
-        images = std::clamp<std::size_t>(kChunkRows / per_image, 1, std::max<std::size_t>(1, g.n));
-        count = (g.n + images - 1) / images;
+        images = std::clamp<std::size_t>(kChunkRows / std::max<std::size_t>(1, per_image), 1, std::max<std::size_t>(1, n));
+        count = (n + images - 1) / images;
     }
-    std::size_t first(std::size_t i) const { return i * images; }
-    std::size_t last(std::size_t i, std::size_t n) const { return std::min(n, (i + 1) * images); }
+    Chunk operator[](Index i) const {
+        const std::size_t first = static_cast<std::size_t>(i) * images, last = std::min(n, first + images);
+        return {first, last, first * per_image, (last - first) * per_image};
+    }
 };
+
+// Runs `body(partial)` on every thread of a new parallel region, each with its own partial
+// sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
+// loops), then adds the partials to `out` in thread order: the same sums in the same order on
+// every run at a given thread count, never in completion order.
+template <class T, class Body>
+void accumulate_per_thread(std::size_t size, T* out, Body body) {
+    std::vector<Buffer<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
+#pragma omp parallel
+    {
+        auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
+        partial = Buffer<T>(size);
+        std::fill_n(partial.data(), size, T(0));
+        body(partial.data());
+    }
+    for (const auto& partial : partials)
+        for (std::size_t k = 0; k < partial.size(); ++k) out[k] += partial.data()[k];
+}
 
 // One input channel: a direct loop beats img2col + GEMM (inner dimension only KH·KW) in
 // OpenBLAS, but not in libxsmm's JIT kernels, which serve float only: conv A fwd+bwd at 2
@@ -181,31 +205,24 @@ void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const Con
     }
 }
 
-// dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, with per-thread partial sums
-// added in thread order afterwards: the same sums in the same order on every run.
+// dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, accumulated per thread.
 template <class T>
 void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
     const std::size_t taps = g.kh * g.kw;
     const Index lines = static_cast<Index>(g.n * g.oh);
-    std::vector<std::vector<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
-#pragma omp parallel
-    {
-        auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
-        partial.assign(taps * g.f, T(0));
+    accumulate_per_thread(taps * g.f, dw, [&](T* partial) {
 #pragma omp for schedule(static) nowait
         for (Index line = 0; line < lines; ++line) {
             const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
             for (std::size_t ox = 0; ox < g.ow; ++ox) {
                 const T* __restrict grad = gy + ((n * g.oh + oy) * g.ow + ox) * g.f;
                 for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
-                    T* __restrict acc = partial.data() + tap * g.f;
+                    T* __restrict acc = partial + tap * g.f;
                     for (std::size_t f = 0; f < g.f; ++f) acc[f] += v * grad[f];
                 });
             }
         }
-    }
-    for (const auto& partial : partials)
-        for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial[k];
+    });
 }
 
 }  // namespace
@@ -229,16 +246,13 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T
     if (cols.size() != g.groups * rows * patch) cols = Buffer<T>(g.groups * rows * patch);
     if (batch_split<T>(g)) {
         const Chunks chunks(g);
-        const std::size_t per_image = g.oh * g.ow;
         T* c = cols.data();
 #pragma omp parallel for schedule(static)
         for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
-            const std::size_t first = chunks.first(static_cast<std::size_t>(i));
-            const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
-            img2col_lines(x, g, 0, first * g.oh, last * g.oh, c);
-            const std::size_t r0 = first * per_image, m = (last - first) * per_image;
-            gemm_per_thread<T>(false, false, m, g.f, patch, 1, c + r0 * patch, patch, w, g.f, b ? 1 : 0, y + r0 * g.f,
-                               g.f);
+            const auto k = chunks[i];
+            img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, c);
+            gemm_per_thread<T>(false, false, k.rows, g.f, patch, 1, c + k.row * patch, patch, w, g.f, b ? 1 : 0,
+                               y + k.row * g.f, g.f);
         }
         return;
     }
@@ -263,26 +277,16 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
         return;
     }
     if (batch_split<T>(g)) {
-        // Per-thread partial sums over their chunks, added in thread order: deterministic.
+        // Each thread adds its chunks' colsᵀ · dY to its own partial dw.
         const Chunks chunks(g);
-        const std::size_t per_image = g.oh * g.ow;
-        std::vector<Buffer<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
-#pragma omp parallel
-        {
-            auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
-            partial = Buffer<T>(patch * g.f);
-            std::fill_n(partial.data(), partial.size(), T(0));
+        accumulate_per_thread(patch * g.f, dw, [&](T* partial) {
 #pragma omp for schedule(static) nowait
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
-                const std::size_t first = chunks.first(static_cast<std::size_t>(i));
-                const std::size_t r0 = first * per_image;
-                const std::size_t m = (chunks.last(static_cast<std::size_t>(i), g.n) - first) * per_image;
-                gemm_per_thread<T>(true, false, patch, g.f, m, 1, cols.data() + r0 * patch, patch, gy + r0 * g.f, g.f,
-                                   1, partial.data(), g.f);
+                const auto k = chunks[i];
+                gemm_per_thread<T>(true, false, patch, g.f, k.rows, 1, cols.data() + k.row * patch, patch,
+                                   gy + k.row * g.f, g.f, 1, partial, g.f);
             }
-        }
-        for (const auto& partial : partials)
-            for (std::size_t k = 0; k < partial.size(); ++k) dw[k] += partial.data()[k];
+        });
         return;
     }
     for (std::size_t grp = 0; grp < g.groups; ++grp)
@@ -310,21 +314,18 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx. Wᵀ
         // [F, KH·KW·C] is made once, so that each thread's GEMM has no transposed operand.
         const Chunks chunks(g);
-        const std::size_t per_image = g.oh * g.ow;
         Buffer<T> wt(patch * g.f);
         for (std::size_t r = 0; r < patch; ++r)
             for (std::size_t f = 0; f < g.f; ++f) wt.data()[f * patch + r] = w[r * g.f + f];
 #pragma omp parallel
         {
-            Buffer<T> dcols(chunks.images * per_image * patch);
+            Buffer<T> dcols(chunks.images * chunks.per_image * patch);
 #pragma omp for schedule(static)
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
-                const std::size_t first = chunks.first(static_cast<std::size_t>(i));
-                const std::size_t last = chunks.last(static_cast<std::size_t>(i), g.n);
-                const std::size_t r0 = first * per_image, m = (last - first) * per_image;
-                gemm_per_thread<T>(false, false, m, patch, g.f, 1, gy + r0 * g.f, g.f, wt.data(), patch, 0, dcols.data(),
-                                   patch);
-                col2img_images(dcols.data(), g, 0, first, last, dx);
+                const auto k = chunks[i];
+                gemm_per_thread<T>(false, false, k.rows, patch, g.f, 1, gy + k.row * g.f, g.f, wt.data(), patch, 0,
+                                   dcols.data(), patch);
+                col2img_images(dcols.data(), g, 0, k.first, k.last, dx);
             }
         }
         return;
