@@ -82,10 +82,7 @@ bool available() { return true; }
 
 void init(int& argc, char**& argv) {
     if (initialized()) return;
-    int provided = 0;
-    check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
-    // Errors come back as codes (turned into DistributedError) instead of ending the process.
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    // Checked before MPI starts, so that a bad value ends each rank with this message alone.
     if (const char* env = std::getenv("XGRAD_DISTRIBUTED_TIMEOUT")) {
         char* end = nullptr;
         const double seconds = std::strtod(env, &end);
@@ -95,6 +92,10 @@ void init(int& argc, char**& argv) {
                             env);
         timeout_seconds = seconds;
     }
+    int provided = 0;
+    check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    // Errors come back as codes (turned into DistributedError) instead of ending the process.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
 
 bool initialized() {

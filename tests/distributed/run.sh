@@ -54,5 +54,12 @@ if [ -x "$build/examples/fashion_mnist" ]; then
     verdict "fashion_mnist --distributed (one report, from rank 0)" "$ok" "$(grep '^test accuracy' "$log" || echo "exit $rc")"
 fi
 
+# A bad timeout setting: every rank stops with xgrad's message, before MPI starts.
+if [ -x "$build/examples/fashion_mnist" ]; then
+    run bad-timeout 120 -x XGRAD_DISTRIBUTED_TIMEOUT=soon "$build/examples/fashion_mnist" --distributed --quiet
+    ok=0; [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "XGRAD_DISTRIBUTED_TIMEOUT must be a positive number of seconds, got 'soon'" "$log" && ok=1
+    verdict "XGRAD_DISTRIBUTED_TIMEOUT=soon is refused with a clear error" "$ok" "exit $rc after ${secs} s"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
