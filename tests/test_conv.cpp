@@ -24,7 +24,68 @@ xt::xarray<double> input_grad(const Tensor64& x0, const Tensor64& w, xgrad::Conv
     return x.grad();
 }
 
+// y, dx and dw of a convolution by its definition, in float64: every output pixel sums
+// x at each tap inside the image times the tap's weights; gy is spread back the same way.
+struct NaiveConv {
+    xt::xarray<double> y, dx, dw;
+};
+
+NaiveConv naive_conv(const xt::xarray<double>& x, const xt::xarray<double>& w, const xt::xarray<double>& gy,
+                     std::size_t sh, std::size_t sw, std::size_t d, std::size_t pt, std::size_t pl) {
+    const std::size_t n = x.shape(0), h = x.shape(1), wd = x.shape(2), c = x.shape(3);
+    const std::size_t kh = w.shape(0), kw = w.shape(1), f = w.shape(3), oh = gy.shape(1), ow = gy.shape(2);
+    NaiveConv r{xt::zeros<double>({n, oh, ow, f}), xt::zeros<double>(x.shape()), xt::zeros<double>(w.shape())};
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t oy = 0; oy < oh; ++oy)
+            for (std::size_t ox = 0; ox < ow; ++ox)
+                for (std::size_t ky = 0; ky < kh; ++ky)
+                    for (std::size_t kx = 0; kx < kw; ++kx) {
+                        const auto iy = static_cast<std::ptrdiff_t>(oy * sh + ky * d) - static_cast<std::ptrdiff_t>(pt);
+                        const auto ix = static_cast<std::ptrdiff_t>(ox * sw + kx * d) - static_cast<std::ptrdiff_t>(pl);
+                        if (iy < 0 || ix < 0 || iy >= static_cast<std::ptrdiff_t>(h) || ix >= static_cast<std::ptrdiff_t>(wd))
+                            continue;
+                        for (std::size_t ci = 0; ci < c; ++ci)
+                            for (std::size_t fi = 0; fi < f; ++fi) {
+                                r.y(i, oy, ox, fi) += x(i, iy, ix, ci) * w(ky, kx, ci, fi);
+                                r.dx(i, iy, ix, ci) += gy(i, oy, ox, fi) * w(ky, kx, ci, fi);
+                                r.dw(ky, kx, ci, fi) += gy(i, oy, ox, fi) * x(i, iy, ix, ci);
+                            }
+                    }
+    return r;
+}
+
 }  // namespace
+
+TEST_CASE("conv2d: float32 with 16+ channels (direct forward) matches the definition", "[conv]") {
+    // The float path runs libxsmm's batch-reduce kernels (when built with it), which the
+    // float64 gradient checks never reach; the reference here is the plain sum.
+    struct Case {
+        std::size_t h, w, c, f, k, sh, sw, d, pt, pb, pl, pr;
+    };
+    for (const Case& k : {Case{9, 8, 16, 5, 3, 1, 1, 1, 1, 1, 1, 1}, Case{10, 9, 32, 16, 5, 1, 1, 1, 0, 0, 0, 0},
+                          Case{11, 10, 16, 3, 3, 2, 1, 2, 2, 0, 1, 3}, Case{6, 7, 16, 4, 3, 1, 2, 1, 3, 0, 0, 0}})
+    for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+        xgrad::manual_seed(21);
+        const xt::xarray<double> x = xgrad::randn<double>({3, k.h, k.w, k.c}).value();
+        const xt::xarray<double> w = xgrad::randn<double>({k.k, k.k, k.c, k.f}).value();
+        xgrad::Conv2dOptions o;
+        o.stride = {static_cast<int>(k.sh), static_cast<int>(k.sw)};
+        o.dilation = static_cast<int>(k.d);
+        o.padding = xgrad::PadSpec{static_cast<int>(k.pt), static_cast<int>(k.pb), static_cast<int>(k.pl),
+                                   static_cast<int>(k.pr)};
+        o.backward = variant;
+        Tensor x32(xt::xarray<float>(xt::cast<float>(x)), true), w32(xt::xarray<float>(xt::cast<float>(w)), true);
+        auto y = xgrad::conv2d(x32, w32, o);
+        const xt::xarray<double> gy = xgrad::randn<double>(y.shape()).value();
+        y.backward(xt::xarray<float>(xt::cast<float>(gy)));
+        const auto ref = naive_conv(x, w, gy, k.sh, k.sw, k.d, k.pt, k.pl);
+        INFO("x [3, " << k.h << ", " << k.w << ", " << k.c << "], w [" << k.k << ", " << k.k << ", " << k.c << ", "
+                      << k.f << "], stride " << k.sh << "x" << k.sw << ", dilation " << k.d);
+        CHECK(array_diff(y.value(), ref.y, 1e-3, 1e-4) == "");
+        CHECK(array_diff(x32.grad(), ref.dx, 1e-3, 1e-4) == "");
+        CHECK(array_diff(w32.grad(), ref.dw, 1e-3, 1e-4) == "");
+    }
+}
 
 TEST_CASE("conv2d: a 3x3 input and 2x2 kernel by hand", "[conv]") {
     Tensor64 x(array({1, 3, 3, 1}, {1, 2, 3, 4, 5, 6, 7, 8, 9}));

@@ -40,8 +40,8 @@ template <class T>
 void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 
 // y = conv(x, w) (+ b when b is not null). `cols` receives the img2col matrix of every group,
-// one after the other, for the weight gradient (left empty for pointwise and single-channel
-// convs, whose weight gradient reads x).
+// one after the other, for the weight gradient of a grouped conv; it is left empty for the
+// others, whose weight gradient reads x (the batch-split kernels rebuild img2col per chunk).
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols);
 

@@ -65,6 +65,49 @@ void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
     gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+template <class T>
+BatchReduceGemm<T>::BatchReduceGemm(std::size_t m, std::size_t n, std::size_t k, std::size_t lda, std::size_t ldb,
+                                    std::size_t ldc, bool accumulate)
+    : m_(m), n_(n), k_(k), lda_(lda), ldb_(ldb), ldc_(ldc), accumulate_(accumulate) {
+#if XGRAD_HAVE_XSMM
+    // Column-major as in gemm_per_thread: Cᵀ = Σ B_iᵀ A_iᵀ, so the kernel takes the B list first.
+    constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<int>::max());
+    if constexpr (std::is_same_v<T, float>) {
+        if (m > 0 && n > 0 && k > 0 && std::max({m, n, k, lda, ldb, ldc}) <= kMax) {
+            const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+            const float one = 1, beta = accumulate ? 1 : 0;
+            kernel_ = reinterpret_cast<void*>(libxsmm_smmdispatch_reducebatch_addr(
+                static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &la, &lb, &lc, &one, &beta, nullptr,
+                nullptr));
+        }
+    }
+#endif
+}
+
+template <class T>
+void BatchReduceGemm<T>::operator()(const T* const* a, const T* const* b, std::size_t count, T* c) const {
+    if (count == 0 || k_ == 0) {
+        if (!accumulate_)
+            for (std::size_t r = 0; r < m_; ++r) std::fill_n(c + r * ldc_, n_, T(0));
+        return;
+    }
+#if XGRAD_HAVE_XSMM
+    if constexpr (std::is_same_v<T, float>) {
+        if (kernel_) {
+            const unsigned long long pairs = count;
+            reinterpret_cast<libxsmm_smmfunction_reducebatch_addr>(kernel_)(const_cast<const float**>(b),
+                                                                             const_cast<const float**>(a), c, &pairs);
+            return;
+        }
+    }
+#endif
+    for (std::size_t i = 0; i < count; ++i)
+        gemm<T>(false, false, m_, n_, k_, 1, a[i], lda_, b[i], ldb_, i == 0 && !accumulate_ ? 0 : 1, c, ldc_);
+}
+
+template class BatchReduceGemm<float>;
+template class BatchReduceGemm<double>;
+
 template void gemm_per_thread<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*,
                                      std::size_t, const float*, std::size_t, float, float*, std::size_t);
 template void gemm_per_thread<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*,

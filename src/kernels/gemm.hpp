@@ -18,6 +18,24 @@ template <class T>
 void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha,
                      const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
 
+// C [M, N] = Σ_i A_i [M, K] · B_i [K, N] (+ C when `accumulate`) over `count` pairs of row-major
+// matrices sharing their row strides, for one thread: the direct convolution's sum of one
+// product per kernel tap. Made once per shape (dispatch outside the loop), called per pair
+// list: a libxsmm batch-reduce kernel that keeps the sum in registers (float, built with
+// libxsmm), otherwise one gemm() per pair.
+template <class T>
+class BatchReduceGemm {
+public:
+    BatchReduceGemm(std::size_t m, std::size_t n, std::size_t k, std::size_t lda, std::size_t ldb, std::size_t ldc,
+                    bool accumulate);
+    void operator()(const T* const* a, const T* const* b, std::size_t count, T* c) const;
+
+private:
+    std::size_t m_, n_, k_, lda_, ldb_, ldc_;
+    bool accumulate_;
+    void* kernel_ = nullptr;  // libxsmm's, or null
+};
+
 // The same on contiguous matrices (row strides equal to their stored widths).
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha,
