@@ -203,6 +203,58 @@ void conv2d_forward_direct(const T* x, const T* w, const ConvGeometry& g, bool a
     }
 }
 
+// dx [N, H, W, C] += every tap's block of dcols = dY · Wᵀ, added straight into the pixels the
+// tap read, without the dcols matrix: for input row iy and kernel column kx, the output pixels
+// whose tap (ky, kx) lands on that row for some ky are one output line's run [ox0, ox1), and
+// they land on pixels sw apart, so Σ over those ky of dY[line, ox0:ox1] · Wᵀ[tap] is one
+// batch-reduce GEMM into dx with row stride sw·C. Threads take whole input rows (no two write
+// the same pixel). wt: Wᵀ [F, KH·KW·C].
+template <class T>
+void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
+    const std::size_t patch = g.patch();
+    struct Column {  // kernel column kx: its output run and the input pixel of its first
+        std::size_t ox0 = 0, ox1 = 0, ix0 = 0;
+    };
+    std::vector<Column> columns(g.kw);
+    std::vector<BatchReduceGemm<T>> gemms;
+    gemms.reserve(g.kw);
+    for (std::size_t kx = 0; kx < g.kw; ++kx) {
+        auto& col = columns[kx];
+        const Index shift = static_cast<Index>(kx * g.dw) - static_cast<Index>(g.pl);  // ix = ox·sw + shift
+        const Index sw = static_cast<Index>(g.sw);
+        col.ox0 = shift >= 0 ? 0 : static_cast<std::size_t>((-shift + sw - 1) / sw);
+        const Index last = static_cast<Index>(g.w) - 1 - shift;  // ox·sw <= last
+        col.ox1 = last < 0 ? 0 : std::min(g.ow, static_cast<std::size_t>(last / sw) + 1);
+        col.ox1 = std::max(col.ox0, col.ox1);
+        col.ix0 = static_cast<std::size_t>(static_cast<Index>(col.ox0 * g.sw) + shift);
+        gemms.emplace_back(col.ox1 - col.ox0, g.c, g.f, g.f, patch, g.sw * g.c, true);
+    }
+    const Index rows = static_cast<Index>(g.n * g.h);
+#pragma omp parallel
+    {
+        std::vector<const T*> a(g.kh), b(g.kh);
+#pragma omp for schedule(static)
+        for (Index r = 0; r < rows; ++r) {
+            const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
+            for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                const auto& col = columns[kx];
+                if (col.ox1 == col.ox0) continue;
+                std::size_t count = 0;
+                for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                    // the output line oy whose tap ky reads row iy: oy·sh + ky·dh - pt = iy
+                    const Index t = static_cast<Index>(iy + g.pt) - static_cast<Index>(ky * g.dh);
+                    if (t < 0 || t % static_cast<Index>(g.sh) != 0) continue;
+                    const auto oy = static_cast<std::size_t>(t) / g.sh;
+                    if (oy >= g.oh) continue;
+                    a[count] = gy + ((n * g.oh + oy) * g.ow + col.ox0) * g.f;
+                    b[count++] = wt + (ky * g.kw + kx) * g.c;
+                }
+                gemms[kx](a.data(), b.data(), count, dx + ((n * g.h + iy) * g.w + col.ix0) * g.c);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -383,12 +435,16 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         return;
     }
     if (batch_split<T>(g)) {
-        // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx. Wᵀ
-        // [F, KH·KW·C] is made once, so that each thread's GEMM has no transposed operand.
-        const Chunks chunks(g);
+        // Wᵀ [F, KH·KW·C] is made once, so that each thread's GEMM has no transposed operand.
         Buffer<T> wt(patch * g.f);
         for (std::size_t r = 0; r < patch; ++r)
             for (std::size_t f = 0; f < g.f; ++f) wt.data()[f * patch + r] = w[r * g.f + f];
+        if (direct<T>(g)) {
+            scatter_direct(gy, wt.data(), g, dx);
+            return;
+        }
+        // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
+        const Chunks chunks(g);
 #pragma omp parallel
         {
             Buffer<T> dcols(chunks.images * chunks.per_image * patch);
