@@ -184,13 +184,15 @@ std::vector<ConvCase> conv_cases() {
         {"3x3 dilation 2 same", {1, 9, 9, 2}, {3, 3, 2, 2}, false, opts(1, same, 2)},
         {"3x3 dilation 2 valid s2", {1, 11, 10, 2}, {3, 3, 2, 2}, true, opts(2, valid, 2)},
         // 16 input channels or more: the forward pass is a direct batch-reduce GEMM per output
-        // line and the weight gradient rebuilds img2col a kernel row at a time; the flipped
+        // line, the weight gradient rebuilds img2col a kernel row at a time, and at stride 1
+        // the col2img input gradient adds each tap's block straight into dx; the flipped
         // variant's inner conv is direct too when F >= 16. A top padding of 3 leaves the first
         // output line with no tap inside the image.
         {"3x3 same s1 16 channels (direct)", {2, 5, 6, 16}, {3, 3, 16, 3}, true, opts(1, same)},
         {"5x5 valid 16 channels (direct)", {1, 7, 8, 16}, {5, 5, 16, 2}, false, opts(1, valid)},
         {"3x3 explicit {2,0,1,3} s2x1 dilation 2 (direct)", {1, 8, 9, 16}, {3, 3, 16, 2}, true,
          opts({2, 1}, {2, 0, 1, 3}, 2)},
+        {"3x3 explicit {2,0,1,3} dilation 2 (direct)", {1, 8, 9, 16}, {3, 3, 16, 2}, false, opts(1, {2, 0, 1, 3}, 2)},
         {"3x3 explicit {3,0,0,0} 16 channels (a line of padding only)", {1, 4, 4, 16}, {3, 3, 16, 2}, true,
          opts(1, {3, 0, 0, 0})},
         {"3x3 same s2 16 -> 16 channels (direct, flipped direct)", {1, 6, 5, 16}, {3, 3, 16, 16}, false,
