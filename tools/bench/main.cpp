@@ -58,12 +58,15 @@ const ConvShape kConvs[] = {
 void bench_ops(int reps, const std::string& only) {
     constexpr std::size_t n = 64;
     xgrad::manual_seed(0);
-    fmt::print("{:<8} {:<8} {:>9} {:>9} {:>12} {:>9}\n", "op", "variant", "fwd ms", "GFLOP/s", "fwd+bwd ms",
-               "GFLOP/s");
+    // dW and dX: the backward pass's two halves, each timed as forward + that gradient alone
+    // (only w, or only x, requiring grad) minus the forward.
+    fmt::print("{:<8} {:<8} {:>9} {:>9} {:>12} {:>9} {:>7} {:>7}\n", "op", "variant", "fwd ms", "GFLOP/s",
+               "fwd+bwd ms", "GFLOP/s", "dW ms", "dX ms");
     for (const auto& s : kConvs) {
         if (!only.empty() && only != s.name) continue;
         auto x = xgrad::randn({n, s.h, s.w, s.c}, true);
         auto w = xgrad::randn({s.k, s.k, s.c, s.f}, true);
+        const xgrad::Tensor x_const(x.value()), w_const(w.value());
         const xgrad::Conv2dOptions base{.stride = s.stride, .padding = s.pad};
         const auto y0 = xgrad::conv2d(x, w, base);
         const double flop = 2.0 * static_cast<double>(y0.size() * s.k * s.k * s.c);
@@ -80,12 +83,21 @@ void bench_ops(int reps, const std::string& only) {
                 w.zero_grad();
                 xgrad::conv2d(x, w, o).backward(gy);
             });
+            const double fwd_dw = median_ms(reps, [&] {
+                w.zero_grad();
+                xgrad::conv2d(x_const, w, o).backward(gy);
+            });
+            const double fwd_dx = median_ms(reps, [&] {
+                x.zero_grad();
+                xgrad::conv2d(x, w_const, o).backward(gy);
+            });
             const char* vn = v == xgrad::ConvBackward::col2img ? "col2img" : "flipped";
-            fmt::print("{:<8} {:<8} {:>9.2f} {:>9.1f} {:>12.2f} {:>9.1f}\n", s.name, vn, fwd, flop / fwd / 1e6, both,
-                       3 * flop / both / 1e6);
+            fmt::print("{:<8} {:<8} {:>9.2f} {:>9.1f} {:>12.2f} {:>9.1f} {:>7.2f} {:>7.2f}\n", s.name, vn, fwd,
+                       flop / fwd / 1e6, both, 3 * flop / both / 1e6, fwd_dw - fwd, fwd_dx - fwd);
             result("ops", fmt::format("\"op\": \"{}\", \"variant\": \"{}\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}, "
-                                      "\"fwd_gflops\": {:.1f}, \"fwdbwd_gflops\": {:.1f}",
-                                      s.name, vn, fwd, both, flop / fwd / 1e6, 3 * flop / both / 1e6));
+                                      "\"fwd_gflops\": {:.1f}, \"fwdbwd_gflops\": {:.1f}, \"fwd_dw_ms\": {:.3f}, "
+                                      "\"fwd_dx_ms\": {:.3f}",
+                                      s.name, vn, fwd, both, flop / fwd / 1e6, 3 * flop / both / 1e6, fwd_dw, fwd_dx));
         }
     }
     if (only.empty() || only == "maxpool") {
