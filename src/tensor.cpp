@@ -9,6 +9,7 @@
 
 #include "detail/check.hpp"
 #include "detail/node.hpp"
+#include "detail/parallel.hpp"
 #include "detail/random.hpp"
 
 namespace xgrad {
@@ -100,7 +101,12 @@ xt::xarray<T>& basic_tensor<T>::mutable_grad() {
 template <class T>
 void basic_tensor<T>::zero_grad() {
     auto& n = checked_node();
-    if (n.grad) n.grad->fill(T(0));
+    if (!n.grad) return;
+    // On all threads when large (conv E's input gradient is 4 MB).
+    T* g = n.grad->data();
+    const auto size = static_cast<std::ptrdiff_t>(n.grad->size());
+#pragma omp parallel for schedule(static) if (size > detail::kParallelElements)
+    for (std::ptrdiff_t i = 0; i < size; ++i) g[i] = T(0);
 }
 
 template <class T>
