@@ -389,8 +389,8 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
         // Each thread adds its chunks' colsᵀ · dY to its own partial dw. After a direct forward
         // pass it rebuilds the columns of one kernel row at a time ([rows, KW·C], small enough
         // to stay in its cache with their block of dw), which costs no more than reading back
-        // a whole-batch matrix (conv E at 2 threads: 5.6 ms against 5.9; the whole chunk at
-        // once: 7.1 ms).
+        // a whole-batch matrix (conv E at 2 threads, scratch test: 5.3-5.6 ms against 5.4-5.9;
+        // the whole chunk at once: 6.8-7.1 ms).
         const Chunks chunks(g);
         const std::size_t row_patch = g.kw * g.c;  // columns per kernel row
         accumulate_per_thread(patch * g.f, dw, [&](T* partial) {
