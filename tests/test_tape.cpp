@@ -59,6 +59,24 @@ TEST_CASE("tape: a graph nobody holds is freed with its last tensor", "[tape]") 
     CHECK(intermediate.expired());
 }
 
+TEST_CASE("tape: a chain of 200k ops is freed and backpropagated without deep recursion", "[tape]") {
+    // Each entry owns its inputs: freeing such a chain used to recurse once per op, and an
+    // 8 MiB stack overflowed near 100k ops (a segfault, when the chain was never backpropagated).
+    constexpr int kOps = 200000;
+    Tensor64 x(xt::xarray<double>{1.0}, true);
+    std::weak_ptr<xgrad::detail::Node<double>> first;
+    {
+        auto y = x * 2.0;
+        first = y.node();
+        for (int i = 0; i < kOps; ++i) y = y + 1.0;
+    }
+    CHECK(first.expired());
+    auto z = x * 2.0;
+    for (int i = 0; i < kOps; ++i) z = z + 1.0;
+    xgrad::sum(z).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{2.0}) == "");
+}
+
 TEST_CASE("tape: NoGradGuard stops recording on this thread only", "[tape]") {
     Tensor64 x(xt::xarray<double>{1, 2}, true);
     {

@@ -24,6 +24,11 @@ struct Node {
     // The entry that produced this value; null for leaves. The output owns its entry, so a
     // graph that nobody holds any more is freed with its last tensor.
     std::shared_ptr<TapeEntry<T>> producer;
+
+    Node() = default;
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
+    ~Node();
 };
 
 // One recorded op. `seq` is the thread's record order, which is a topological order.
@@ -35,5 +40,32 @@ struct TapeEntry {
     BackwardFn<T> backward;
     bool freed = false;  // set once backward() has run it and released its inputs
 };
+
+// Frees a graph nobody holds any more without recursing through it: destroying an entry drops
+// its inputs (and what its backward rule captured), whose nodes would destroy their own
+// producers in turn, one stack frame pair per op, so an unreleased chain of ~100k ops
+// overflowed the stack. Instead, a node destroyed while this thread is already freeing a
+// graph hands its producer to the outermost destructor's list: depth two, whatever the graph.
+// The thread_local is a plain pointer to that list, so nodes destroyed at thread or program
+// exit never meet an already destroyed thread_local.
+template <class T>
+Node<T>::~Node() {
+    if (!producer) return;
+    using Entries = std::vector<std::shared_ptr<TapeEntry<T>>>;
+    thread_local Entries* draining = nullptr;
+    if (draining) {
+        draining->push_back(std::move(producer));
+        return;
+    }
+    Entries pending;
+    pending.push_back(std::move(producer));
+    draining = &pending;
+    while (!pending.empty()) {
+        auto entry = std::move(pending.back());
+        pending.pop_back();
+        entry.reset();  // may destroy nodes, which push their producers onto `pending`
+    }
+    draining = nullptr;
+}
 
 }  // namespace xgrad::detail
