@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <random>
+
+#include <xtensor/xview.hpp>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -25,30 +29,34 @@ xt::xarray<double> input_grad(const Tensor64& x0, const Tensor64& w, xgrad::Conv
 }
 
 // y, dx and dw of a convolution by its definition, in float64: every output pixel sums
-// x at each tap inside the image times the tap's weights; gy is spread back the same way.
+// x at each tap inside the image times the tap's weights (within its group); gy is spread
+// back the same way.
 struct NaiveConv {
     xt::xarray<double> y, dx, dw;
 };
 
 NaiveConv naive_conv(const xt::xarray<double>& x, const xt::xarray<double>& w, const xt::xarray<double>& gy,
-                     std::size_t sh, std::size_t sw, std::size_t d, std::size_t pt, std::size_t pl) {
-    const std::size_t n = x.shape(0), h = x.shape(1), wd = x.shape(2), c = x.shape(3);
-    const std::size_t kh = w.shape(0), kw = w.shape(1), f = w.shape(3), oh = gy.shape(1), ow = gy.shape(2);
+                     std::size_t sh, std::size_t sw, std::size_t dh, std::size_t dw, std::size_t pt, std::size_t pl,
+                     std::size_t groups = 1) {
+    const std::size_t n = x.shape(0), h = x.shape(1), wd = x.shape(2);
+    const std::size_t kh = w.shape(0), kw = w.shape(1), cg = w.shape(2), f = w.shape(3), oh = gy.shape(1),
+                      ow = gy.shape(2), fg = f / groups;
     NaiveConv r{xt::zeros<double>({n, oh, ow, f}), xt::zeros<double>(x.shape()), xt::zeros<double>(w.shape())};
     for (std::size_t i = 0; i < n; ++i)
         for (std::size_t oy = 0; oy < oh; ++oy)
             for (std::size_t ox = 0; ox < ow; ++ox)
                 for (std::size_t ky = 0; ky < kh; ++ky)
                     for (std::size_t kx = 0; kx < kw; ++kx) {
-                        const auto iy = static_cast<std::ptrdiff_t>(oy * sh + ky * d) - static_cast<std::ptrdiff_t>(pt);
-                        const auto ix = static_cast<std::ptrdiff_t>(ox * sw + kx * d) - static_cast<std::ptrdiff_t>(pl);
+                        const auto iy = static_cast<std::ptrdiff_t>(oy * sh + ky * dh) - static_cast<std::ptrdiff_t>(pt);
+                        const auto ix = static_cast<std::ptrdiff_t>(ox * sw + kx * dw) - static_cast<std::ptrdiff_t>(pl);
                         if (iy < 0 || ix < 0 || iy >= static_cast<std::ptrdiff_t>(h) || ix >= static_cast<std::ptrdiff_t>(wd))
                             continue;
-                        for (std::size_t ci = 0; ci < c; ++ci)
-                            for (std::size_t fi = 0; fi < f; ++fi) {
-                                r.y(i, oy, ox, fi) += x(i, iy, ix, ci) * w(ky, kx, ci, fi);
-                                r.dx(i, iy, ix, ci) += gy(i, oy, ox, fi) * w(ky, kx, ci, fi);
-                                r.dw(ky, kx, ci, fi) += gy(i, oy, ox, fi) * x(i, iy, ix, ci);
+                        for (std::size_t fi = 0; fi < f; ++fi)
+                            for (std::size_t ci = 0; ci < cg; ++ci) {
+                                const std::size_t c = fi / fg * cg + ci;  // input channel of the group
+                                r.y(i, oy, ox, fi) += x(i, iy, ix, c) * w(ky, kx, ci, fi);
+                                r.dx(i, iy, ix, c) += gy(i, oy, ox, fi) * w(ky, kx, ci, fi);
+                                r.dw(ky, kx, ci, fi) += gy(i, oy, ox, fi) * x(i, iy, ix, c);
                             }
                     }
     return r;
@@ -79,12 +87,85 @@ TEST_CASE("conv2d: float32 with 16+ channels (direct forward) matches the defini
         auto y = xgrad::conv2d(x32, w32, o);
         const xt::xarray<double> gy = xgrad::randn<double>(y.shape()).value();
         y.backward(xt::xarray<float>(xt::cast<float>(gy)));
-        const auto ref = naive_conv(x, w, gy, k.sh, k.sw, k.d, k.pt, k.pl);
+        const auto ref = naive_conv(x, w, gy, k.sh, k.sw, k.d, k.d, k.pt, k.pl);
         INFO("x [3, " << k.h << ", " << k.w << ", " << k.c << "], w [" << k.k << ", " << k.k << ", " << k.c << ", "
                       << k.f << "], stride " << k.sh << "x" << k.sw << ", dilation " << k.d);
         CHECK(array_diff(y.value(), ref.y, 1e-3, 1e-4) == "");
         CHECK(array_diff(x32.grad(), ref.dx, 1e-3, 1e-4) == "");
         CHECK(array_diff(w32.grad(), ref.dw, 1e-3, 1e-4) == "");
+    }
+}
+
+TEST_CASE("conv2d: random geometries match the definition, padding wider than the kernel and the input included",
+          "[conv][traps]") {
+    // Every kernel path (single channel, img2col + GEMM, the 16+ channel direct passes, grouped,
+    // pointwise, both input-gradient variants) in float and double, on geometries drawn to put
+    // whole kernel rows and columns in the padding: each side's padding up to twice the kernel
+    // and beyond the whole input.
+    std::mt19937_64 gen(1234);
+    auto pick = [&gen](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
+    };
+    std::size_t checked = 0;
+    for (int trial = 0; trial < 160; ++trial) {
+        const std::size_t groups = trial % 5 == 4 ? 2 : 1;
+        const std::size_t cg = std::vector<std::size_t>{1, 2, 3, 16}[pick(0, 3)], c = cg * groups;
+        const std::size_t f = groups * pick(1, 3), kh = pick(1, 4), kw = pick(1, 4);
+        const std::size_t sh = pick(1, 3), sw = pick(1, 3), dh = pick(1, 2), dw = trial % 3 == 0 ? 2 : 1;
+        const std::size_t h = pick(1, 6), w = pick(1, 6);
+        const std::size_t pt = pick(0, 2 * kh + 1), pb = pick(0, 2 * kh), pl = pick(0, w + kw + 1), pr = pick(0, w + 2);
+        const std::size_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+        if (h + pt + pb < ekh || w + pl + pr < ekw) continue;
+        xgrad::Conv2dOptions o;
+        o.stride = {static_cast<int>(sh), static_cast<int>(sw)};
+        o.dilation = {static_cast<int>(dh), static_cast<int>(dw)};
+        o.padding = xgrad::PadSpec{static_cast<int>(pt), static_cast<int>(pb), static_cast<int>(pl), static_cast<int>(pr)};
+        o.groups = static_cast<int>(groups);
+        xgrad::manual_seed(static_cast<std::uint64_t>(trial));
+        const xt::xarray<double> x = xgrad::randn<double>({2, h, w, c}).value();
+        const xt::xarray<double> wt = xgrad::randn<double>({kh, kw, cg, f}).value();
+        const xt::xarray<double> b = xgrad::randn<double>({f}).value();
+        const Shape ys{2, (h + pt + pb - ekh) / sh + 1, (w + pl + pr - ekw) / sw + 1, f};
+        const xt::xarray<double> gy = xgrad::randn<double>(ys).value();
+        auto ref = naive_conv(x, wt, gy, sh, sw, dh, dw, pt, pl, groups);
+        ref.y += b;
+        const xt::xarray<double> db = xt::sum(gy, {0, 1, 2});
+        INFO("x [2, " << h << ", " << w << ", " << c << "], w [" << kh << ", " << kw << ", " << cg << ", " << f
+                      << "], stride " << sh << "x" << sw << ", dilation " << dh << "x" << dw << ", padding {" << pt
+                      << ", " << pb << ", " << pl << ", " << pr << "}, groups " << groups);
+        for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+            o.backward = variant;
+            Tensor64 x64(x, true), w64(wt, true), b64(b, true);
+            auto y64 = xgrad::conv2d(x64, w64, b64, o);
+            y64.backward(gy);
+            CHECK(array_diff(y64.value(), ref.y, 1e-10, 1e-10) == "");
+            CHECK(array_diff(x64.grad(), ref.dx, 1e-10, 1e-10) == "");
+            CHECK(array_diff(w64.grad(), ref.dw, 1e-10, 1e-10) == "");
+            CHECK(array_diff(b64.grad(), db, 1e-10, 1e-10) == "");
+            Tensor x32(xt::xarray<float>(xt::cast<float>(x)), true), w32(xt::xarray<float>(xt::cast<float>(wt)), true);
+            Tensor b32(xt::xarray<float>(xt::cast<float>(b)), true);
+            auto y32 = xgrad::conv2d(x32, w32, b32, o);
+            y32.backward(xt::xarray<float>(xt::cast<float>(gy)));
+            CHECK(array_diff(y32.value(), ref.y, 1e-4, 1e-4) == "");
+            CHECK(array_diff(x32.grad(), ref.dx, 1e-4, 1e-4) == "");
+            CHECK(array_diff(w32.grad(), ref.dw, 1e-4, 1e-4) == "");
+        }
+        ++checked;
+    }
+    CHECK(checked > 100);
+}
+
+TEST_CASE("conv2d: padding wider than the kernel reads zeros, not the next pixels (golden value)", "[conv][traps]") {
+    // x = 1..9 as [1, 3, 3, 1], a 1x1 kernel of one, padding 2: the image framed by two zeros.
+    auto x = xgrad::reshape(xgrad::arange<double>(1, 10), {1, 3, 3, 1});
+    for (auto x_as : {0, 1}) {
+        auto y = x_as ? xgrad::conv2d(Tensor(xt::xarray<float>(xt::cast<float>(x.value()))), xgrad::ones({1, 1, 1, 1}),
+                                      {.padding = 2}).value()
+                      : xt::xarray<float>(xt::cast<float>(xgrad::conv2d(x, xgrad::ones<double>({1, 1, 1, 1}),
+                                                                        {.padding = 2}).value()));
+        REQUIRE(y.shape() == Shape{1, 7, 7, 1});
+        const xt::xarray<float> row4 = xt::view(y, 0, 4, xt::all(), 0);
+        CHECK(array_diff(row4, xt::xarray<double>{0, 0, 7, 8, 9, 0, 0}) == "");
     }
 }
 

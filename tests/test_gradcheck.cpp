@@ -82,6 +82,30 @@ TEST_CASE("gradcheck: fails when a zero output gradient gives a non-zero input g
     CHECK_THAT(r.message, Contains("zero output gradient"));
 }
 
+TEST_CASE("gradcheck: catches a rule that assigns its gradient instead of adding it", "[gradcheck]") {
+    // Right from a zeroed accumulator, wrong in a graph where x has another consumer.
+    auto overwrite = [](const std::vector<Tensor64>& in) {
+        const auto& x = in[0];
+        Tensor64 out(xt::xarray<double>(3.0 * x.value()));
+        xgrad::record("overwrite", {x}, out, [](const auto& gy, auto& grads) {
+            if (grads[0]) *grads[0] = 3.0 * gy;
+        });
+        return out;
+    };
+    const auto r = xgrad::gradcheck(overwrite, {xgrad::randn<double>({4}, true)});
+    CHECK_FALSE(r.passed);
+    // The same rule with += passes.
+    auto add = [](const std::vector<Tensor64>& in) {
+        const auto& x = in[0];
+        Tensor64 out(xt::xarray<double>(3.0 * x.value()));
+        xgrad::record("add", {x}, out, [](const auto& gy, auto& grads) {
+            if (grads[0]) *grads[0] += 3.0 * gy;
+        });
+        return out;
+    };
+    CHECK(xgrad::gradcheck(add, {xgrad::randn<double>({4}, true)}).passed);
+}
+
 TEST_CASE("gradcheck: a rule returning the wrong shape fails instead of crashing", "[gradcheck]") {
     auto wrong = [](const std::vector<Tensor64>& in) {
         Tensor64 out(xt::xarray<double>(in[0].value()));

@@ -35,8 +35,9 @@ using GradcheckFn = std::function<Tensor64(const std::vector<Tensor64>&)>;
 /// product from backward(v) with (f(x + eps) - f(x - eps)) · v / 2eps, element by element.
 /// It also fails when an input's gradient is all zero while the numeric one is not, when
 /// both are all zero (a check of two zeros proves nothing), when a zero output gradient
-/// gives a non-zero input gradient, and when fn or backward throws. Inputs are copied;
-/// the caller's tensors are not modified.
+/// changes an input's gradient, and when fn or backward throws. Every input's gradient
+/// accumulator starts from random values, so a rule that assigns (`=`) where it must add
+/// (`+=`) fails. Inputs are copied; the caller's tensors are not modified.
 ///
 /// ```
 /// auto r = xgrad::gradcheck([](const auto& x) { return xgrad::tanh(x[0]); },

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm.hpp"
@@ -21,6 +23,15 @@ inline Index source(std::size_t o, std::size_t k, std::size_t stride, std::size_
                     std::size_t pad, std::size_t size) {
     const Index i = static_cast<Index>(o * stride + k * dilation) - static_cast<Index>(pad);
     return i >= 0 && i < static_cast<Index>(size) ? i : -1;
+}
+
+// The taps [first, last) of a run of `taps` consecutive pixels starting at `start` (which may be
+// negative or past the end) that fall inside [0, size); first == last when none do.
+inline std::pair<std::size_t, std::size_t> inside(Index start, std::size_t taps, std::size_t size) {
+    const Index n = static_cast<Index>(taps);
+    const Index first = std::clamp<Index>(-start, 0, n);
+    const Index last = std::clamp<Index>(static_cast<Index>(size) - start, first, n);
+    return {static_cast<std::size_t>(first), static_cast<std::size_t>(last)};
 }
 
 }  // namespace
@@ -51,13 +62,14 @@ void img2col_lines(const T* x, const ConvGeometry& g, std::size_t group, std::si
                     // The row's taps inside the image, [k0, k1), read consecutive pixels with
                     // consecutive channels: one copy for them, zeros for the padding around.
                     const Index column = static_cast<Index>(ox * g.sw) - static_cast<Index>(g.pl);  // of tap 0
-                    const Index k0 = std::max<Index>(0, -column);
-                    const Index k1 = std::clamp<Index>(static_cast<Index>(g.w) - column, k0, static_cast<Index>(g.kw));
-                    const auto first = static_cast<std::size_t>(k0), last = static_cast<std::size_t>(k1);
-                    std::fill_n(dst_row, first * cg, T(0));
-                    std::copy_n(src_row + static_cast<std::size_t>(column + k0) * g.c, (last - first) * cg,
-                                dst_row + first * cg);
-                    std::fill_n(dst_row + last * cg, (g.kw - last) * cg, T(0));
+                    // Both ends are clamped to [0, KW]: the padding may be wider than the
+                    // kernel, so that a whole row of taps lies left or right of the image.
+                    const auto [k0, k1] = inside(column, g.kw, g.w);
+                    std::fill_n(dst_row, k0 * cg, T(0));
+                    if (k1 > k0)
+                        std::copy_n(src_row + static_cast<std::size_t>(column + static_cast<Index>(k0)) * g.c,
+                                    (k1 - k0) * cg, dst_row + k0 * cg);
+                    std::fill_n(dst_row + k1 * cg, (g.kw - k1) * cg, T(0));
                     continue;
                 }
                 for (std::size_t kx = 0; kx < g.kw; ++kx) {
@@ -228,10 +240,8 @@ void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
         // ix = ox + kx·dw - pl must fall in [0, W)
         auto& col = columns[kx];
         const Index shift = static_cast<Index>(kx * g.dw) - static_cast<Index>(g.pl);
-        col.ox0 = static_cast<std::size_t>(std::max<Index>(0, -shift));
-        col.ox1 = static_cast<std::size_t>(std::clamp<Index>(static_cast<Index>(g.w) - shift,
-                                                             static_cast<Index>(col.ox0), static_cast<Index>(g.ow)));
-        col.ix0 = static_cast<std::size_t>(static_cast<Index>(col.ox0) + shift);
+        std::tie(col.ox0, col.ox1) = inside(shift, g.ow, g.w);
+        col.ix0 = col.ox1 > col.ox0 ? static_cast<std::size_t>(static_cast<Index>(col.ox0) + shift) : 0;
         gemms.emplace_back(col.ox1 - col.ox0, g.c, g.f, g.f, patch, g.c, true);
     }
     const Index rows = static_cast<Index>(g.n * g.h);

@@ -197,6 +197,15 @@ std::vector<ConvCase> conv_cases() {
          opts(1, {3, 0, 0, 0})},
         {"3x3 same s2 16 -> 16 channels (direct, flipped direct)", {1, 6, 5, 16}, {3, 3, 16, 16}, false,
          opts(2, same)},
+        // Padding wider than the kernel, and beyond the whole input: img2col's run copy once
+        // read the next pixels there (whole rows of taps left or right of the image).
+        {"1x1 explicit pad 2 (wider than the kernel)", {1, 3, 3, 2}, {1, 1, 2, 2}, true, opts(1, 2)},
+        {"2x2 explicit {3,1,4,0} (left beyond the input)", {1, 3, 3, 2}, {2, 2, 2, 3}, false, opts(1, {3, 1, 4, 0})},
+        {"1x2 explicit {0,2,1,5} s2 (right beyond the input)", {2, 4, 3, 3}, {1, 2, 3, 2}, true,
+         opts(2, {0, 2, 1, 5})},
+        {"3x2 explicit {5,4,3,4} one channel", {1, 2, 3, 1}, {3, 2, 1, 2}, false, opts(1, {5, 4, 3, 4})},
+        {"3x3 explicit {4,1,5,4} 16 channels (direct, wider than the input)", {1, 3, 4, 16}, {3, 3, 16, 2}, true,
+         opts(1, {4, 1, 5, 4})},
         {"3x3 groups 2 same", {2, 6, 6, 4}, {3, 3, 2, 6}, true, opts(1, same, 1, 2)},
         {"3x3 depthwise same 7x9", {1, 7, 9, 3}, {3, 3, 1, 3}, false, opts(1, same, 1, 3)},
         {"3x3 depthwise x2 valid s2", {1, 6, 6, 2}, {3, 3, 1, 4}, true, opts(2, valid, 1, 2)},
