@@ -59,3 +59,31 @@ TEST_CASE("linear: bad shapes print x, w and b", "[linalg][errors]") {
     REQUIRE_THROWS_WITH(xgrad::linear(x, xgrad::zeros({3, 2}), xgrad::zeros({3})), Contains("b must be [out]"));
     REQUIRE_THROWS_AS(xgrad::linear(xgrad::zeros({8, 1, 3}), xgrad::zeros({3, 2})), xgrad::ShapeError);
 }
+
+TEST_CASE("matmul and linear: an inner dimension of 0 gives zeros (an empty sum), not old memory", "[linalg][traps]") {
+    // Fill the scratch pool and the heap with non-zero garbage first, so that uninitialised
+    // results would show.
+    for (int i = 0; i < 4; ++i) xgrad::matmul(xgrad::full<float>({64, 64}, 7.0f), xgrad::full<float>({64, 64}, 3.0f));
+    for (const bool f32 : {true, false}) {
+        auto check = [](const auto& y, const Shape& shape) {
+            CHECK(y.shape() == shape);
+            CHECK(array_diff(y.value(), xgrad::zeros<double>(shape).value(), 0, 0) == "");
+        };
+        if (f32) {
+            check(xgrad::matmul(xgrad::zeros<float>({5, 0}), xgrad::zeros<float>({0, 7})), Shape{5, 7});
+            check(xgrad::matmul(xgrad::zeros<float>({2, 3, 0}), xgrad::zeros<float>({2, 0, 4})), Shape{2, 3, 4});
+            check(xgrad::linear(xgrad::zeros<float>({6, 0}), xgrad::zeros<float>({0, 3})), Shape{6, 3});
+            // with a bias, the bias alone
+            auto y = xgrad::linear(xgrad::zeros<float>({2, 0}), xgrad::zeros<float>({0, 3}), xgrad::full<float>({3}, 2));
+            CHECK(array_diff(y.value(), xt::xarray<double>{{2, 2, 2}, {2, 2, 2}}, 0, 0) == "");
+        } else {
+            check(xgrad::matmul(xgrad::zeros<double>({5, 0}), xgrad::zeros<double>({0, 7})), Shape{5, 7});
+            check(xgrad::linear(xgrad::zeros<double>({6, 0}), xgrad::zeros<double>({0, 3})), Shape{6, 3});
+        }
+    }
+    // Gradients of an empty product: the empty inputs' gradients are empty, no crash.
+    Tensor64 a(xt::zeros<double>({3, 0}), true), b(xt::zeros<double>({0, 2}), true);
+    xgrad::sum(xgrad::matmul(a, b)).backward();
+    CHECK(a.grad().shape() == Shape{3, 0});
+    CHECK(b.grad().shape() == Shape{0, 2});
+}

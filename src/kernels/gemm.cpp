@@ -19,6 +19,14 @@ blasint ld(std::size_t v) { return static_cast<blasint>(v > 0 ? v : 1); }
 blasint as_int(std::size_t v) { return static_cast<blasint>(v); }
 CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 
+// C = beta · C: a product with an inner dimension of 0 is all zeros, which BLAS leaves unwritten
+// (OpenBLAS returns early for k = 0), so C would keep what the buffer held before.
+template <class T>
+void scale(std::size_t m, std::size_t n, T beta, T* c, std::size_t ldc) {
+    for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < n; ++j) c[r * ldc + j] = beta == 0 ? T(0) : beta * c[r * ldc + j];
+}
+
 }  // namespace
 
 template <>
@@ -26,6 +34,7 @@ void gemm<float>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
                  const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                  std::size_t ldc) {
     if (m == 0 || n == 0) return;
+    if (k == 0) return scale(m, n, beta, c, ldc);
     cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), as_int(m), as_int(n), as_int(k), alpha, a,
                 ld(lda), b, ld(ldb), beta, c, ld(ldc));
 }
@@ -35,6 +44,7 @@ void gemm<double>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std:
                   const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta, double* c,
                   std::size_t ldc) {
     if (m == 0 || n == 0) return;
+    if (k == 0) return scale(m, n, beta, c, ldc);
     cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), as_int(m), as_int(n), as_int(k), alpha, a,
                 ld(lda), b, ld(ldb), beta, c, ld(ldc));
 }

@@ -1,5 +1,8 @@
 #include "xgrad/ops/linalg.hpp"
 
+#include <functional>
+#include <numeric>
+
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xreducer.hpp>
@@ -25,7 +28,9 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     const bool shared_b = bs.size() == 2;  // one b for every matrix of a's batch
     detail::check_shape(shared_b || std::equal(as.begin(), as.end() - 2, bs.begin(), bs.end() - 2),
                         "matmul: batch dimensions differ; a {}, b {}", as, bs);
-    const std::size_t batch = a.size() / std::max<std::size_t>(m * k, 1);
+    // From the batch dimensions, not a.size() / (m·k): with k = 0 that quotient is 0 and the
+    // [.., M, N] output of zeros would never be written.
+    const std::size_t batch = std::accumulate(as.begin(), as.end() - 2, std::size_t{1}, std::multiplies<>());
     Shape ys = as;
     ys.back() = n;
     xt::xarray<T> y = xt::empty<T>(ys);
