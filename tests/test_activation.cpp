@@ -1,5 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <vector>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -49,4 +54,48 @@ TEST_CASE("activation: softmax over a bad axis names the op and the shape", "[ac
     auto x = xgrad::zeros({2, 3});
     REQUIRE_THROWS_AS(xgrad::softmax(x, 2), xgrad::ShapeError);
     REQUIRE_THROWS_WITH(xgrad::log_softmax(x, -3), Contains("log_softmax:") && Contains("[2, 3]"));
+}
+
+TEST_CASE("activation: NaN propagates through relu, leaky_relu, sigmoid, tanh and softmax", "[activation][nan]") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (const auto& fn : std::vector<std::function<Tensor64(const Tensor64&)>>{
+             [](const Tensor64& x) { return xgrad::relu(x); },
+             [](const Tensor64& x) { return xgrad::leaky_relu(x, 0.1); },
+             [](const Tensor64& x) { return xgrad::sigmoid(x); },
+             [](const Tensor64& x) { return xgrad::tanh(x); }}) {
+        auto y = fn(Tensor64(xt::xarray<double>{-1, nan, 2}));
+        CHECK(std::isnan(y.value()(1)));
+        CHECK_FALSE(std::isnan(y.value()(0)));
+    }
+    auto yf = xgrad::relu(Tensor(xt::xarray<float>{std::numeric_limits<float>::quiet_NaN(), -1.0f}));
+    CHECK(std::isnan(yf.value()(0)));
+    CHECK(yf.value()(1) == 0.0f);
+    // A NaN anywhere in a row of softmax makes the whole row NaN, whatever its position.
+    for (std::size_t at = 0; at < 3; ++at) {
+        xt::xarray<double> v{{1, 2, 3}, {1, 2, 3}};
+        v(0, at) = nan;
+        auto s = xgrad::softmax(Tensor64(v)).value();
+        auto ls = xgrad::log_softmax(Tensor64(v)).value();
+        for (std::size_t j = 0; j < 3; ++j) {
+            CHECK(std::isnan(s(0, j)));
+            CHECK(std::isnan(ls(0, j)));
+            CHECK_FALSE(std::isnan(s(1, j)));
+        }
+    }
+}
+
+TEST_CASE("activation: log_softmax stays finite for logits of any finite size, float and double",
+          "[activation][traps]") {
+    const float big = 3e38f;
+    auto y = xgrad::log_softmax(Tensor(xt::xarray<float>{{big, -big, 0}, {-big, -big, -big}, {big, big, 1}})).value();
+    for (const float v : y) CHECK(std::isfinite(v));
+    CHECK(y(0, 0) == 0.0f);
+    CHECK(y(1, 0) == Approx(-std::log(3.0)));
+    CHECK(y(0, 1) == -std::numeric_limits<float>::max());  // -6e38 saturates at float's lowest
+    CHECK(y(0, 2) == Approx(-3e38).epsilon(1e-6));          // exact where representable
+    auto s = xgrad::softmax(Tensor(xt::xarray<float>{{big, -big}})).value();
+    CHECK(array_diff(s, xt::xarray<double>{{1, 0}}, 0, 0) == "");
+    auto y64 = xgrad::log_softmax(Tensor64(xt::xarray<double>{{1.5e308, -1.5e308}})).value();
+    CHECK(std::isfinite(y64(0, 1)));
+    CHECK(y64(0, 0) == 0.0);
 }

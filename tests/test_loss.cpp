@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -77,4 +80,42 @@ TEST_CASE("binary_cross_entropy: values by hand, finite at 0 and 1", "[loss]") {
     CHECK(xgrad::binary_cross_entropy_with_logits(z, t).item() == Approx(xgrad::binary_cross_entropy(p, t).item()));
     CHECK(std::isfinite(
         xgrad::binary_cross_entropy_with_logits(Tensor64(xt::xarray<double>{-1000, 1000}), t).item()));
+}
+
+TEST_CASE("cross_entropy: finite for logits of ±3e38 and a mean of huge losses, float and double", "[loss][traps]") {
+    const float big = 3e38f;
+    Tensor z(xt::xarray<float>{{big, -big}, {-big, big}, {big, big}}, true);
+    Tensor labels(xt::xarray<float>{1, 0, 0});
+    auto loss = xgrad::cross_entropy(z, labels);
+    CHECK(std::isfinite(loss.item()));
+    loss.backward();
+    for (const float g : z.grad()) CHECK(std::isfinite(g));
+    // (1, -1) and (-1, 1) probabilities: the gradient of a sample's loss is p - onehot, over 3.
+    CHECK(z.grad()(0, 0) == Approx(1.0 / 3));
+    CHECK(z.grad()(0, 1) == Approx(-1.0 / 3));
+    // Two losses near float's largest value: their mean is finite (a float sum overflows).
+    Tensor z2(xt::xarray<float>{{0, -3e38f}, {0, -3e38f}});
+    auto mean = xgrad::cross_entropy(z2, Tensor(xt::xarray<float>{1, 1}));
+    CHECK(mean.item() == Approx(3e38).epsilon(1e-6));
+    // Soft targets: the target's gradient is -log p, finite where p underflows to 0.
+    Tensor64 z3(xt::xarray<double>{{0, -2000}}), t3(xt::xarray<double>{{0.5, 0.5}}, true);
+    xgrad::cross_entropy(z3, t3).backward();
+    CHECK(t3.grad()(0, 1) == Approx(2000));
+    Tensor64 z4(xt::xarray<double>{{1e308, -1e308}});
+    CHECK(std::isfinite(xgrad::cross_entropy(z4, Tensor64(xt::xarray<double>{1})).item()));
+}
+
+TEST_CASE("cross_entropy: zero classes is a ShapeError naming the shapes", "[loss][errors]") {
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(xgrad::zeros({4, 0}), xgrad::zeros({4})), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(xgrad::zeros({4, 0}), xgrad::zeros({4, 0})),
+                        Contains("logits [4, 0]"));
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(xgrad::zeros({0, 0}), xgrad::zeros({0})), xgrad::ShapeError);
+}
+
+TEST_CASE("cross_entropy: a NaN logit gives a NaN loss", "[loss][nan]") {
+    for (std::size_t at = 0; at < 3; ++at) {
+        xt::xarray<double> v{{1, 2, 3}};
+        v(0, at) = std::numeric_limits<double>::quiet_NaN();
+        CHECK(std::isnan(xgrad::cross_entropy(Tensor64(v), Tensor64(xt::xarray<double>{0})).item()));
+    }
 }

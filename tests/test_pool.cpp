@@ -1,4 +1,7 @@
 #include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
 #include <xtensor/xview.hpp>
 
 #include "helpers.hpp"
@@ -65,4 +68,20 @@ TEST_CASE("pooling: bad input gives typed errors naming the op and the shape", "
     REQUIRE_THROWS_WITH(xgrad::max_pool2d(x, {.kernel = 2, .padding = 2}), Contains("half the kernel"));
     REQUIRE_THROWS_AS(xgrad::max_pool2d(x, {.kernel = 2, .padding = -1}), xgrad::ValueError);
     REQUIRE_THROWS_WITH(xgrad::max_pool2d(x, {.kernel = 6}), Contains("larger than") && Contains("[2, 5, 5, 3]"));
+}
+
+TEST_CASE("max_pool2d: NaN wins in its window wherever it is, in float and double", "[pool][nan]") {
+    for (std::size_t at = 0; at < 4; ++at) {
+        xt::xarray<double> v = xt::xarray<double>{{1, 5}, {3, 2}};
+        v.reshape({1, 2, 2, 1});
+        v.data()[at] = std::numeric_limits<double>::quiet_NaN();
+        Tensor64 x(v, true);
+        auto y = xgrad::max_pool2d(x, {.kernel = 2});
+        CHECK(std::isnan(y.item()));
+        y.backward();
+        CHECK(x.grad().data()[at] == 1);
+        CHECK(xt::sum(x.grad())() == 1);
+        auto yf = xgrad::max_pool2d(xgrad::Tensor(xt::xarray<float>(xt::cast<float>(v))), {.kernel = 2});
+        CHECK(std::isnan(yf.item()));
+    }
 }

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -51,4 +54,21 @@ TEST_CASE("reduce: bad axes are errors naming the op and the shape", "[reduce][e
     REQUIRE_THROWS_WITH(xgrad::mean(m23(), {-3}), Contains("mean:") && Contains("[2, 3]"));
     REQUIRE_THROWS_AS(xgrad::max(m23(), {1, -1}), xgrad::ShapeError);
     REQUIRE_THROWS_WITH(xgrad::max(xgrad::zeros<double>({0, 3})), Contains("empty"));
+}
+
+TEST_CASE("max: NaN wins wherever it is, and the gradient goes to the first NaN", "[reduce][nan]") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (std::size_t at = 0; at < 4; ++at) {
+        xt::xarray<double> v{{1, 5, 3, 2}, {4, 2, 6, 1}};
+        v(0, at) = nan;
+        if (at == 1) v(0, 3) = nan;  // two NaNs: the first one gets the gradient
+        Tensor64 x(v, true);
+        auto y = xgrad::max(x, {1});
+        CHECK(std::isnan(y.value()(0)));
+        CHECK(y.value()(1) == 6);
+        xgrad::sum(y).backward();
+        CHECK(x.grad()(0, at) == 1);
+        CHECK(xt::sum(x.grad())() == 2);
+        CHECK(std::isnan(xgrad::max(Tensor64(v)).item()));
+    }
 }

@@ -45,8 +45,8 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
         T* best = y + o;
         std::int32_t* at = argmax + o;
         // The window's first pixel starts every channel; the others replace it only when
-        // strictly greater, so ties keep the first maximum in row-major order. The
-        // branch-free select over channels vectorises.
+        // strictly greater (or the first NaN), so ties keep the first maximum in row-major
+        // order. The branch-free select over channels vectorises.
         const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
         const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
         for (std::size_t c = 0; c < g.c; ++c) {
@@ -58,7 +58,9 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
                 const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
                 const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
                 for (std::size_t c = 0; c < g.c; ++c) {
-                    const bool greater = v[c] > best[c];
+                    // NaN counts as the largest value: the first NaN of the window wins and
+                    // propagates (PyTorch's rule), a finite maximum never hides it.
+                    const bool greater = v[c] > best[c] || (v[c] != v[c] && best[c] == best[c]);
                     best[c] = greater ? v[c] : best[c];
                     at[c] = greater ? pos : at[c];
                 }

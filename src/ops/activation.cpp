@@ -9,6 +9,7 @@
 
 #include "detail/axes.hpp"
 #include "detail/cases.hpp"
+#include "detail/numeric.hpp"
 #include "detail/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/tape.hpp"
@@ -23,7 +24,9 @@ basic_tensor<T> relu(const basic_tensor<T>& x) {
     T* yv = y.data();
     const auto n = static_cast<std::ptrdiff_t>(y.size());
 #pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
-    for (std::ptrdiff_t i = 0; i < n; ++i) yv[i] = xv[i] > T(0) ? xv[i] : T(0);
+    // !(x <= 0) rather than x > 0: NaN passes through (as in PyTorch and numpy), so that
+    // detect_anomaly and the user see it.
+    for (std::ptrdiff_t i = 0; i < n; ++i) yv[i] = !(xv[i] <= T(0)) ? xv[i] : T(0);
     basic_tensor<T> out(std::move(y));
     record(OpKind::relu, {x}, out, [](const auto& gy, auto& grads) {
         // dx = gy where y > 0 (same as x > 0)
@@ -78,18 +81,24 @@ basic_tensor<T> tanh(const basic_tensor<T>& x) {
 
 namespace {
 
-// x - max(x) - log(sum(exp(x - max(x)))) along `axis`: the stable log-softmax.
+// x - max(x) - log(sum(exp(x - max(x)))) along `axis`: the stable log-softmax, computed in the
+// wider type so that x - max(x) cannot overflow (logits of ±3e38 in float), then saturated to
+// T's range: finite for any finite x.
 template <class T>
 xt::xarray<T> stable_log_softmax(const xt::xarray<T>& x, std::size_t axis) {
+    using W = detail::wider_t<T>;
     const std::array<std::size_t, 1> ax{axis};
     // Reductions are evaluated into arrays first: a lazy one inside an elementwise expression
     // would be recomputed for every element. (xtensor 0.24's immediate strategy with keep_dims
     // crashes, so it is not used.)
-    const xt::xarray<T> m = xt::amax(x, ax, xt::keep_dims);
-    xt::xarray<T> shifted = x - m;
-    const xt::xarray<T> lse = xt::log(xt::sum(xt::exp(shifted), ax, xt::keep_dims));
+    const xt::xarray<W> xw = xt::cast<W>(x);
+    const xt::xarray<W> m = xt::amax(xw, ax, xt::keep_dims);
+    xt::xarray<W> shifted = xw - m;
+    const xt::xarray<W> lse = xt::log(xt::sum(xt::exp(shifted), ax, xt::keep_dims));
     shifted -= lse;
-    return shifted;
+    xt::xarray<T> out = xt::empty<T>(x.shape());
+    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = detail::saturate<T>(shifted.data()[i]);
+    return out;
 }
 
 }  // namespace

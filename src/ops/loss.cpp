@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <vector>
 
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
@@ -10,6 +11,7 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/numeric.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -17,13 +19,15 @@ namespace xgrad {
 namespace {
 
 // The loss of per-element (or per-sample) values: reduced to a scalar or kept.
+// Summed in long double, whose exponent range is wider than double's: the mean of losses
+// near the type's largest value stays finite (a float sum of two 3e38 losses overflows).
 template <class T>
 xt::xarray<T> reduce(xt::xarray<T> values, Reduction r) {
     if (r == Reduction::none) return values;
-    T total = 0;
+    long double total = 0;
     for (const T v : values) total += v;
-    if (r == Reduction::mean && values.size() > 0) total /= static_cast<T>(values.size());
-    return xt::xarray<T>(total);
+    if (r == Reduction::mean && values.size() > 0) total /= static_cast<long double>(values.size());
+    return xt::xarray<T>(detail::saturate<T>(total));
 }
 
 // dL/dvalue_i: gy broadcast back over the reduced values (and divided by their count for a mean).
@@ -46,6 +50,8 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
     detail::check_shape(logits.dim() == 2, "cross_entropy: logits must be [N, K]; logits {}, target {}",
                         logits.shape(), target.shape());
     const std::size_t n = logits.shape()[0], k = logits.shape()[1];
+    detail::check_shape(k > 0, "cross_entropy: logits must have at least one class; logits {}, target {}",
+                        logits.shape(), target.shape());
     const bool indices = target.dim() == 1;
     detail::check_shape((indices && target.shape()[0] == n) || target.shape() == logits.shape(),
                         "cross_entropy: target must be class indices [N] or probabilities [N, K]; logits {}, "
@@ -58,31 +64,42 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
                                 "cross_entropy: label {} of sample {} is not a class in [0, {}); logits {}, target {}",
                                 c, i, k, logits.shape(), target.shape());
         }
-    // probs [N, K] = softmax(logits), row by row with the row max subtracted; loss_i = -Σ t log p
+    // probs [N, K] = softmax(logits), row by row with the row max subtracted; loss_i = -Σ t log p.
+    // In the wider type W, so that z - max cannot overflow: the log-probabilities and losses of
+    // logits as large as ±3e38 are exact in W, saturated to T's range when they do not fit it.
+    using W = detail::wider_t<T>;
     xt::xarray<T> probs = xt::empty<T>(logits.shape());
+    xt::xarray<T> log_probs = xt::empty<T>(indices ? Shape{0} : logits.shape());  // for dtarget
     xt::xarray<T> losses = xt::empty<T>(Shape{n});
     const T* z = logits.value().data();
     const T* t = target.value().data();
+    std::vector<W> lp(k);
     for (std::size_t i = 0; i < n; ++i) {
         const T* row = z + i * k;
         T* p = probs.data() + i * k;
-        const T m = *std::max_element(row, row + k);
-        T s = 0;
-        for (std::size_t j = 0; j < k; ++j) s += (p[j] = std::exp(row[j] - m));
-        const T log_s = std::log(s);
-        T loss = 0;
-        if (indices) {
-            loss = -(row[static_cast<std::size_t>(t[i])] - m - log_s);
-        } else {
-            for (std::size_t j = 0; j < k; ++j)
-                if (t[i * k + j] != 0) loss -= t[i * k + j] * (row[j] - m - log_s);
+        const W m = *std::max_element(row, row + k);
+        W s = 0;
+        for (std::size_t j = 0; j < k; ++j) s += std::exp(static_cast<W>(row[j]) - m);
+        const W log_s = std::log(s);
+        for (std::size_t j = 0; j < k; ++j) {
+            lp[j] = static_cast<W>(row[j]) - m - log_s;
+            p[j] = static_cast<T>(std::exp(lp[j]));
         }
-        for (std::size_t j = 0; j < k; ++j) p[j] /= s;
-        losses.data()[i] = loss;
+        W loss = 0;
+        if (indices) {
+            loss = -lp[static_cast<std::size_t>(t[i])];
+        } else {
+            for (std::size_t j = 0; j < k; ++j) {
+                if (t[i * k + j] != 0) loss -= t[i * k + j] * lp[j];
+                log_probs.data()[i * k + j] = detail::saturate<T>(lp[j]);
+            }
+        }
+        losses.data()[i] = detail::saturate<T>(loss);
     }
     basic_tensor<T> out(reduce(std::move(losses), r));
     record(OpKind::cross_entropy, {logits, target}, out,
-           [target, probs = std::move(probs), n, k, r, indices](const auto& gy, auto& grads) {
+           [target, probs = std::move(probs), log_probs = std::move(log_probs), n, k, r, indices](
+               const auto& gy, auto& grads) {
                const T* t = target.value().data();
                // dlogits_i = (softmax_i · Σ t_i - t_i) · dL/dloss_i   (t_i one-hot for an index, Σ t_i = 1)
                if (grads[0]) {
@@ -102,7 +119,7 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
                    T* d = grads[1]->data();
                    for (std::size_t i = 0; i < n; ++i)
                        for (std::size_t j = 0; j < k; ++j)
-                           d[i * k + j] -= upstream(gy, i, n, r) * std::log(probs.data()[i * k + j]);
+                           d[i * k + j] -= upstream(gy, i, n, r) * log_probs.data()[i * k + j];
                }
            });
     return out;

@@ -1,5 +1,6 @@
 #include "xgrad/ops/reduce.hpp"
 
+#include <cmath>
 #include <numeric>
 
 #include <xtensor/xbuilder.hpp>
@@ -108,8 +109,10 @@ basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes_in, bool keepdims
     for (std::size_t o = 0; o < outer; ++o) {
         const T* row = xp.data() + o * inner;
         std::size_t best = 0;
-        for (std::size_t k = 1; k < inner; ++k)
-            if (row[k] > row[best]) best = k;
+        // NaN counts as the largest value (the first NaN wins), so that it propagates as in
+        // PyTorch and numpy instead of disappearing behind a finite maximum.
+        for (std::size_t k = 1; k < inner && !std::isnan(row[best]); ++k)
+            if (row[k] > row[best] || std::isnan(row[k])) best = k;
         argmax[o] = best;
         y.data()[o] = row[best];
     }

@@ -1,0 +1,25 @@
+#pragma once
+
+// Arithmetic helpers for ops whose intermediate values may leave T's range.
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace xgrad::detail {
+
+// The type in which a T computation has headroom: float's exponent range fits many times in
+// double's, double's in x86-64's 80-bit long double.
+template <class T>
+using wider_t = std::conditional_t<std::is_same_v<T, float>, double, long double>;
+
+// v rounded to T, saturated at T's largest finite magnitude instead of overflowing to ±inf;
+// NaN stays NaN, and an infinite v (an infinite input) stays infinite.
+template <class T, class W>
+T saturate(W v) {
+    if (std::isnan(v) || std::isinf(v)) return static_cast<T>(v);
+    constexpr W hi = static_cast<W>(std::numeric_limits<T>::max());
+    return static_cast<T>(v > hi ? hi : v < -hi ? -hi : v);
+}
+
+}  // namespace xgrad::detail
