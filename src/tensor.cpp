@@ -21,6 +21,7 @@ std::string to_string(const Shape& shape) {
 template <class T>
 basic_tensor<T>::basic_tensor(array_type value, bool requires_grad)
     : node_(std::make_shared<detail::Node<T>>()) {
+    detail::checked_elements("tensor", value.shape(), sizeof(T));
     node_->value = std::move(value);
     node_->requires_grad = requires_grad;
 }
@@ -156,31 +157,32 @@ void set_generator_state(const std::string& state) {
     std::mt19937_64 restored;
     in >> restored;
     detail::check_value(!in.fail(), "set_generator_state: the text is not a generator state");
+    // The all-zero state is a fixed point of the Mersenne Twister: it returns 0 forever, and
+    // randn's rejection loop never ends. Any other state gives a non-zero word within a period
+    // of 312 outputs.
+    std::mt19937_64 probe = restored;
+    bool degenerate = true;
+    for (std::size_t i = 0; i < std::mt19937_64::state_size && degenerate; ++i) degenerate = probe() == 0;
+    detail::check_value(!degenerate, "set_generator_state: the state is all zeros, from which the generator "
+                                     "returns only zeros");
     detail::with_generator([&](std::mt19937_64& g) { g = restored; });
-}
-
-template <class T>
-basic_tensor<T> zeros(const Shape& shape, bool requires_grad) {
-    return basic_tensor<T>(xt::zeros<T>(shape), requires_grad);
-}
-
-template <class T>
-basic_tensor<T> ones(const Shape& shape, bool requires_grad) {
-    return basic_tensor<T>(xt::ones<T>(shape), requires_grad);
-}
-
-template <class T>
-basic_tensor<T> full(const Shape& shape, T value, bool requires_grad) {
-    xt::xarray<T> a = xt::empty<T>(shape);
-    a.fill(value);
-    return basic_tensor<T>(std::move(a), requires_grad);
 }
 
 namespace {
 
+// An array of `shape` holding `value` everywhere; throws for a shape too large to hold.
+template <class T>
+xt::xarray<T> filled(const char* op, const Shape& shape, T value) {
+    return detail::allocating(op, shape, sizeof(T), [&] {
+        xt::xarray<T> a = xt::empty<T>(shape);
+        a.fill(value);
+        return a;
+    });
+}
+
 template <class T, class Dist>
-basic_tensor<T> sample(const Shape& shape, Dist dist, bool requires_grad) {
-    xt::xarray<T> a = xt::empty<T>(shape);
+basic_tensor<T> sample(const char* op, const Shape& shape, Dist dist, bool requires_grad) {
+    xt::xarray<T> a = detail::allocating(op, shape, sizeof(T), [&] { return xt::xarray<T>(xt::empty<T>(shape)); });
     detail::with_generator([&](std::mt19937_64& g) {
         for (auto& v : a) v = static_cast<T>(dist(g));
     });
@@ -190,20 +192,41 @@ basic_tensor<T> sample(const Shape& shape, Dist dist, bool requires_grad) {
 }  // namespace
 
 template <class T>
+basic_tensor<T> zeros(const Shape& shape, bool requires_grad) {
+    return basic_tensor<T>(filled<T>("zeros", shape, T(0)), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> ones(const Shape& shape, bool requires_grad) {
+    return basic_tensor<T>(filled<T>("ones", shape, T(1)), requires_grad);
+}
+
+template <class T>
+basic_tensor<T> full(const Shape& shape, T value, bool requires_grad) {
+    return basic_tensor<T>(filled<T>("full", shape, value), requires_grad);
+}
+
+
+template <class T>
 basic_tensor<T> rand(const Shape& shape, bool requires_grad) {
-    return sample<T>(shape, std::uniform_real_distribution<T>(0, 1), requires_grad);
+    return sample<T>("rand", shape, std::uniform_real_distribution<T>(0, 1), requires_grad);
 }
 
 template <class T>
 basic_tensor<T> randn(const Shape& shape, bool requires_grad) {
-    return sample<T>(shape, std::normal_distribution<T>(0, 1), requires_grad);
+    return sample<T>("randn", shape, std::normal_distribution<T>(0, 1), requires_grad);
 }
 
 template <class T>
 basic_tensor<T> arange(T start, T stop, T step) {
     detail::check_value(step != 0 && std::isfinite(step), "arange: step must be finite and non-zero, got {}", step);
+    detail::check_value(std::isfinite(start) && std::isfinite(stop), "arange: start and stop must be finite, got {} and {}",
+                        start, stop);
     const double n = std::ceil((static_cast<double>(stop) - start) / step);
-    xt::xarray<T> a = xt::empty<T>(Shape{n > 0 ? static_cast<std::size_t>(n) : 0});
+    detail::check_value(n < 0x1p62, "arange: from {} to {} by {} makes {} elements, more than memory holds", start,
+                        stop, step, n);
+    const Shape shape{n > 0 ? static_cast<std::size_t>(n) : 0};
+    xt::xarray<T> a = detail::allocating("arange", shape, sizeof(T), [&] { return xt::xarray<T>(xt::empty<T>(shape)); });
     for (std::size_t i = 0; i < a.size(); ++i) a(i) = static_cast<T>(start + static_cast<double>(i) * step);
     return basic_tensor<T>(std::move(a));
 }

@@ -321,6 +321,68 @@ TEST_CASE("bad input: files (IDX, npz, weights, checkpoints)", "[errors][battery
     expect<IoError>("checkpoint missing", [&] { io::load_checkpoint(missing, model, opt); }, {missing});
 }
 
+TEST_CASE("bad input: sizes that overflow, odd geometries and degenerate states", "[errors][battery]") {
+    // Shapes whose element count wraps around 2^64 (or whose bytes do), with and without a
+    // zero among the dimensions.
+    const std::size_t big = std::size_t{1} << 33;
+    expect<ShapeError>("zeros with a wrapping element count", [&] { xgrad::zeros({big, big}); }, {"zeros", "[8589934592, 8589934592]"});
+    expect<ShapeError>("ones with a wrapping count beside a zero", [&] { xgrad::ones({0, big, big}); }, {"ones"});
+    expect<ShapeError>("full whose bytes overflow", [&] { xgrad::full({std::size_t{1} << 62}, 1.0f); }, {"full"});
+    expect<ShapeError>("randn with a wrapping count", [&] { xgrad::randn({big, big, 4}); }, {"randn"});
+    expect<ShapeError>("reshape to a wrapping shape of an empty tensor",
+                       [&] { xgrad::reshape(xgrad::zeros({0}), {0, 1LL << 33, 1LL << 33}); }, {"reshape", "[0]"});
+    expect<ShapeError>("reshape with -1 and a wrapping rest",
+                       [&] { xgrad::reshape(xgrad::zeros({4}), {-1, 1LL << 40, 1LL << 40}); }, {"reshape"});
+    expect<ValueError>("zeros too large to allocate", [&] { xgrad::zeros({std::size_t{1} << 50}); },
+                       {"zeros", "cannot allocate"});
+    expect<ValueError>("arange with a NaN bound", [&] { xgrad::arange<float>(0, kNaN); }, {"arange", "finite"});
+    expect<ValueError>("arange with an infinite bound",
+                       [&] { xgrad::arange<double>(0, std::numeric_limits<double>::infinity()); }, {"arange"});
+    expect<ValueError>("arange of 2^70 elements", [&] { xgrad::arange<double>(0, 1e21, 1e-3); }, {"arange"});
+
+    // Pooling: a padding whose double overflows an int; empty images.
+    expect<ValueError>("max_pool2d with padding near 2^30",
+                       [&] { xgrad::max_pool2d(t({1, 4, 4, 1}), {.kernel = 3, .padding = 1 << 30}); },
+                       {"max_pool2d", "padding", "[1, 4, 4, 1]"});
+    expect<ValueError>("avg_pool2d with padding 2^30 and a kernel of 2^31 - 1",
+                       [&] { xgrad::avg_pool2d(t({1, 4, 4, 1}), {.kernel = 3, .padding = {1 << 30, 1}}); },
+                       {"avg_pool2d"});
+    expect<ShapeError>("max_pool2d over an image without rows, padded",
+                       [&] { xgrad::max_pool2d(t({1, 0, 4, 2}), {.kernel = 2, .padding = 1}); },
+                       {"max_pool2d", "[1, 0, 4, 2]"});
+    expect<ShapeError>("avg_pool2d over an image without columns, padded, count_include_pad off",
+                       [&] { xgrad::avg_pool2d(t({1, 3, 0, 2}), {.kernel = 2, .padding = 1, .count_include_pad = false}); },
+                       {"avg_pool2d", "[1, 3, 0, 2]"});
+
+    // A convolution whose padded image cannot be held: the error reaches the caller (not
+    // std::terminate inside an OpenMP region). Without libxsmm the geometry takes img2col,
+    // whose buffers are small, and the result is computed instead.
+    const int p = 1 << 20;
+    for (const bool f64 : {false, true}) {
+        ++cases;
+        try {
+            if (f64)
+                xgrad::conv2d(xgrad::ones<double>({1, 1, 1, 16}), xgrad::ones<double>({3, 3, 16, 1}), {.stride = p, .padding = p});
+            else
+                xgrad::conv2d(t({1, 1, 1, 16}), t({3, 3, 16, 1}), {.stride = p, .padding = p});
+        } catch (const ValueError& e) {
+            CHECK_THAT(e.what(), Catch::Matchers::Contains("conv2d") && Catch::Matchers::Contains("cannot allocate"));
+        }
+    }
+    expect<ShapeError>("conv2d whose padded size overflows",
+                       [&] { xgrad::conv2d(t({1, 1, 1, 1}), t({1, 1, 1, 1}), {.padding = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX}, .groups = 1}); },
+                       {"conv2d"});
+
+    // The generator's all-zero state returns zeros forever (randn never ends): refused.
+    std::string zero_state;
+    for (int i = 0; i < 312; ++i) zero_state += "0 ";
+    zero_state += "312";
+    const std::string before = xgrad::generator_state();
+    expect<ValueError>("set_generator_state of all zeros", [&] { xgrad::set_generator_state(zero_state); },
+                       {"set_generator_state", "zeros"});
+    CHECK(xgrad::generator_state() == before);
+}
+
 TEST_CASE("bad input: the battery's size", "[errors][battery]") {
     // Run alone ("[battery]"), the battery has this many cases; a shrinking count means cases
     // were lost. Run with other tests first, the count is the same: each case runs once.

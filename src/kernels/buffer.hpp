@@ -8,6 +8,8 @@
 // page faults and zeroing than the arithmetic they hold.
 
 #include <cstddef>
+#include <cstdint>
+#include <new>
 #include <utility>
 
 namespace xgrad::kernels {
@@ -20,7 +22,9 @@ template <class T>
 class Buffer {
 public:
     Buffer() = default;
+    /// Throws std::bad_alloc when n elements cannot be had (n · sizeof(T) overflowing included).
     explicit Buffer(std::size_t n) : size_(n) {
+        if (n > SIZE_MAX / 2 / sizeof(T)) throw std::bad_alloc();
         // In the body: capacity_'s own initializer would overwrite what acquire_block wrote.
         data_ = static_cast<T*>(acquire_block(n * sizeof(T), capacity_));
     }

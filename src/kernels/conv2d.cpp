@@ -133,17 +133,34 @@ struct Chunks {
     }
 };
 
+// One scratch buffer of `size` elements for each thread of the next parallel region, allocated
+// here, on the calling thread: an exception thrown inside an OpenMP region cannot leave it
+// (std::terminate), so a failed allocation must happen before the region starts.
+template <class T>
+std::vector<Buffer<T>> per_thread(std::size_t size) {
+    std::vector<Buffer<T>> buffers;
+    buffers.reserve(static_cast<std::size_t>(omp_get_max_threads()));
+    for (int t = 0; t < omp_get_max_threads(); ++t) buffers.emplace_back(size);
+    return buffers;
+}
+
+// Per-thread lists of `size` pointers (a batch-reduce GEMM's operands), allocated likewise.
+template <class T>
+std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
+    return std::vector<std::vector<const T*>>(static_cast<std::size_t>(omp_get_max_threads()),
+                                              std::vector<const T*>(size));
+}
+
 // Runs `body(partial)` on every thread of a new parallel region, each with its own partial
 // sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
 // loops), then adds the partials to `out` in thread order: the same sums in the same order on
 // every run at a given thread count, never in completion order.
 template <class T, class Body>
 void accumulate_per_thread(std::size_t size, T* out, Body body) {
-    std::vector<Buffer<T>> partials(static_cast<std::size_t>(omp_get_max_threads()));
+    auto partials = per_thread<T>(size);
 #pragma omp parallel
     {
         auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
-        partial = Buffer<T>(size);
         std::fill_n(partial.data(), size, T(0));
         body(partial.data());
     }
@@ -188,12 +205,16 @@ void conv2d_forward_direct(const T* x, const T* w, const ConvGeometry& g, bool a
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
     const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, accumulate);
     const Index lines = static_cast<Index>(g.n * g.oh);
+    auto images = per_thread<T>(padded ? hp * wp * g.c : 0);
+    auto as = per_thread_lists<T>(g.kh * g.kw), bs = per_thread_lists<T>(g.kh * g.kw);
 #pragma omp parallel
     {
-        Buffer<T> image(padded ? hp * wp * g.c : 0);
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        Buffer<T>& image = images[t];
         std::fill_n(image.data(), image.size(), T(0));  // its border stays zero
         std::size_t copied = g.n;                       // the image in `image`, none yet
-        std::vector<const T*> a(g.kh * g.kw), b(g.kh * g.kw);
+        std::vector<const T*>& a = as[t];
+        std::vector<const T*>& b = bs[t];
 #pragma omp for schedule(static)
         for (Index line = 0; line < lines; ++line) {
             const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
@@ -245,9 +266,12 @@ void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
         gemms.emplace_back(col.ox1 - col.ox0, g.c, g.f, g.f, patch, g.c, true);
     }
     const Index rows = static_cast<Index>(g.n * g.h);
+    auto as = per_thread_lists<T>(g.kh), bs = per_thread_lists<T>(g.kh);
 #pragma omp parallel
     {
-        std::vector<const T*> a(g.kh), b(g.kh);
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        std::vector<const T*>& a = as[t];
+        std::vector<const T*>& b = bs[t];
 #pragma omp for schedule(static)
         for (Index r = 0; r < rows; ++r) {
             const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
@@ -407,8 +431,9 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
         // the whole chunk at once: 6.8-7.1 ms).
         const Chunks chunks(g);
         const std::size_t row_patch = g.kw * g.c;  // columns per kernel row
+        auto columns = per_thread<T>(direct<T>(g) ? chunks.images * chunks.per_image * row_patch : 0);
         accumulate_per_thread(patch * g.f, dw, [&](T* partial) {
-            Buffer<T> c(direct<T>(g) ? chunks.images * chunks.per_image * row_patch : 0);
+            Buffer<T>& c = columns[static_cast<std::size_t>(omp_get_thread_num())];
 #pragma omp for schedule(static) nowait
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
                 const auto k = chunks[i];
@@ -460,9 +485,10 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         }
         // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
         const Chunks chunks(g);
+        auto scratch = per_thread<T>(chunks.images * chunks.per_image * patch);
 #pragma omp parallel
         {
-            Buffer<T> dcols(chunks.images * chunks.per_image * patch);
+            Buffer<T>& dcols = scratch[static_cast<std::size_t>(omp_get_thread_num())];
 #pragma omp for schedule(static)
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
                 const auto k = chunks[i];

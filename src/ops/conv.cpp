@@ -1,6 +1,8 @@
 #include "xgrad/ops/conv.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <new>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -72,10 +74,48 @@ kernels::ConvGeometry conv_geometry(const basic_tensor<T>& x, const basic_tensor
                              "high", shapes);
     const auto fx = fit_axis(x.shape()[2], w.shape()[1], o.stride.w, o.dilation.w, p.mode, p.left, p.right,
                              "wide", shapes);
-    return {x.shape()[0], x.shape()[1], x.shape()[2], c, w.shape()[0], w.shape()[1], f, groups,
-            static_cast<std::size_t>(o.stride.h), static_cast<std::size_t>(o.stride.w),
-            static_cast<std::size_t>(o.dilation.h), static_cast<std::size_t>(o.dilation.w),
-            fy.pad_before, fy.pad_after, fx.pad_before, fx.pad_after, fy.out, fx.out};
+    const kernels::ConvGeometry g{x.shape()[0], x.shape()[1], x.shape()[2], c, w.shape()[0], w.shape()[1], f, groups,
+                                  static_cast<std::size_t>(o.stride.h), static_cast<std::size_t>(o.stride.w),
+                                  static_cast<std::size_t>(o.dilation.h), static_cast<std::size_t>(o.dilation.w),
+                                  fy.pad_before, fy.pad_after, fx.pad_before, fx.pad_after, fy.out, fx.out};
+    // Every buffer the kernels may size from the geometry must have a size that fits in
+    // size_t: a huge padding would otherwise wrap a product around and overrun a small block.
+    const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
+    const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
+    for (const Shape& buffer : {Shape{g.n, g.oh, g.ow, g.f}, Shape{hp, wp, g.c}, Shape{g.n, g.oh, g.ow, g.kh, g.kw, g.c},
+                                Shape{g.n, hp + ekh, wp + ekw, std::max(g.f, g.c)}})
+        detail::checked_elements("conv2d", buffer, sizeof(T), shapes);
+    return g;
+}
+
+// Runs a kernel call; its scratch buffers are allocated on this thread (never inside an
+// OpenMP region), and a failed allocation becomes a ValueError naming the op and geometry.
+template <class F>
+void with_scratch(const kernels::ConvGeometry& g, F run) {
+    try {
+        run();
+    } catch (const std::bad_alloc&) {
+        throw ValueError(fmt::format("conv2d: cannot allocate the kernels' scratch memory; x [{}, {}, {}, {}], "
+                                     "w [{}, {}, {}, {}], output [{}, {}, {}, {}], padding {{{}, {}, {}, {}}}",
+                                     g.n, g.h, g.w, g.c, g.kh, g.kw, g.cg(), g.f, g.n, g.oh, g.ow, g.f, g.pt, g.pb,
+                                     g.pl, g.pr));
+    }
+}
+
+template <class T>
+void conv2d_backward(const basic_tensor<T>& x, const basic_tensor<T>& w, const kernels::ConvGeometry& g,
+                     ConvBackward variant, const kernels::Buffer<T>& cols, const xt::xarray<T>& gy, Grads<T>& grads) {
+    // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
+    if (grads[0]) {
+        if (variant == ConvBackward::col2img)
+            kernels::conv2d_backward_input_col2img<T>(gy.data(), w.value().data(), g, grads[0]->data());
+        else
+            kernels::conv2d_backward_input_flipped<T>(gy.data(), w.value().data(), g, grads[0]->data());
+    }
+    // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
+    if (grads[1]) kernels::conv2d_backward_weight<T>(x.value().data(), cols, gy.data(), g, grads[1]->data());
+    // db [F] = dY summed over N, OH, OW
+    if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
 }
 
 template <class T>
@@ -83,27 +123,19 @@ basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
                             const Conv2dOptions& o) {
     const auto g = conv_geometry(x, w, b, o);
     const ConvBackward variant = o.backward.value_or(default_conv_backward());
-    xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.f});
+    const Shape y_shape{g.n, g.oh, g.ow, g.f};
+    xt::xarray<T> y = detail::allocating("conv2d", y_shape, sizeof(T), [&] { return xt::xarray<T>(xt::empty<T>(y_shape)); });
     kernels::Buffer<T> cols;
-    kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
-                               cols);
+    with_scratch(g, [&] {
+        kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
+                                   cols);
+    });
     if (!w.requires_grad() || !grad_enabled()) cols = {};  // kept only for the weight gradient
     basic_tensor<T> out(std::move(y));
     // Shared, because a backward rule must be copyable (std::function) and a Buffer is not.
     auto backward = [x, w, g, variant, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
                         const auto& gy, auto& grads) {
-        // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
-        if (grads[0]) {
-            if (variant == ConvBackward::col2img)
-                kernels::conv2d_backward_input_col2img<T>(gy.data(), w.value().data(), g, grads[0]->data());
-            else
-                kernels::conv2d_backward_input_flipped<T>(gy.data(), w.value().data(), g, grads[0]->data());
-        }
-        // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
-        if (grads[1])
-            kernels::conv2d_backward_weight<T>(x.value().data(), *cols, gy.data(), g, grads[1]->data());
-        // db [F] = dY summed over N, OH, OW
-        if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
+        with_scratch(g, [&] { conv2d_backward<T>(x, w, g, variant, *cols, gy, grads); });
     };
     if (b)
         record(OpKind::conv2d, {x, w, *b}, out, std::move(backward));

@@ -24,10 +24,18 @@ kernels::PoolGeometry pool_geometry(const char* op, const basic_tensor<T>& x, co
                         x.shape());
     detail::check_value(s.h >= 1 && s.w >= 1, "{}: stride must be at least 1, got {}x{}; x {}", op, s.h, s.w,
                         x.shape());
-    detail::check_value(p.h >= 0 && p.w >= 0 && 2 * p.h <= k.h && 2 * p.w <= k.w,
+    // p <= k / 2 rather than 2p <= k, which overflows an int for a padding near 2^30.
+    detail::check_value(p.h >= 0 && p.w >= 0 && p.h <= k.h / 2 && p.w <= k.w / 2,
                         "{}: padding must be between 0 and half the kernel ({}x{}), got {}x{}; x {}", op, k.h, k.w,
                         p.h, p.w, x.shape());
     const std::size_t h = x.shape()[1], w = x.shape()[2];
+    // A window over an empty image covers no pixel at all, padded or not (PyTorch refuses
+    // such inputs too); an empty batch or channel axis is fine.
+    detail::check_shape(h > 0 && w > 0, "{}: x has no rows or no columns (H and W must be at least 1); x {}", op,
+                        x.shape());
+    // The argmax of a max-pool window is an int32 pixel index within its image.
+    detail::check_shape(h * w <= static_cast<std::size_t>(INT32_MAX),
+                        "{}: an image of {}x{} pixels has more than 2^31 pixels; x {}", op, h, w, x.shape());
     const auto kh = static_cast<std::size_t>(k.h), kw = static_cast<std::size_t>(k.w);
     const auto ph = static_cast<std::size_t>(p.h), pw = static_cast<std::size_t>(p.w);
     detail::check_shape(h + 2 * ph >= kh && w + 2 * pw >= kw,

@@ -18,7 +18,6 @@ namespace xgrad {
 template <class T>
 basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape) {
     Shape out_shape(shape.size());
-    std::size_t known = 1;
     std::ptrdiff_t infer = -1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1) {
@@ -29,8 +28,10 @@ basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff
         detail::check_shape(shape[i] >= 0, "reshape: negative dimension {} in the new shape; x {}",
                             shape[i], x.shape());
         out_shape[i] = static_cast<std::size_t>(shape[i]);
-        known *= out_shape[i];
     }
+    Shape given = out_shape;  // the dimension to infer counts as 1
+    if (infer >= 0) given[static_cast<std::size_t>(infer)] = 1;
+    std::size_t known = detail::checked_elements("reshape", given, sizeof(T), "x " + to_string(x.shape()));
     if (infer >= 0) {
         detail::check_shape(known > 0 && x.size() % known == 0,
                             "reshape: cannot infer -1: x {} has {} elements, not a multiple of {}",
