@@ -4,7 +4,10 @@
 #include <atomic>
 #include <cmath>
 #include <array>
+#include <mutex>
 #include <unordered_set>
+
+#include <fmt/format.h>
 
 #include <xtensor/xbuilder.hpp>
 
@@ -40,8 +43,9 @@ std::string shapes_of(const std::vector<basic_tensor<T>>& inputs) {
     for (const auto& x : inputs) s += (s.empty() ? "" : ", ") + to_string(x.shape());
     return s;
 }
-// Record order on this thread; backward replays entries in decreasing order.
-thread_local std::uint64_t t_next_seq = 0;
+// Record order, process-wide: backward replays entries in decreasing order. Per thread, a
+// graph whose ops were recorded on two threads would be replayed in the wrong order.
+std::atomic<std::uint64_t> g_next_seq{0};
 
 }  // namespace
 
@@ -71,11 +75,21 @@ void record(std::string op, const std::vector<basic_tensor<T>>& inputs, basic_te
     if (!any) return;
     detail::check_value(out.is_leaf(), "record({}): the output was already recorded by {}", op,
                         out.is_leaf() ? "" : out.node()->producer->op);
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        detail::check_value(inputs[i].node() != out.node(),
+                            "record({}): the output is also input {} (a cycle); the output must be a new "
+                            "tensor; inputs {}",
+                            op, i, shapes_of(inputs));
     auto entry = std::make_shared<detail::TapeEntry<T>>();
     entry->op = std::move(op);
-    entry->seq = t_next_seq++;
+    entry->seq = g_next_seq.fetch_add(1, std::memory_order_relaxed);
     entry->inputs.reserve(inputs.size());
-    for (const auto& x : inputs) entry->inputs.push_back(x.node());
+    entry->versions.reserve(inputs.size() + 1);
+    for (const auto& x : inputs) {
+        entry->inputs.push_back(x.node());
+        entry->versions.push_back(x.node()->version);
+    }
+    entry->versions.push_back(out.node()->version);
     entry->backward = std::move(backward);
     out.node()->producer = std::move(entry);
     out.node()->requires_grad = true;
@@ -91,6 +105,20 @@ namespace {
 
 using detail::Node;
 using detail::TapeEntry;
+
+// Throws when an input or the output of `entry` was modified in place after the op recorded
+// it: its backward rule would compute the gradient from values the forward pass never saw.
+template <class T>
+void check_versions(const TapeEntry<T>& entry, const Node<T>& output) {
+    for (std::size_t i = 0; i <= entry.inputs.size(); ++i) {
+        const Node<T>& n = i < entry.inputs.size() ? *entry.inputs[i] : output;
+        detail::check_value(n.version == entry.versions[i],
+                            "backward: {} of {} (shape {}) was modified after it was recorded (in-place "
+                            "writes since: {}); recompute the forward pass after changing a value",
+                            i < entry.inputs.size() ? fmt::format("input {}", i) : std::string("the output"),
+                            entry.op, n.value.shape(), n.version - entry.versions[i]);
+    }
+}
 
 // The entries reachable from `root`, each with its output node, in reverse record order.
 template <class T>
@@ -108,6 +136,7 @@ std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> reachable(
                             "backward: the graph through {} (output {}) was freed by an earlier "
                             "backward(); recompute the forward pass to backpropagate again",
                             e->op, node->value.shape());
+        check_versions(*e, *node);
         for (const auto& in : e->inputs) stack.push_back(in);
         order.emplace_back(e, std::move(node));
     }
@@ -118,6 +147,7 @@ std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> reachable(
 
 template <class T>
 void accumulate_into(Node<T>& node, const xt::xarray<T>& g) {
+    std::lock_guard lock(node.grad_mutex);
     if (node.grad)
         *node.grad += g;
     else
@@ -133,10 +163,20 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& gra
     detail::check_shape(grad_output.shape() == root->value.shape(),
                         "backward: output gradient has shape {} but the output has shape {}",
                         grad_output.shape(), root->value.shape());
-    auto order = reachable(root);  // checks that nothing was freed before touching any gradient
+    auto order = reachable(root);  // checks that nothing was freed or modified before touching any gradient
     accumulate_into(*root, grad_output);
     for (auto& [entry, node] : order) {
         if (node->grad) {
+            // The accumulators this rule adds into, each locked once (an input may come twice),
+            // in address order so that two threads never wait for each other in a cycle.
+            std::vector<Node<T>*> targets;
+            for (const auto& in : entry->inputs)
+                if (in->requires_grad) targets.push_back(in.get());
+            std::sort(targets.begin(), targets.end());
+            targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+            std::vector<std::unique_lock<std::mutex>> locks;
+            locks.reserve(targets.size());
+            for (Node<T>* t : targets) locks.emplace_back(t->grad_mutex);
             std::vector<xt::xarray<T>*> slots;
             slots.reserve(entry->inputs.size());
             for (const auto& in : entry->inputs) {

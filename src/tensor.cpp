@@ -39,7 +39,9 @@ const xt::xarray<T>& basic_tensor<T>::value() const {
 
 template <class T>
 xt::xarray<T>& basic_tensor<T>::mutable_value() {
-    return checked_node().value;
+    auto& n = checked_node();
+    ++n.version;
+    return n.value;
 }
 
 template <class T>

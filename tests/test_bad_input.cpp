@@ -381,7 +381,52 @@ TEST_CASE("bad input: sizes that overflow, odd geometries and degenerate states"
     expect<ValueError>("set_generator_state of all zeros", [&] { xgrad::set_generator_state(zero_state); },
                        {"set_generator_state", "zeros"});
     CHECK(xgrad::generator_state() == before);
-}
+
+    // Options that must be finite and in range.
+    expect<ValueError>("batch_norm with eps 0", [&] {
+        auto rm = xgrad::zeros({2}), rv = xgrad::ones({2});
+        xgrad::batch_norm(t({4, 2}), t({2}), t({2}), rm, rv, true, 0.1, 0.0);
+    }, {"batch_norm", "eps", "[4, 2]"});
+    expect<ValueError>("batch_norm with a NaN momentum", [&] {
+        auto rm = xgrad::zeros({2}), rv = xgrad::ones({2});
+        xgrad::batch_norm(t({4, 2}), t({2}), t({2}), rm, rv, true, kNaN, 1e-5);
+    }, {"batch_norm", "momentum"});
+    expect<ValueError>("batch_norm with momentum 1.5", [&] {
+        auto rm = xgrad::zeros({2}), rv = xgrad::ones({2});
+        xgrad::batch_norm(t({4, 2}), t({2}), t({2}), rm, rv, false, 1.5, 1e-5);
+    }, {"batch_norm", "momentum"});
+    expect<ValueError>("BatchNorm layer with an infinite eps",
+                       [&] { nn::BatchNorm(3, 0.1, std::numeric_limits<double>::infinity()); }, {"BatchNorm"});
+    expect<ValueError>("SGD with a NaN dampening",
+                       [&] { optim::SGD({t({2}, true)}, {.momentum = 0.9, .dampening = kNaN}); }, {"SGD", "dampening"});
+    expect<ValueError>("Adam with an infinite eps",
+                       [&] { optim::Adam({t({2}, true)}, {.eps = std::numeric_limits<double>::infinity()}); }, {"Adam", "eps"});
+    expect<ValueError>("a parameter passed twice to an optimizer", [&] {
+        auto p = t({3}, true);
+        optim::SGD({p, t({2}, true), p}, {});
+    }, {"SGD", "parameter 2", "parameter 0"});
+    expect<ShapeError>("count_correct with zero classes", [&] { nn::count_correct(t({3, 0}), t({3})); },
+                       {"count_correct", "[3, 0]"});
+    expect<ValueError>("DataLoader whose batch_size x shards overflows", [&] {
+        xgrad::data::Dataset d{t({4, 2}), t({4})};
+        xgrad::data::DataLoader(d, {.batch_size = std::size_t{1} << 62, .shard = 1, .shards = 8});
+    }, {"DataLoader", "overflows"});
+    {
+        // 2^61 shards of batch 4 (no overflow): one global batch of 4 samples, which none of
+        // the shards gets (fewer samples than shards), so the epoch has no batch; nothing crashes.
+        xgrad::data::Dataset d{t({4, 2}), t({4})};
+        xgrad::data::DataLoader loader(d, {.batch_size = 4, .shard = 5, .shards = std::size_t{1} << 61});
+        CHECK(loader.size() == 0);
+    }
+    // A model with a layer added twice lists (and steps) its tensors once.
+    {
+        nn::Sequential shared({4});
+        auto layer = std::make_shared<nn::Dense>(4, 4);
+        shared.add(layer);
+        shared.add(layer);
+        CHECK(shared.parameters().size() == 2);
+        CHECK_NOTHROW(optim::SGD(shared.parameters(), {}));
+    }}
 
 TEST_CASE("bad input: the battery's size", "[errors][battery]") {
     // Run alone ("[battery]"), the battery has this many cases; a shrinking count means cases

@@ -153,3 +153,74 @@ TEST_CASE("tape: anomaly mode names the first op that makes NaN or Inf", "[tape]
     xgrad::detect_anomaly(false);
     CHECK_NOTHROW(xgrad::sqrt(x));
 }
+
+TEST_CASE("tape: a graph recorded partly on another thread backpropagates in the right order", "[tape][threads]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    Tensor64 h;
+    std::thread other([&] {
+        // Many ops first, so that a per-thread record counter there runs far ahead of this one's.
+        Tensor64 z(xt::xarray<double>{1.0}, true);
+        for (int i = 0; i < 1000; ++i) z = z * 1.0;
+        h = x * 3.0;
+    });
+    other.join();
+    // A fresh thread, whose own counter would start at 0, below h's.
+    std::thread fresh([&] {
+        auto loss = xgrad::sum(h * h);  // 9x², d/dx = 18x
+        loss.backward();
+    });
+    fresh.join();
+    REQUIRE(x.has_grad());
+    CHECK(array_diff(x.grad(), xt::xarray<double>{18, 36}) == "");
+}
+
+TEST_CASE("tape: threads backpropagating into one shared leaf lose no update", "[tape][threads]") {
+    xgrad::Tensor w(xt::xarray<float>(xt::zeros<float>({64})), true);
+    constexpr int kSteps = 3000;
+    auto work = [&] {
+        for (int i = 0; i < kSteps; ++i) xgrad::sum(w * 1.0f).backward();
+    };
+    std::thread a(work), b(work);
+    a.join();
+    b.join();
+    for (const float g : w.grad()) CHECK(g == 2 * kSteps);
+}
+
+TEST_CASE("tape: record refuses an output that is one of its inputs", "[tape][errors]") {
+    Tensor64 x(xt::xarray<double>{1.0}, true);
+    REQUIRE_THROWS_AS(xgrad::record("loop", {x}, x, [](const auto&, auto&) {}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::record("loop", {x}, x, [](const auto&, auto&) {}), Contains("loop") && Contains("cycle"));
+    CHECK(x.is_leaf());
+}
+
+TEST_CASE("tape: a value modified after an op recorded it makes backward throw, naming the op", "[tape][errors]") {
+    SECTION("an input written in place") {
+        Tensor64 x(xt::xarray<double>{1, 2}, true);
+        auto y = xgrad::sum(x * x);
+        x.mutable_value()(0) = 5;
+        REQUIRE_THROWS_AS(y.backward(), xgrad::ValueError);
+        REQUIRE_THROWS_WITH(y.backward(), Contains("mul") && Contains("modified after it was recorded"));
+        CHECK_FALSE(x.has_grad());  // nothing was accumulated before the refusal
+    }
+    SECTION("an optimizer step between forward and backward") {
+        xgrad::Tensor w(xt::xarray<float>{1, 2}, true);
+        xgrad::optim::SGD opt({w}, {.lr = 0.1});
+        xgrad::sum(w * w).backward();
+        auto loss = xgrad::sum(w * w);
+        opt.step();
+        REQUIRE_THROWS_WITH(loss.backward(), Contains("modified after it was recorded"));
+    }
+    SECTION("an op's output written in place") {
+        Tensor64 x(xt::xarray<double>{-1, 2}, true);
+        auto y = xgrad::relu(x);
+        y.mutable_value()(0) = 3;
+        REQUIRE_THROWS_WITH(xgrad::sum(y).backward(), Contains("relu") && Contains("the output"));
+    }
+    SECTION("reading values does not count as a change") {
+        Tensor64 x(xt::xarray<double>{1, 2}, true);
+        auto y = xgrad::sum(x * x);
+        CHECK(x.value()(0) == 1);
+        y.backward();
+        CHECK(array_diff(x.grad(), xt::xarray<double>{2, 4}) == "");
+    }
+}

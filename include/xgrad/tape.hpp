@@ -72,7 +72,9 @@ using BackwardFn = std::function<void(const xt::xarray<T>& gy, Grads<T>& grads)>
 ///
 /// Rules accumulate with `+=`, skip null slots, capture inputs (cheap handles) but never
 /// the output, and must not record ops themselves. backward() checks that every gradient
-/// keeps its input's shape and throws ShapeError naming the op when one does not.
+/// keeps its input's shape and throws ShapeError naming the op when one does not. Throws
+/// ValueError when `out` was already recorded or is one of the inputs (a cycle). The record
+/// order is process-wide, so a graph may be built on several threads.
 template <class T>
 void record(std::string op, std::initializer_list<basic_tensor<T>> inputs, basic_tensor<T>& out,
             std::type_identity_t<BackwardFn<T>> backward);

@@ -50,8 +50,10 @@ public:
     bool defined() const { return node_ != nullptr; }
 
     const array_type& value() const;
-    /// In-place access for optimizers and initialisers. Not recorded on the tape: changing a
-    /// value that a recorded op still needs for its backward gives a wrong gradient.
+    /// In-place access for optimizers and initialisers. Not recorded on the tape, but each call
+    /// bumps the tensor's version: a recorded op whose input or output was accessed this way
+    /// since it ran makes backward() throw ValueError ("modified after it was recorded")
+    /// instead of computing a gradient from values the forward pass never saw.
     array_type& mutable_value();
     const Shape& shape() const;
     /// Number of dimensions.
@@ -78,7 +80,9 @@ public:
     void zero_grad();
 
     /// Backpropagates from this scalar (size-1) tensor. Throws ValueError when it is not a
-    /// scalar, does not require grad, or its graph was freed by an earlier backward().
+    /// scalar, does not require grad, its graph was freed by an earlier backward(), or a value
+    /// in it was modified after it was recorded (then no gradient is touched). Threads may
+    /// backpropagate into shared leaves at the same time: each leaf's accumulation is locked.
     void backward() const;
     /// Backpropagates `grad_output` (dL/dthis, same shape as this tensor). Throws ShapeError.
     void backward(const array_type& grad_output) const;

@@ -132,6 +132,10 @@ DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(da
     detail::check_value(data_.size() > 0, "DataLoader: the dataset is empty");
     detail::check_value(options.shard < options.shards, "DataLoader: shard {} of {} shards", options.shard,
                         options.shards);
+    std::size_t global = 0;
+    detail::check_value(!__builtin_mul_overflow(options.batch_size, options.shards, &global),
+                        "DataLoader: batch_size {} x {} shards overflows the size of a global batch",
+                        options.batch_size, options.shards);
     detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
                         "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
                         data_.y.defined() ? data_.y.shape() : Shape{});
@@ -162,7 +166,10 @@ Batch DataLoader::batch(std::size_t epoch, std::size_t i) const {
     // This shard's part of global batch i.
     const std::size_t global = options_.batch_size * options_.shards, first = i * global;
     const std::size_t len = std::min(global, o.size() - first), r = options_.shard;
-    const std::size_t begin = first + r * len / options_.shards, end = first + (r + 1) * len / options_.shards;
+    // In 128 bits: r · len may exceed 2^64 for a huge number of shards.
+    __extension__ typedef unsigned __int128 Wide;
+    const auto begin = static_cast<std::size_t>(first + Wide{r} * len / options_.shards);
+    const auto end = static_cast<std::size_t>(first + Wide{r + 1} * len / options_.shards);
     const std::vector<std::size_t> idx(o.begin() + static_cast<std::ptrdiff_t>(begin),
                                        o.begin() + static_cast<std::ptrdiff_t>(end));
     return {take_rows(data_.x, idx), take_rows(data_.y, idx)};

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,12 @@ struct Node {
     xt::xarray<T> value;
     std::optional<xt::xarray<T>> grad;
     bool requires_grad = false;
+    // Bumped by every in-place access to `value` (mutable_value): an entry that recorded this
+    // node at another version refuses to run its backward rule, whose saved values are stale.
+    std::uint64_t version = 0;
+    // Held while a backward rule adds into `grad`: threads that backpropagate into a shared
+    // leaf (a parameter of two models run in parallel) must not lose each other's updates.
+    std::mutex grad_mutex;
     // The entry that produced this value; null for leaves. The output owns its entry, so a
     // graph that nobody holds any more is freed with its last tensor.
     std::shared_ptr<TapeEntry<T>> producer;
@@ -31,12 +38,14 @@ struct Node {
     ~Node();
 };
 
-// One recorded op. `seq` is the thread's record order, which is a topological order.
+// One recorded op. `seq` is the process-wide record order, a topological order even for a
+// graph recorded partly on several threads.
 template <class T>
 struct TapeEntry {
     std::string op;
     std::uint64_t seq = 0;
     std::vector<std::shared_ptr<Node<T>>> inputs;
+    std::vector<std::uint64_t> versions;  // of inputs[i] when recorded, then of the output
     BackwardFn<T> backward;
     bool freed = false;  // set once backward() has run it and released its inputs
 };

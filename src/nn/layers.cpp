@@ -1,5 +1,7 @@
 #include "xgrad/nn/layers.hpp"
 
+#include <cmath>
+
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
@@ -74,7 +76,7 @@ Tensor Flatten::forward(const Tensor& x) { return flatten(x); }
 
 BatchNorm::BatchNorm(std::size_t channels, double momentum, double eps) : momentum_(momentum), eps_(eps) {
     detail::check_value(channels > 0, "BatchNorm: channels must be positive, got {}", channels);
-    detail::check_value(momentum >= 0 && momentum <= 1 && eps > 0,
+    detail::check_value(momentum >= 0 && momentum <= 1 && eps > 0 && std::isfinite(eps),
                         "BatchNorm: momentum must be in [0, 1] and eps positive, got {} and {}", momentum, eps);
     weight = add_parameter("weight", ones({channels}));
     bias = add_parameter("bias", zeros({channels}));

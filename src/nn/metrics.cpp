@@ -20,6 +20,8 @@ std::size_t count_correct(const Tensor& scores, const Tensor& targets) {
                         "count_correct: scores must be [N, K] and targets [N] or [N, K]; scores {}, targets {}",
                         scores.shape(), targets.shape());
     const std::size_t n = scores.shape()[0], k = scores.shape()[1];
+    detail::check_shape(k > 0, "count_correct: scores have no classes; scores {}, targets {}", scores.shape(),
+                        targets.shape());
     std::size_t correct = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t predicted = row_argmax(scores.value().data() + i * k, k);

@@ -1,6 +1,7 @@
 #include "xgrad/nn/module.hpp"
 
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -36,8 +37,12 @@ std::vector<NamedTensor> Module::named_parameters() const {
 }
 
 std::vector<Tensor> Module::parameters() const {
+    // Each tensor once, as PyTorch: a layer added twice (shared weights) would otherwise be
+    // stepped twice per update.
     std::vector<Tensor> out;
-    for (auto& [name, t] : named_parameters()) out.push_back(t);
+    std::set<const void*> seen;
+    for (auto& [name, t] : named_parameters())
+        if (seen.insert(t.node().get()).second) out.push_back(t);
     return out;
 }
 

@@ -18,6 +18,10 @@ basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
                            basic_tensor<T>& running_mean, basic_tensor<T>& running_var, bool training,
                            double momentum, double eps) {
     detail::check_shape(x.dim() >= 2, "batch_norm: x must be [N, ..., C], got x {}", x.shape());
+    detail::check_value(eps > 0 && std::isfinite(eps), "batch_norm: eps must be positive and finite, got {}; x {}", eps,
+                        x.shape());
+    detail::check_value(momentum >= 0 && momentum <= 1, "batch_norm: momentum must be in [0, 1], got {}; x {}",
+                        momentum, x.shape());
     const std::size_t c = x.shape().back(), rows = x.size() / std::max<std::size_t>(c, 1);
     for (const basic_tensor<T>* t : std::initializer_list<const basic_tensor<T>*>{&gamma, &beta, &running_mean, &running_var})
         detail::check_shape(t->dim() == 1 && t->shape()[0] == c,

@@ -12,12 +12,29 @@
 
 namespace xgrad::optim {
 
+namespace {
+
+// Hyper-parameters that must be finite numbers >= 0 (NaN and infinity are refused).
+bool finite_non_negative(std::initializer_list<double> values) {
+    for (const double v : values)
+        if (!(v >= 0 && std::isfinite(v))) return false;
+    return true;
+}
+
+}  // namespace
+
 Optimizer::Optimizer(std::vector<Tensor> params, double lr, std::string name)
     : params_(std::move(params)), lr_(lr), name_(std::move(name)) {
     detail::check_value(!params_.empty(), "{}: got an empty parameter list", name_);
-    for (std::size_t i = 0; i < params_.size(); ++i)
+    for (std::size_t i = 0; i < params_.size(); ++i) {
         detail::check_value(params_[i].defined() && params_[i].requires_grad(),
                             "{}: parameter {} does not require grad", name_, i);
+        for (std::size_t j = 0; j < i; ++j)
+            detail::check_value(params_[j].node() != params_[i].node(),
+                                "{}: parameter {} (shape {}) is parameter {} again; it would be stepped twice per "
+                                "update",
+                                name_, i, params_[i].shape(), j);
+    }
     set_lr(lr);
 }
 
@@ -104,9 +121,9 @@ void Optimizer::load_state(const io::NpzArchive& state) {
 }
 
 SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr, "SGD"), o_(o) {
-    detail::check_value(o.momentum >= 0 && o.weight_decay >= 0,
-                        "SGD: momentum and weight_decay must not be negative, got {} and {}", o.momentum,
-                        o.weight_decay);
+    detail::check_value(finite_non_negative({o.momentum, o.dampening, o.weight_decay}),
+                        "SGD: momentum, dampening and weight_decay must be finite and not negative, got {}, {} and {}",
+                        o.momentum, o.dampening, o.weight_decay);
     detail::check_value(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
                         "SGD: nesterov needs momentum > 0 and dampening 0, got momentum {} and dampening {}",
                         o.momentum, o.dampening);
@@ -133,8 +150,8 @@ void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g
 
 Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
     : Optimizer(std::move(params), o.lr, "Adagrad"), o_(o) {
-    detail::check_value(o.lr_decay >= 0 && o.weight_decay >= 0 && o.initial_accumulator_value >= 0 && o.eps >= 0,
-                        "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must not be negative, "
+    detail::check_value(finite_non_negative({o.lr_decay, o.weight_decay, o.initial_accumulator_value, o.eps}),
+                        "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must be finite and not negative, "
                         "got {}, {}, {} and {}",
                         o.lr_decay, o.weight_decay, o.initial_accumulator_value, o.eps);
 }
@@ -153,8 +170,8 @@ void Adagrad::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float
 RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o)
     : Optimizer(std::move(params), o.lr, "RMSprop"), o_(o) {
     detail::check_value(o.alpha >= 0 && o.alpha <= 1, "RMSprop: alpha must be in [0, 1], got {}", o.alpha);
-    detail::check_value(o.eps >= 0 && o.weight_decay >= 0 && o.momentum >= 0,
-                        "RMSprop: eps, weight_decay and momentum must not be negative, got {}, {} and {}", o.eps,
+    detail::check_value(finite_non_negative({o.eps, o.weight_decay, o.momentum}),
+                        "RMSprop: eps, weight_decay and momentum must be finite and not negative, got {}, {} and {}", o.eps,
                         o.weight_decay, o.momentum);
 }
 
@@ -190,7 +207,8 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, std::string name)
     : Optimizer(std::move(params), o.lr, std::move(name)), o_(o) {
     detail::check_value(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
                         "{}: betas must be in [0, 1), got beta1 {} and beta2 {}", this->name(), o.beta1, o.beta2);
-    detail::check_value(o.eps >= 0 && o.weight_decay >= 0, "{}: eps and weight_decay must not be negative, got {} and {}",
+    detail::check_value(finite_non_negative({o.eps, o.weight_decay}),
+                        "{}: eps and weight_decay must be finite and not negative, got {} and {}",
                         this->name(), o.eps, o.weight_decay);
 }
 
