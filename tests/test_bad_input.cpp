@@ -1,15 +1,20 @@
 // The bad-input battery: every public entry point, called the wrong way, must throw a typed
 // xgrad exception whose message names the op (or the file) and the shapes involved. Each
 // expect() is one case; the last test checks how many ran.
+#include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <typeinfo>
 #include <vector>
 
 #include <catch2/catch.hpp>
+
+#include <zlib.h>
 
 #include <xtensor/xadapt.hpp>
 
@@ -427,6 +432,207 @@ TEST_CASE("bad input: sizes that overflow, odd geometries and degenerate states"
         CHECK(shared.parameters().size() == 2);
         CHECK_NOTHROW(optim::SGD(shared.parameters(), {}));
     }}
+
+TEST_CASE("bad input: checkpoints, archives and saves, second round", "[errors][battery]") {
+    Small model;
+    optim::SGD opt(model.parameters(), {.lr = 0.1, .momentum = 0.9});
+    xgrad::sum((*model.fc)(t({2, 4}))).backward();
+    opt.step();
+    const std::string good = "/tmp/xgrad_bad_input_r2.ckpt";
+    std::filesystem::remove(good);
+    io::save_checkpoint(good, model, opt, 3);
+    const auto full = io::read_npz(good);
+    const std::string before_rng = xgrad::generator_state();
+    const auto before_state = opt.state();
+    auto changed = [&](const std::string& name, const std::function<void(io::NpzArchive&)>& change) {
+        auto arrays = full;
+        change(arrays);
+        const std::string path = "/tmp/xgrad_bad_input_r2_" + name + ".ckpt";
+        io::write_npz(path, arrays);
+        return path;
+    };
+    auto set = [](io::NpzArchive& a, const std::string& key, xt::xarray<double> v) {
+        for (auto& [name, arr] : a)
+            if (name == key) arr = io::to_npy(v);
+    };
+    auto drop = [](io::NpzArchive& a, const std::string& prefix) {
+        std::erase_if(a, [&](const auto& e) { return e.first.rfind(prefix, 0) == 0; });
+    };
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    const std::vector<std::pair<std::string, std::function<void(io::NpzArchive&)>>> tampered = {
+        {"steps NaN", [&](auto& a) { set(a, "optim/steps", xt::xarray<double>(nan)); }},
+        {"steps negative", [&](auto& a) { set(a, "optim/steps", xt::xarray<double>(-1.0)); }},
+        {"steps fractional", [&](auto& a) { set(a, "optim/steps", xt::xarray<double>(1.5)); }},
+        {"steps empty", [&](auto& a) { set(a, "optim/steps", xt::xarray<double>::from_shape({0})); }},
+        {"lr NaN", [&](auto& a) { set(a, "optim/lr", xt::xarray<double>(nan)); }},
+        {"lr infinite", [&](auto& a) { set(a, "optim/lr", xt::xarray<double>(inf)); }},
+        {"lr negative", [&](auto& a) { set(a, "optim/lr", xt::xarray<double>(-0.1)); }},
+        {"lr empty", [&](auto& a) { set(a, "optim/lr", xt::xarray<double>::from_shape({0})); }},
+        {"steps missing", [&](auto& a) { drop(a, "optim/steps"); }},
+        {"lr missing", [&](auto& a) { drop(a, "optim/lr"); }},
+        {"momentum buffers missing", [&](auto& a) { drop(a, "optim/momentum_buffer"); }},
+        {"one momentum buffer missing", [&](auto& a) { drop(a, "optim/momentum_buffer.1"); }},
+        {"an extra model tensor", [&](auto& a) { a.emplace_back("model/fc.extra", io::to_npy(xt::xarray<float>{1})); }},
+        {"an unknown entry", [&](auto& a) { a.emplace_back("notes", io::bytes_to_npy("hi")); }},
+        {"an Adam slot in an SGD checkpoint", [&](auto& a) { a.emplace_back("optim/exp_avg.0", a[3].second); }},
+    };
+    for (const auto& [what, change] : tampered) {
+        const auto path = changed(std::to_string(cases), change);
+        expect<IoError>("checkpoint with " + what, [&] { io::load_checkpoint(path, model, opt); }, {path});
+        CHECK(xgrad::generator_state() == before_rng);
+        CHECK(opt.state().size() == before_state.size());
+        CHECK(opt.steps() == 1);
+    }
+    // An SGD checkpoint does not load into Adam.
+    optim::Adam adam(model.parameters());
+    expect<IoError>("an SGD checkpoint into Adam", [&] { io::load_checkpoint(good, model, adam); }, {good, "momentum_buffer"});
+    CHECK(adam.steps() == 0);
+    // Weights files are strict too.
+    const std::string weights = "/tmp/xgrad_bad_input_r2.npz";
+    model.save(weights);
+    auto extra = io::read_npz(weights);
+    extra.emplace_back("fc.extra", io::to_npy(xt::xarray<float>{1}));
+    io::write_npz("/tmp/xgrad_bad_input_r2_extra.npz", extra);
+    expect<IoError>("weights with an extra tensor", [&] { model.load("/tmp/xgrad_bad_input_r2_extra.npz"); }, {"fc.extra"});
+
+    // Saves that could not be loaded back are refused when saving.
+    expect<ValueError>("a checkpoint of epoch -1", [&] { io::save_checkpoint(good, model, opt, -1); }, {"epoch -1"});
+    expect<IoError>("an archive with two arrays of one name", [&] {
+        io::write_npz("/tmp/xgrad_bad_input_r2_dup.npz", {{"a", io::to_npy(xt::xarray<float>{1})}, {"a", io::to_npy(xt::xarray<float>{2})}});
+    }, {"two arrays named 'a'"});
+    expect<IoError>("an array name of 70000 bytes", [&] {
+        io::write_npz("/tmp/xgrad_bad_input_r2_long.npz", {{std::string(70000, 'n'), io::to_npy(xt::xarray<float>{1})}});
+    }, {"name of 70000 bytes"});
+    expect<IoError>("an archive of 65536 arrays", [&] {
+        io::NpzArchive many;
+        for (int i = 0; i < 65536; ++i) many.emplace_back(std::to_string(i), io::bytes_to_npy(""));
+        io::write_npz("/tmp/xgrad_bad_input_r2_many.npz", many);
+    }, {"65536 arrays"});
+
+    // Archives made by hand: duplicate names (numpy keeps the last, we refuse), and a local
+    // header whose name disagrees with the directory.
+    std::string bytes;
+    {
+        const std::string one = "/tmp/xgrad_bad_input_r2_ab.npz";
+        io::write_npz(one, {{"aa", io::to_npy(xt::xarray<float>{1})}, {"bb", io::to_npy(xt::xarray<float>{2})}});
+        std::ifstream f(one, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    auto replace_all = [](std::string s, const std::string& from, const std::string& to) {
+        for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+        return s;
+    };
+    const auto dup = temp_file("r2_dup.npz", replace_all(bytes, "bb.npy", "aa.npy"));
+    expect<IoError>("npz with a duplicate entry name", [&] { io::read_npz(dup); }, {dup, "two entries"});
+    {
+        // Only the central directory's second name changes: it now names "cc" over bb's data.
+        std::string s = bytes;
+        const auto at = s.rfind("bb.npy");
+        s.replace(at, 2, "cc");
+        const auto mismatch = temp_file("r2_mismatch.npz", s);
+        expect<IoError>("npz whose directory and local header disagree", [&] { io::read_npz(mismatch); },
+                        {mismatch, "local header"});
+    }
+    const std::string dir = "/tmp/xgrad_bad_input_r2_dir";
+    std::filesystem::create_directories(dir);
+    expect<IoError>("npz that is a directory", [&] { io::read_npz(dir); }, {dir});
+    expect<IoError>("weights that are a directory", [&] { model.load(dir); }, {dir});
+    expect<IoError>("IDX that is a directory", [&] { xgrad::data::read_idx(dir); }, {dir});
+}
+
+TEST_CASE("saves: stale temporaries are removed, threads do not collide, symbolic links are followed", "[io]") {
+    namespace fs = std::filesystem;
+    const std::string dir = "/tmp/xgrad_test_saves";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string path = dir + "/w.npz";
+    // A dead process's temporary (pid 2^22 + 1 exceeds the default pid_max) goes; a live one's stays.
+    std::ofstream(path + ".tmp4194305.0") << "partial";
+    std::ofstream(path + ".tmp1") << "pid 1 runs";
+    std::ofstream(dir + "/other.npz.tmp4194305.0") << "another file's";
+    io::write_npz(path, {{"a", io::to_npy(xt::xarray<float>{1})}});
+    CHECK_FALSE(fs::exists(path + ".tmp4194305.0"));
+    CHECK(fs::exists(path + ".tmp1"));
+    CHECK(fs::exists(dir + "/other.npz.tmp4194305.0"));
+    // Two threads saving to one path: both succeed, the file is one of the two, whole.
+    std::vector<std::thread> savers;
+    std::atomic<int> failures{0};
+    for (int k = 0; k < 2; ++k)
+        savers.emplace_back([&, k] {
+            for (int i = 0; i < 50; ++i) {
+                try {
+                    io::write_npz(path, {{"a", io::to_npy(xt::xarray<float>(xt::ones<float>({1000}) * float(k)))}});
+                } catch (const std::exception&) {
+                    ++failures;
+                }
+            }
+        });
+    for (auto& s : savers) s.join();
+    CHECK(failures == 0);
+    CHECK(io::read_npz(path).size() == 1);
+    // Through a symbolic link: the target is written, the link stays a link.
+    const std::string link = dir + "/link.npz";
+    fs::create_symlink("w.npz", link);
+    io::write_npz(link, {{"b", io::to_npy(xt::xarray<float>{2})}});
+    CHECK(fs::is_symlink(link));
+    CHECK(io::read_npz(path)[0].first == "b");
+}
+
+namespace {
+
+// Peak resident memory since the last reset_peak_rss(), in MiB (Linux: VmHWM).
+double peak_rss_mib() {
+    std::ifstream f("/proc/self/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+    return 0;
+}
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+void put32_at(std::string& s, std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) s[at + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i) & 0xff);
+}
+
+}  // namespace
+
+TEST_CASE("bad input: decompression bombs fail before they fill memory", "[errors][battery]") {
+    // An IDX header for 16 bytes followed by 512 MiB of zeros, gzip'd (about 500 KiB).
+    const std::string bomb = "/tmp/xgrad_bad_input_bomb.idx.gz";
+    {
+        gzFile f = gzopen(bomb.c_str(), "wb1");
+        REQUIRE(f);
+        const std::string header("\0\0\x08\x01\0\0\0\x10", 8);
+        gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+        const std::string zeros(1 << 20, '\0');
+        for (int i = 0; i < 512; ++i) gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size()));
+        gzclose(f);
+    }
+    reset_peak_rss();
+    const double base = peak_rss_mib();
+    expect<IoError>("IDX gzip bomb", [&] { xgrad::data::read_idx(bomb); }, {bomb, "longer than its header"});
+    CHECK(peak_rss_mib() - base < 64);
+
+    // A deflated .npz entry whose directory claims 4 GiB (within deflate's ratio for its
+    // 4.4 MB of data, which is not even valid deflate): refused without allocating the claim.
+    const std::string stored = "/tmp/xgrad_bad_input_big.npz";
+    io::write_npz(stored, {{"a", io::to_npy(xt::xarray<float>(xt::zeros<float>({1100000})))}});
+    std::string bytes;
+    {
+        std::ifstream f(stored, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    const std::size_t central = bytes.rfind(std::string("PK\x01\x02", 4));
+    REQUIRE(central != std::string::npos);
+    bytes[8] = 8;             // local header: method deflate
+    bytes[central + 10] = 8;  // central directory: method deflate
+    put32_at(bytes, 22, 0xffffffffu);
+    put32_at(bytes, central + 24, 0xffffffffu);
+    const auto claimed = temp_file("claims_4gib.npz", bytes);
+    reset_peak_rss();
+    const double base2 = peak_rss_mib();
+    expect<IoError>("npz entry claiming 4 GiB", [&] { io::read_npz(claimed); }, {claimed});
+    CHECK(peak_rss_mib() - base2 < 256);
+}
 
 TEST_CASE("bad input: the battery's size", "[errors][battery]") {
     // Run alone ("[battery]"), the battery has this many cases; a shrinking count means cases

@@ -182,7 +182,7 @@ TEST_CASE("optimizers reject bad options", "[optim][errors]") {
     REQUIRE_THROWS_AS(optim::SGD({p}, {.lr = 0.1, .nesterov = true}), xgrad::ValueError);
     REQUIRE_THROWS_AS(optim::Adam({p}, {.beta1 = 1.0}), xgrad::ValueError);
     REQUIRE_THROWS_AS(optim::SGD({Tensor(xt::xarray<float>{1})}), xgrad::ValueError);
-    optim::SGD opt({p});
+    optim::SGD opt({p}, {.momentum = 0.9});
     REQUIRE_THROWS_AS(opt.set_lr(-0.1), xgrad::ValueError);
     auto bad = opt.state();
     bad.emplace_back("momentum_buffer.0", xgrad::io::to_npy(xt::xarray<float>{1, 2}));

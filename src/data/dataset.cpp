@@ -18,31 +18,51 @@ namespace xgrad::data {
 
 namespace {
 
-// The whole file, decompressed when it is gzip (zlib reads plain files unchanged).
-std::vector<std::uint8_t> read_maybe_gz(const std::string& path) {
-    gzFile f = gzopen(path.c_str(), "rb");
-    if (!f) throw IoError(fmt::format("idx: cannot open {}: {}", path, std::strerror(errno)));
-    std::vector<std::uint8_t> out;
-    std::uint8_t chunk[1 << 16];
-    for (;;) {
-        const int n = gzread(f, chunk, sizeof chunk);
-        if (n < 0) {
-            int code = 0;
-            const std::string msg = gzerror(f, &code);
-            gzclose(f);
-            throw IoError(fmt::format("idx: {} is corrupt: {}", path, msg));
-        }
-        if (n == 0) break;
-        out.insert(out.end(), chunk, chunk + n);
+// An IDX file opened through zlib (which reads plain files unchanged), read in pieces so
+// that what is held never exceeds what the header claims (plus one byte): a gzip bomb behind a
+// small header fails after a few bytes, not after inflating gigabytes.
+class GzReader {
+public:
+    explicit GzReader(const std::string& path) : path_(path) {
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec))
+            throw IoError(fmt::format("idx: {} is a directory, not an IDX file", path));
+        f_ = gzopen(path.c_str(), "rb");
+        if (!f_) throw IoError(fmt::format("idx: cannot open {}: {}", path, std::strerror(errno)));
     }
-    // A truncated gzip stream reads as a short file; zlib reports it only here.
-    int code = 0;
-    const std::string msg = gzerror(f, &code);
-    gzclose(f);
-    if (code != Z_OK && code != Z_STREAM_END)
-        throw IoError(fmt::format("idx: {} is corrupt: {}", path, msg));
-    return out;
-}
+    ~GzReader() { gzclose(f_); }
+    GzReader(const GzReader&) = delete;
+    GzReader& operator=(const GzReader&) = delete;
+
+    // Appends up to n bytes to `out`; returns how many came (fewer at the end of the file).
+    std::size_t read(std::vector<std::uint8_t>& out, std::size_t n) {
+        std::size_t got = 0;
+        while (got < n) {
+            const std::size_t want = std::min<std::size_t>(n - got, 1 << 20);
+            const std::size_t at = out.size();
+            out.resize(at + want);
+            const int r = gzread(f_, out.data() + at, static_cast<unsigned>(want));
+            if (r < 0) fail_corrupt();
+            out.resize(at + static_cast<std::size_t>(r));
+            got += static_cast<std::size_t>(r);
+            if (r == 0) break;
+        }
+        // A truncated gzip stream reads as a short file; zlib reports it only here.
+        int code = 0;
+        gzerror(f_, &code);
+        if (code != Z_OK && code != Z_STREAM_END) fail_corrupt();
+        return got;
+    }
+
+private:
+    [[noreturn]] void fail_corrupt() {
+        int code = 0;
+        const std::string msg = gzerror(f_, &code);
+        throw IoError(fmt::format("idx: {} is corrupt: {}", path_, msg));
+    }
+    std::string path_;
+    gzFile f_ = nullptr;
+};
 
 std::string first_existing(const std::string& dir, const std::string& stem) {
     for (const auto& name : {stem + ".gz", stem})
@@ -54,13 +74,15 @@ std::string first_existing(const std::string& dir, const std::string& stem) {
 }  // namespace
 
 IdxArray read_idx(const std::string& path) {
-    const auto bytes = read_maybe_gz(path);
+    GzReader in(path);
+    std::vector<std::uint8_t> bytes;
+    in.read(bytes, 4);
     if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
         throw IoError(fmt::format("idx: {} is not an IDX file (bad magic number)", path));
     if (bytes[2] != 0x08)
         throw IoError(fmt::format("idx: {} holds type 0x{:02x}; only unsigned bytes (0x08) are supported", path, bytes[2]));
     const std::size_t dims = bytes[3];
-    if (dims == 0 || bytes.size() < 4 + 4 * dims)
+    if (dims == 0 || in.read(bytes, 4 * dims) < 4 * dims)
         throw IoError(fmt::format("idx: {} is truncated in its header ({} dimensions)", path, dims));
     IdxArray a;
     std::size_t count = 1;
@@ -71,12 +93,14 @@ IdxArray read_idx(const std::string& path) {
         if (__builtin_mul_overflow(count, n, &count) || count > (std::size_t{1} << 34))
             throw IoError(fmt::format("idx: {} claims an absurd size (shape {}...)", path, to_string(a.shape)));
     }
-    const std::size_t body = bytes.size() - 4 - 4 * dims;
+    // The data, and one byte more to tell a longer file: never more than the header claims.
+    std::vector<std::uint8_t> values;
+    const std::size_t body = in.read(values, count + 1);
     if (body != count)
         throw IoError(fmt::format("idx: {} is {}: shape {} needs {} bytes of data, the file has {}", path,
                                   body < count ? "truncated" : "longer than its header says", to_string(a.shape),
-                                  count, body));
-    a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(4 + 4 * dims), bytes.end());
+                                  count, body < count ? fmt::format("{}", body) : std::string("more")));
+    a.values = std::move(values);
     return a;
 }
 

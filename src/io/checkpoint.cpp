@@ -13,6 +13,9 @@ constexpr const char* kFormat = "xgrad-checkpoint-1";
 
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& optimizer,
                      std::int64_t epoch) {
+    // load_checkpoint accepts counts of epochs only: refuse what it would refuse.
+    if (epoch < 0 || epoch >= (std::int64_t{1} << 53))
+        throw ValueError(fmt::format("save_checkpoint: {}: epoch {} is not a count of completed epochs", path, epoch));
     NpzArchive arrays;
     arrays.emplace_back("format", bytes_to_npy(kFormat));
     arrays.emplace_back("epoch", to_npy(xt::xarray<double>(static_cast<double>(epoch))));
@@ -36,6 +39,10 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::
     }
     if (!format || npy_to_bytes(*format, path + ", format") != kFormat || !epoch || !rng)
         throw IoError(fmt::format("checkpoint: {} is not an xgrad checkpoint (no format, epoch or rng entry)", path));
+    for (const auto& [name, a] : arrays)
+        if (name != "format" && name != "epoch" && name != "rng" && name.rfind("optim/", 0) != 0 &&
+            name.rfind("model/", 0) != 0)
+            throw IoError(fmt::format("checkpoint: {}: unexpected entry '{}'", path, name));
     const auto epochs = npy_to_double(*epoch, path + ", epoch");
     // A count of completed epochs: one whole number, 0 <= n < 2^53 (exact in a double).
     if (epochs.size() != 1 || !(epochs.data()[0] >= 0 && epochs.data()[0] < 0x1p53) ||
@@ -55,7 +62,7 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::
     } catch (const Error& e) {
         optimizer.load_state(previous_optim);
         set_generator_state(previous_rng);
-        if (dynamic_cast<const IoError*>(&e)) throw;
+        if (std::string(e.what()).find(path) != std::string::npos) throw;
         throw IoError(fmt::format("checkpoint: {}: {}", path, e.what()));
     }
     return completed;

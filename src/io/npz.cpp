@@ -1,15 +1,19 @@
 #include "xgrad/io/npz.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -155,25 +159,51 @@ NpyArray parse_npy(const std::string& s, const std::string& where) {
     return a;
 }
 
+// Inflates a raw deflate stream that the zip directory says holds `out_size` bytes, growing the
+// output as data arrives: a directory that claims gigabytes for a small stream fails once the
+// stream ends, without allocating the claim up front.
 std::string inflate_raw(const std::string& in, std::size_t out_size, const std::string& where) {
-    std::string out(out_size, '\0');
+    std::string out;
     z_stream z{};
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(where, "zlib could not start");
     z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     z.avail_in = static_cast<uInt>(in.size());
-    z.next_out = reinterpret_cast<Bytef*>(out.data());
-    z.avail_out = static_cast<uInt>(out.size());
-    const int rc = inflate(&z, Z_FINISH);
-    const auto produced = z.total_out;
+    int rc = Z_OK;
+    while (rc == Z_OK && out.size() < out_size) {
+        const std::size_t at = out.size(), piece = std::min<std::size_t>(out_size - at, std::size_t{1} << 24);
+        out.resize(at + piece);
+        z.next_out = reinterpret_cast<Bytef*>(out.data() + at);
+        z.avail_out = static_cast<uInt>(piece);
+        rc = inflate(&z, Z_NO_FLUSH);
+        out.resize(at + piece - z.avail_out);
+        if (rc == Z_BUF_ERROR && z.avail_out > 0) break;  // input exhausted before the end
+    }
+    // The stream must end exactly at the claimed size.
+    if (rc == Z_OK && out.size() == out_size) {
+        unsigned char probe = 0;
+        z.next_out = &probe;
+        z.avail_out = 1;
+        rc = inflate(&z, Z_FINISH);
+        if (z.avail_out == 0) rc = Z_DATA_ERROR;  // more data than the directory says
+    }
     inflateEnd(&z);
-    if (rc != Z_STREAM_END || produced != out_size) fail(where, "corrupt deflated entry");
+    if (rc != Z_STREAM_END || out.size() != out_size) fail(where, "corrupt deflated entry");
     return out;
 }
 
 std::string read_all(const std::string& path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status))
+        fail(path, "cannot open: " + (ec ? ec.message() : std::string("no such file")));
+    if (!std::filesystem::is_regular_file(status)) fail(path, "not a regular file (a directory or a device)");
     std::ifstream f(path, std::ios::binary);
     if (!f) fail(path, std::string("cannot open: ") + std::strerror(errno));
-    return std::string(std::istreambuf_iterator<char>(f), {});
+    try {
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    } catch (const std::exception& e) {
+        fail(path, std::string("cannot read: ") + e.what());
+    }
 }
 
 }  // namespace
@@ -231,9 +261,52 @@ std::string npy_to_bytes(const NpyArray& a, const std::string& what) {
     return std::string(a.bytes.begin(), a.bytes.end());
 }
 
+namespace {
+
+// The file a save to `path` must replace: through symbolic links (a link to the real
+// checkpoint keeps pointing at it), or `path` itself.
+std::string save_target(const std::string& path) {
+    std::filesystem::path p(path);
+    std::error_code ec;
+    for (int hops = 0; hops < 40 && std::filesystem::is_symlink(p, ec); ++hops) {
+        const auto link = std::filesystem::read_symlink(p, ec);
+        if (ec) break;
+        p = link.is_absolute() ? link : p.parent_path() / link;
+    }
+    return p.string();
+}
+
+// Temporary files "<name>.tmp<pid>.<n>" that a killed save left beside `target`: those whose
+// process no longer runs are removed. Temporaries of live processes (a save under way) stay.
+void remove_stale_temporaries(const std::string& target) {
+    const std::filesystem::path t(target);
+    const std::filesystem::path dir = t.has_parent_path() ? t.parent_path() : std::filesystem::path(".");
+    const std::string prefix = t.filename().string() + ".tmp";
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string rest = name.substr(prefix.size());
+        const auto dot = rest.find('.');
+        const std::string pid_text = rest.substr(0, dot);
+        if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        if (dot != std::string::npos && rest.find_first_not_of("0123456789", dot + 1) != std::string::npos) continue;
+        const auto pid = static_cast<pid_t>(std::stol(pid_text));
+        if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+    }
+}
+
+std::atomic<std::uint64_t> g_save_counter{0};
+
+}  // namespace
+
 void write_file_atomically(const std::string& path, const std::string& bytes) {
-    const std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const std::string target = save_target(path);
+    remove_stale_temporaries(target);
+    // Unique per process and per call: two threads saving to one path never share a temporary.
+    const std::string tmp = fmt::format("{}.tmp{}.{}", target, ::getpid(), g_save_counter.fetch_add(1));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) throw IoError(fmt::format("save: cannot create {}: {}", tmp, std::strerror(errno)));
     std::size_t done = 0;
     while (done < bytes.size()) {
@@ -252,14 +325,14 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
         ::unlink(tmp.c_str());
         throw IoError(fmt::format("save: flushing {} failed: {}", tmp, err));
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (std::rename(tmp.c_str(), target.c_str()) != 0) {
         const std::string err = std::strerror(errno);
         ::unlink(tmp.c_str());
-        throw IoError(fmt::format("save: cannot rename {} to {}: {}", tmp, path, err));
+        throw IoError(fmt::format("save: cannot rename {} to {}: {}", tmp, target, err));
     }
     // Make the rename itself durable.
-    const auto slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+    const auto slash = target.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : target.substr(0, slash == 0 ? 1 : slash);
     if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
         ::fsync(dfd);
         ::close(dfd);
@@ -267,6 +340,19 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
 }
 
 void write_npz(const std::string& path, const NpzArchive& arrays) {
+    // What the plain zip format (no zip64) can hold; refused here rather than written as a
+    // file that cannot be read back.
+    if (arrays.size() > 0xffff)
+        throw IoError(fmt::format("npz: {}: {} arrays; a zip archive without zip64 holds at most 65535", path,
+                                  arrays.size()));
+    std::set<std::string> names;
+    for (const auto& [name, array] : arrays) {
+        if (name.size() + 4 > 0xffff)
+            throw IoError(fmt::format("npz: {}: an array name of {} bytes; zip names are at most 65531 bytes "
+                                      "before '.npy'", path, name.size()));
+        if (!names.insert(name).second)
+            throw IoError(fmt::format("npz: {}: two arrays named '{}'", path, name));
+    }
     std::string zip, central;
     for (const auto& [name, array] : arrays) {
         if (array.bytes.size() != element_count(array.shape) * item_size(array.dtype))
@@ -315,6 +401,7 @@ NpzArchive read_npz(const std::string& path) {
     const std::size_t entries = r.u16(eocd + 10);
     std::size_t at = r.u32(eocd + 16);
     NpzArchive out;
+    std::set<std::string> names;
     for (std::size_t e = 0; e < entries; ++e) {
         if (r.u32(at) != 0x02014b50) fail(path, "corrupt central directory");
         const unsigned method = r.u16(at + 10);
@@ -326,7 +413,16 @@ NpzArchive read_npz(const std::string& path) {
         at += 46 + name_len + extra_len + comment_len;
         const std::string where = path + ", entry " + name;
         if (r.u32(local) != 0x04034b50) fail(where, "corrupt local header");
-        const std::size_t body = local + 30 + r.u16(local + 26) + r.u16(local + 28);
+        // The local header must name the same entry as the directory (as Python's zipfile checks):
+        // otherwise the directory's name would be given to another entry's data.
+        const std::size_t local_name_len = r.u16(local + 26);
+        r.need(local + 30, local_name_len);
+        if (data.compare(local + 30, local_name_len, name) != 0)
+            fail(where, fmt::format("the local header names '{}', the directory '{}'",
+                                    data.substr(local + 30, local_name_len), name));
+        if (!names.insert(name).second)
+            fail(where, "the archive holds two entries of this name; refusing to choose one");
+        const std::size_t body = local + 30 + local_name_len + r.u16(local + 28);
         r.need(body, csize);
         std::string payload = data.substr(body, csize);
         // deflate expands at most ~1032:1; a directory claiming more is corrupt

@@ -77,7 +77,8 @@ void Module::load(const std::string& path) { load_state(io::read_npz(path), "", 
 
 void Module::load_state(const io::NpzArchive& archive, const std::string& prefix, const std::string& source) {
     std::map<std::string, const io::NpyArray*> arrays;
-    for (const auto& [name, a] : archive) arrays.emplace(name, &a);
+    for (const auto& [name, a] : archive)
+        if (name.rfind(prefix, 0) == 0) arrays.emplace(name, &a);
     // Check everything before changing anything, so a bad file leaves the module as it was.
     std::vector<std::pair<Tensor, xt::xarray<float>>> updates;
     for (const auto& [name, t] : state()) {
@@ -90,7 +91,13 @@ void Module::load_state(const io::NpzArchive& archive, const std::string& prefix
             throw IoError(fmt::format("load: {}: tensor '{}' has shape {} but the model expects {}", source, name,
                                       to_string(value.shape()), to_string(t.shape())));
         updates.emplace_back(t, std::move(value));
+        arrays.erase(it);
     }
+    // Strict, as PyTorch's load_state_dict by default: a tensor the model does not have means
+    // the file belongs to another model (or another version of this one).
+    if (!arrays.empty())
+        throw IoError(fmt::format("load: {} has {} tensor(s) this model does not have, first '{}'", source,
+                                  arrays.size(), arrays.begin()->first.substr(prefix.size())));
     for (auto& [t, value] : updates) t.mutable_value() = std::move(value);
 }
 

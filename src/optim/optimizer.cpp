@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <optional>
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
@@ -75,6 +76,13 @@ io::NpzArchive Optimizer::state() const {
     io::NpzArchive out;
     out.emplace_back("steps", io::to_npy(xt::xarray<double>(static_cast<double>(steps_))));
     out.emplace_back("lr", io::to_npy(xt::xarray<double>(lr_)));
+    // Which parameters have their slots (were updated at least once): with it a loader can
+    // tell a slot that was never made from one that was lost.
+    std::string stepped(params_.size(), '\0');
+    for (const auto& [name, values] : slots_)
+        for (std::size_t i = 0; i < values.size(); ++i)
+            if (values[i].shape() == params_[i].shape()) stepped[i] = 1;
+    out.emplace_back("stepped", io::bytes_to_npy(stepped));
     for (const auto& [name, values] : slots_)
         for (std::size_t i = 0; i < values.size(); ++i)
             if (values[i].shape() == params_[i].shape()) out.emplace_back(fmt::format("{}.{}", name, i), io::to_npy(values[i]));
@@ -82,39 +90,91 @@ io::NpzArchive Optimizer::state() const {
 }
 
 void Optimizer::load_state(const io::NpzArchive& state) {
-    std::int64_t steps = 0;
-    double lr = lr_;
+    // One number of a state entry, or an IoError naming it.
+    auto scalar = [this](const io::NpyArray& a, const char* key) {
+        const auto v = io::npy_to_double(a, fmt::format("{} state '{}'", name_, key));
+        if (v.size() != 1)
+            throw IoError(fmt::format("{} state: '{}' has shape {}; expected one number", name_, key,
+                                      to_string(v.shape())));
+        return v.data()[0];
+    };
+    std::optional<double> steps_in, lr_in;
+    std::optional<std::string> stepped;  // absent in older checkpoints
     decltype(slots_) slots;
+    const auto names = slot_names();
     for (const auto& [key, a] : state) {
         if (key == "steps") {
-            steps = static_cast<std::int64_t>(io::npy_to_double(a, "optimizer steps")());
+            steps_in = scalar(a, "steps");
             continue;
         }
         if (key == "lr") {
-            lr = io::npy_to_double(a, "optimizer lr")();
+            lr_in = scalar(a, "lr");
+            continue;
+        }
+        if (key == "stepped") {
+            stepped = io::npy_to_bytes(a, name_ + " state 'stepped'");
+            if (stepped->size() != params_.size())
+                throw IoError(fmt::format("{} state: 'stepped' has {} entries for {} parameters", name_,
+                                          stepped->size(), params_.size()));
             continue;
         }
         const auto dot = key.rfind('.');
         std::size_t i = params_.size();
         try {
-            i = std::stoul(key.substr(dot + 1));
+            if (dot != std::string::npos && key.find_first_not_of("0123456789", dot + 1) == std::string::npos)
+                i = std::stoul(key.substr(dot + 1));
         } catch (const std::exception&) {
         }
         if (dot == std::string::npos || i >= params_.size())
-            throw IoError(fmt::format("optimizer state: '{}' names no parameter of this optimizer ({} parameters)",
+            throw IoError(fmt::format("{} state: '{}' names no parameter of this optimizer ({} parameters)", name_,
                                       key, params_.size()));
+        const std::string name = key.substr(0, dot);
+        if (std::find(names.begin(), names.end(), name) == names.end())
+            throw IoError(fmt::format("{} state: '{}' is not a slot this {} keeps (it keeps: {}); the state "
+                                      "belongs to another optimizer or other options",
+                                      name_, key, name_, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
         auto value = io::npy_to_float(a, "optimizer state " + key);
         if (value.shape() != params_[i].shape())
             throw IoError(fmt::format("optimizer state: '{}' has shape {} but parameter {} has {}", key,
                                       to_string(value.shape()), i, to_string(params_[i].shape())));
-        const std::string name = key.substr(0, dot);
         auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == name; });
         if (it == slots.end()) {
             slots.emplace_back(name, std::vector<xt::xarray<float>>(params_.size()));
             it = std::prev(slots.end());
         }
+        if (it->second[i].shape() == params_[i].shape())
+            throw IoError(fmt::format("{} state: '{}' appears twice", name_, key));
         it->second[i] = std::move(value);
     }
+    if (!steps_in || !lr_in)
+        throw IoError(fmt::format("{} state: the '{}' entry is missing", name_, !steps_in ? "steps" : "lr"));
+    // A count of steps: a whole number, 0 <= n < 2^53 (exact in a double).
+    if (!(*steps_in >= 0 && *steps_in < 0x1p53) || *steps_in != std::floor(*steps_in))
+        throw IoError(fmt::format("{} state: steps {} is not a count of steps", name_, *steps_in));
+    if (!(*lr_in >= 0 && std::isfinite(*lr_in)))
+        throw IoError(fmt::format("{} state: the learning rate {} is not finite and >= 0", name_, *lr_in));
+    const auto steps = static_cast<std::int64_t>(*steps_in);
+    const double lr = *lr_in;
+    // Slots come together: a parameter that was updated has every slot, one never updated none.
+    bool any = false;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+        std::size_t have = 0;
+        for (const auto& n : names) {
+            auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == n; });
+            have += it != slots.end() && it->second[i].shape() == params_[i].shape();
+        }
+        if (have != 0 && have != names.size())
+            throw IoError(fmt::format("{} state: parameter {} has {} of its {} slots ({}); some are missing", name_, i,
+                                      have, names.size(), fmt::join(names, ", ")));
+        if (stepped && !names.empty() && ((*stepped)[i] != 0) != (have > 0))
+            throw IoError(fmt::format("{} state: parameter {} {} its slots ({}) but was {}updated", name_, i,
+                                      have > 0 ? "has" : "lacks", fmt::join(names, ", "),
+                                      (*stepped)[i] != 0 ? "" : "never "));
+        any = any || have > 0;
+    }
+    if (steps > 0 && !names.empty() && !any)
+        throw IoError(fmt::format("{} state: {} steps were taken but no parameter has its {} slots", name_, steps,
+                                  fmt::join(names, ", ")));
     steps_ = steps;
     lr_ = lr;
     slots_ = std::move(slots);

@@ -63,10 +63,12 @@ public:
     /// complete. Throws IoError.
     void save(const std::string& path) const;
     /// Reads what save() wrote into this module's tensors. Throws IoError when the file is
-    /// unreadable, misses a tensor, or holds one of another shape; the module is unchanged then.
+    /// unreadable, misses a tensor, holds one of another shape, or holds a tensor this module
+    /// does not have (strict, as PyTorch's default); the module is unchanged then.
     void load(const std::string& path);
     /// Sets every tensor of state() from `arrays["<prefix><name>"]`, all or nothing; `source`
-    /// names the origin in errors. Throws IoError as load().
+    /// names the origin in errors. Entries outside `prefix` are ignored; every entry inside it
+    /// must be a tensor of this module. Throws IoError as load().
     void load_state(const std::vector<std::pair<std::string, io::NpyArray>>& arrays, const std::string& prefix,
                     const std::string& source);
 

@@ -35,9 +35,14 @@ public:
     /// The per-parameter state (momentum buffers, moments) and the step count, named
     /// "<slot>.<parameter index>", for checkpoints.
     io::NpzArchive state() const;
-    /// Restores what state() returned. Throws IoError when a slot is missing or has another
-    /// shape than its parameter.
+    /// Restores what state() returned, all or nothing. Throws IoError when `steps` or `lr` is
+    /// missing or not a single valid number (steps a whole number >= 0, lr finite and >= 0),
+    /// when a slot is not one this optimizer keeps (another optimizer's or other options'
+    /// checkpoint), when a parameter has some of its slots but not all, when steps > 0 and no
+    /// parameter has any, or when a slot's shape differs from its parameter's.
     void load_state(const io::NpzArchive& state);
+    /// The per-parameter slots update() keeps with these options ("momentum_buffer", ...).
+    virtual std::vector<std::string> slot_names() const = 0;
 
 protected:
     /// Updates parameter i (value p, gradient g) at step t (1 for the first step).
@@ -67,6 +72,10 @@ class SGD : public Optimizer {
 public:
     SGD(std::vector<Tensor> params, SGDOptions o = {});
 
+    std::vector<std::string> slot_names() const override {
+        return o_.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
+    }
+
 protected:
     void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
 
@@ -86,6 +95,10 @@ struct AdagradOptions {
 class Adagrad : public Optimizer {
 public:
     Adagrad(std::vector<Tensor> params, AdagradOptions o = {});
+
+    std::vector<std::string> slot_names() const override {
+        return {"sum"};
+    }
 
 protected:
     void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
@@ -109,6 +122,13 @@ class RMSprop : public Optimizer {
 public:
     RMSprop(std::vector<Tensor> params, RMSpropOptions o = {});
 
+    std::vector<std::string> slot_names() const override {
+        std::vector<std::string> n{"square_avg"};
+        if (o_.centered) n.push_back("grad_avg");
+        if (o_.momentum > 0) n.push_back("momentum_buffer");
+        return n;
+    }
+
 protected:
     void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
 
@@ -130,6 +150,12 @@ struct AdamOptions {
 class Adam : public Optimizer {
 public:
     Adam(std::vector<Tensor> params, AdamOptions o = {});
+
+    std::vector<std::string> slot_names() const override {
+        std::vector<std::string> n{"exp_avg", "exp_avg_sq"};
+        if (o_.amsgrad) n.push_back("max_exp_avg_sq");
+        return n;
+    }
 
 protected:
     void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
