@@ -5,11 +5,25 @@
 // to keep up to 512 MiB of freed memory for reuse. XGRAD_KEEP_FREED_MEMORY=0 opts out.
 
 #include <malloc.h>
+#include <sys/sysinfo.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+
+#include "detail/check.hpp"
 
 namespace xgrad::detail {
+
+std::size_t memory_bytes() {
+    static const std::size_t bytes = [] {
+        struct sysinfo info {};
+        if (sysinfo(&info) != 0) return std::numeric_limits<std::size_t>::max();
+        return (static_cast<std::size_t>(info.totalram) + info.totalswap) * info.mem_unit;
+    }();
+    return bytes;
+}
+
 namespace {
 
 const bool kKeepFreedMemory = [] {

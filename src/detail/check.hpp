@@ -55,16 +55,25 @@ inline std::size_t checked_elements(const char* op, const Shape& shape, std::siz
     return count;
 }
 
+// Bytes of RAM and swap together: a dense array larger than that cannot be filled, whatever
+// the kernel's overcommit policy lets mmap promise (src/memory.cpp).
+std::size_t memory_bytes();
+
 // Runs `make` (an allocation of a user-sized array), turning a failed allocation into a
-// ValueError that names the op and the shape instead of a bare std::bad_alloc.
+// ValueError that names the op and the shape instead of a bare std::bad_alloc. An array larger
+// than the machine's memory is refused before anything is asked of the allocator.
 template <class Make>
 auto allocating(const char* op, const Shape& shape, std::size_t element_bytes, Make make) {
     const std::size_t count = checked_elements(op, shape, element_bytes);
+    auto refuse = [&] {
+        return ValueError(fmt::format("{}: cannot allocate {} bytes for the shape {} ({} bytes of memory and swap)",
+                                      op, count * element_bytes, to_string(shape), memory_bytes()));
+    };
+    if (count * element_bytes > memory_bytes()) throw refuse();
     try {
         return make();
     } catch (const std::bad_alloc&) {
-        throw ValueError(fmt::format("{}: cannot allocate {} bytes for the shape {}", op, count * element_bytes,
-                                     to_string(shape)));
+        throw refuse();
     }
 }
 

@@ -6,7 +6,7 @@
 
 namespace xgrad {
 
-/// max(x, 0); the gradient at 0 is 0.
+/// max(x, 0); the gradient at 0 is 0. NaN stays NaN (as in PyTorch and numpy).
 template <class T> basic_tensor<T> relu(const basic_tensor<T>& x);
 /// x for x > 0, slope·x otherwise.
 template <class T> basic_tensor<T> leaky_relu(const basic_tensor<T>& x, double slope = 0.01);
@@ -17,8 +17,10 @@ template <class T> basic_tensor<T> tanh(const basic_tensor<T>& x);
 /// e^x / sum(e^x) along `axis` (default: the last). Subtracts the maximum of each slice
 /// first, so any finite logits give finite probabilities. Throws ShapeError for a bad axis.
 template <class T> basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis = -1);
-/// log(softmax(x)) along `axis`, computed as x - max - log(sum(e^(x - max))): finite for
-/// logits of any size. Throws ShapeError for a bad axis.
+/// log(softmax(x)) along `axis`, computed as x - max - log(sum(e^(x - max))) in a wider type
+/// (double for float, long double for double): finite for any finite logits, exact where the
+/// result fits T, saturated at T's lowest value where it does not (float logits of ±3e38
+/// give -3.4e38, not -inf). Throws ShapeError for a bad axis.
 template <class T> basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis = -1);
 
 }  // namespace xgrad

@@ -11,10 +11,12 @@ enum class Reduction {
     none,  ///< one value per sample, shape [N] (mse_loss and the binary losses: x's shape)
 };
 
-/// Softmax cross-entropy from logits [N, K] with its log-softmax fused in: finite for logits
-/// of any size. `target` is either class indices [N] (integer values in [0, K)) or
-/// per-class probabilities [N, K] (one-hot or soft). Do not apply softmax to the logits
-/// first. Throws ShapeError (shapes) and ValueError (a label outside [0, K) or not integer).
+/// Softmax cross-entropy from logits [N, K] with its log-softmax fused in, computed in a
+/// wider type (as log_softmax): finite for any finite logits, saturated at T's largest value
+/// where a loss does not fit T; the mean is summed in long double. `target` is either class
+/// indices [N] (integer values in [0, K)) or per-class probabilities [N, K] (one-hot or
+/// soft). Do not apply softmax to the logits first. Throws ShapeError (shapes, K = 0) and
+/// ValueError (a label outside [0, K) or not integer).
 template <class T>
 basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<T>& target,
                               Reduction reduction = Reduction::mean);

@@ -21,9 +21,10 @@ struct Pool2dOptions {
 };
 
 /// x [N, H, W, C] -> [N, OH, OW, C], the largest value of each window. Its gradient goes to
-/// exactly one input per output: the first maximum of the window in row-major order.
-/// Throws ShapeError (rank, a window larger than the padded input) and ValueError (kernel
-/// or stride below 1, padding negative or above half the kernel).
+/// exactly one input per output: the first maximum of the window in row-major order (a NaN
+/// counts as the maximum and propagates). Throws ShapeError (rank, H or W of 0, a window
+/// larger than the padded input) and ValueError (kernel or stride below 1, padding negative
+/// or above half the kernel).
 template <class T> basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
 /// x [N, H, W, C] -> [N, OH, OW, C], the mean of each window. Throws as max_pool2d.
 template <class T> basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});

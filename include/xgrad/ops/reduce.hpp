@@ -21,6 +21,7 @@ template <class T> basic_tensor<T> mean(const basic_tensor<T>& x);
 /// Mean over `axes`.
 template <class T> basic_tensor<T> mean(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
 /// Largest element, as a 0-D tensor. The gradient goes to the first maximum (row-major).
+/// NaN counts as larger than any number: a NaN anywhere gives NaN, its gradient to the first NaN.
 template <class T> basic_tensor<T> max(const basic_tensor<T>& x);
 /// Largest element over `axes`; the gradient of each output goes to exactly one input, the
 /// first maximum of its slice in row-major order (tied maxima are counted once).
