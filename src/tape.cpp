@@ -5,6 +5,8 @@
 #include <cmath>
 #include <array>
 #include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -120,13 +122,13 @@ void check_versions(const TapeEntry<T>& entry, const Node<T>& output) {
     }
 }
 
-// The entries reachable from `root`, each with its output node, in reverse record order.
+// The entries reachable from `roots`, each with its output node, in reverse record order.
 template <class T>
 std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> reachable(
-    const std::shared_ptr<Node<T>>& root) {
+    const std::vector<std::shared_ptr<Node<T>>>& roots) {
     std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> order;
     std::unordered_set<const TapeEntry<T>*> seen;
-    std::vector<std::shared_ptr<Node<T>>> stack{root};
+    std::vector<std::shared_ptr<Node<T>>> stack = roots;
     while (!stack.empty()) {
         auto node = std::move(stack.back());
         stack.pop_back();
@@ -154,24 +156,69 @@ void accumulate_into(Node<T>& node, const xt::xarray<T>& g) {
         node.grad = g;
 }
 
+// Runs `gradient` (a node's completed gradient) through the node's hooks, in order.
 template <class T>
-void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& grad_output) {
-    detail::check_value(root->requires_grad,
-                        "backward: the tensor of shape {} does not require grad (no input of "
-                        "its graph does, or it was computed under NoGradGuard)",
-                        root->value.shape());
-    detail::check_shape(grad_output.shape() == root->value.shape(),
-                        "backward: output gradient has shape {} but the output has shape {}",
-                        grad_output.shape(), root->value.shape());
-    auto order = reachable(root);  // checks that nothing was freed or modified before touching any gradient
-    accumulate_into(*root, grad_output);
+void run_hooks(const Node<T>& node, xt::xarray<T>& gradient) {
+    for (const auto& hook : node.hooks) {
+        auto replaced = hook(gradient);
+        if (!replaced) continue;
+        detail::check_shape(replaced->shape() == node.value.shape(),
+                            "register_hook: a hook returned a gradient of shape {} for a tensor of shape {}",
+                            replaced->shape(), node.value.shape());
+        gradient = std::move(*replaced);
+    }
+}
+
+// One backward pass from `roots` (seeded with `seeds`). Intermediate gradients live in their
+// nodes for the pass; a leaf's gradient goes straight into its `grad` (locked), except when
+// it has hooks or when the pass captures gradients for grad(): then it is summed apart first.
+// With `capture`, the gradients of those nodes are returned and no leaf's `grad` changes.
+template <class T>
+std::vector<std::optional<xt::xarray<T>>> run_backward(const std::vector<std::shared_ptr<Node<T>>>& roots,
+                                                        const std::vector<xt::xarray<T>>& seeds,
+                                                        bool retain_graph,
+                                                        const std::vector<std::shared_ptr<Node<T>>>* capture) {
+    for (std::size_t i = 0; i < roots.size(); ++i) {
+        detail::check_value(roots[i]->requires_grad,
+                            "backward: the tensor of shape {} does not require grad (no input of "
+                            "its graph does, or it was computed under NoGradGuard)",
+                            roots[i]->value.shape());
+        detail::check_shape(seeds[i].shape() == roots[i]->value.shape(),
+                            "backward: output gradient has shape {} but the output has shape {}",
+                            seeds[i].shape(), roots[i]->value.shape());
+    }
+    auto order = reachable(roots);  // checks that nothing was freed or modified before touching any gradient
+    for (auto& [entry, node] : order) node->grad.reset();  // left over by a pass that threw
+    // Leaves whose gradient is summed apart: hooked ones, and every leaf when capturing.
+    std::unordered_map<Node<T>*, std::optional<xt::xarray<T>>> apart;
+    auto summed_apart = [&](Node<T>* n) { return !n->producer && (capture || !n->hooks.empty()); };
+    auto accumulator = [&](Node<T>* n) -> std::optional<xt::xarray<T>>& {
+        return summed_apart(n) ? apart[n] : n->grad;
+    };
+    std::vector<std::optional<xt::xarray<T>>> captured(capture ? capture->size() : 0);
+    auto capture_now = [&](Node<T>* n, const xt::xarray<T>& g) {
+        for (std::size_t i = 0; i < captured.size(); ++i)
+            if ((*capture)[i].get() == n) captured[i] = g;
+    };
+    for (std::size_t i = 0; i < roots.size(); ++i) {
+        Node<T>* r = roots[i].get();
+        if (r->producer || summed_apart(r)) {
+            auto& acc = accumulator(r);
+            if (acc) *acc += seeds[i];
+            else acc = seeds[i];
+        } else {
+            accumulate_into(*r, seeds[i]);
+        }
+    }
     for (auto& [entry, node] : order) {
         if (node->grad) {
-            // The accumulators this rule adds into, each locked once (an input may come twice),
-            // in address order so that two threads never wait for each other in a cycle.
+            run_hooks(*node, *node->grad);
+            if (capture) capture_now(node.get(), *node->grad);
+            // The accumulators this rule adds into in place, each locked once (an input may
+            // come twice), in address order so that two threads never wait in a cycle.
             std::vector<Node<T>*> targets;
             for (const auto& in : entry->inputs)
-                if (in->requires_grad) targets.push_back(in.get());
+                if (in->requires_grad && !summed_apart(in.get())) targets.push_back(in.get());
             std::sort(targets.begin(), targets.end());
             targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
             std::vector<std::unique_lock<std::mutex>> locks;
@@ -180,8 +227,13 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& gra
             std::vector<xt::xarray<T>*> slots;
             slots.reserve(entry->inputs.size());
             for (const auto& in : entry->inputs) {
-                if (in->requires_grad && !in->grad) in->grad = xt::zeros<T>(in->value.shape());
-                slots.push_back(in->requires_grad ? &*in->grad : nullptr);
+                if (!in->requires_grad) {
+                    slots.push_back(nullptr);
+                    continue;
+                }
+                auto& acc = accumulator(in.get());
+                if (!acc) acc = xt::zeros<T>(in->value.shape());
+                slots.push_back(&*acc);
             }
             Grads<T> grads(std::move(slots), node->value);
             entry->backward(*node->grad, grads);
@@ -199,28 +251,135 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& gra
             }
         }
         node->grad.reset();  // an intermediate's gradient is used once, then released
-        entry->backward = nullptr;
-        entry->inputs.clear();
-        entry->freed = true;
+        if (!retain_graph) {
+            entry->backward = nullptr;
+            entry->inputs.clear();
+            entry->freed = true;
+        }
     }
+    // Leaves summed apart: through their hooks, then captured or added to their gradient.
+    for (auto& [leaf, g] : apart) {
+        if (!g) continue;
+        run_hooks(*leaf, *g);
+        if (capture)
+            capture_now(leaf, *g);
+        else
+            accumulate_into(*leaf, *g);
+    }
+    return captured;
 }
 
 }  // namespace
 
 template <class T>
-void basic_tensor<T>::backward() const {
+void basic_tensor<T>::backward(BackwardOptions options) const {
     const auto& n = checked_node();
     detail::check_value(n.value.size() == 1,
                         "backward: output has shape {}; call backward(grad_output) for a "
                         "non-scalar output",
                         n.value.shape());
-    backward(xt::ones<T>(n.value.shape()));
+    backward(xt::ones<T>(n.value.shape()), options);
 }
 
 template <class T>
-void basic_tensor<T>::backward(const array_type& grad_output) const {
+void basic_tensor<T>::backward(const array_type& grad_output, BackwardOptions options) const {
     checked_node();
-    run_backward(node_, grad_output);
+    run_backward<T>({node_}, {grad_output}, options.retain_graph, nullptr);
+}
+
+template <class T>
+void basic_tensor<T>::register_hook(GradHook hook) {
+    checked_node();
+    detail::check_value(requires_grad(), "register_hook: the tensor of shape {} does not require grad, so no "
+                                         "gradient will reach it", shape());
+    detail::check_value(static_cast<bool>(hook), "register_hook: the hook is empty");
+    node_->hooks.push_back(std::move(hook));
+}
+
+template <class T>
+void basic_tensor<T>::remove_hooks() {
+    checked_node().hooks.clear();
+}
+
+template <class T>
+std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,
+                                  const std::vector<basic_tensor<T>>& inputs, const GradOptions<T>& options) {
+    detail::check_value(!options.create_graph,
+                        "grad: create_graph is not available yet (backward rules are not differentiable "
+                        "tensors ops; issue 13)");
+    detail::check_value(!outputs.empty(), "grad: no outputs given");
+    detail::check_value(options.grad_outputs.empty() || options.grad_outputs.size() == outputs.size(),
+                        "grad: {} grad_outputs for {} outputs", options.grad_outputs.size(), outputs.size());
+    std::vector<std::shared_ptr<Node<T>>> roots, wanted;
+    std::vector<xt::xarray<T>> seeds;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        const auto& y = outputs[i];
+        detail::check_value(y.defined(), "grad: output {} is undefined", i);
+        if (options.grad_outputs.empty())
+            detail::check_value(y.size() == 1,
+                                "grad: output {} has shape {}; give grad_outputs for a non-scalar output", i,
+                                y.shape());
+        seeds.push_back(options.grad_outputs.empty() ? xt::xarray<T>(xt::ones<T>(y.shape()))
+                                                     : options.grad_outputs[i]);
+        roots.push_back(y.node());
+    }
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        detail::check_value(inputs[i].defined() && inputs[i].requires_grad(),
+                            "grad: input {} does not require grad", i);
+        wanted.push_back(inputs[i].node());
+    }
+    auto captured = run_backward<T>(roots, seeds, options.retain_graph, &wanted);
+    std::vector<basic_tensor<T>> out;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        detail::check_value(captured[i].has_value() || options.allow_unused,
+                            "grad: input {} (shape {}) is not used by the outputs' graph; pass "
+                            ".allow_unused = true to get an undefined tensor for it",
+                            i, inputs[i].shape());
+        out.push_back(captured[i] ? basic_tensor<T>(std::move(*captured[i])) : basic_tensor<T>());
+    }
+    return out;
+}
+
+template <class T>
+std::vector<basic_tensor<T>> grad(const basic_tensor<T>& output,
+                                  const std::vector<std::type_identity_t<basic_tensor<T>>>& inputs,
+                                  const GradOptions<std::type_identity_t<T>>& options) {
+    return grad(std::vector<basic_tensor<T>>{output}, inputs, options);
+}
+
+template <class T>
+std::string to_dot(const basic_tensor<T>& root) {
+    std::string out = "digraph xgrad {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
+    std::unordered_map<const Node<T>*, std::size_t> ids;
+    auto tensor_id = [&](const std::shared_ptr<Node<T>>& n) {
+        const auto [it, fresh] = ids.emplace(n.get(), ids.size());
+        if (fresh) {
+            const bool parameter = !n->producer && n->requires_grad;
+            out += fmt::format("  t{} [shape=ellipse, label=\"{}{}\"{}];\n", it->second, to_string(n->value.shape()),
+                               parameter ? "\\nrequires grad" : "",
+                               parameter ? ", style=filled, fillcolor=\"#cde4ff\"" : "");
+        }
+        return it->second;
+    };
+    std::unordered_set<const TapeEntry<T>*> seen;
+    std::vector<std::shared_ptr<Node<T>>> stack{root.node()};
+    tensor_id(root.node());
+    std::size_t ops = 0;
+    while (!stack.empty()) {
+        auto node = std::move(stack.back());
+        stack.pop_back();
+        const TapeEntry<T>* e = node->producer.get();
+        if (!e || !seen.insert(e).second) continue;
+        const std::size_t op = ops++;
+        out += fmt::format("  op{} [shape=box, style=rounded, label=\"{}{}\"];\n", op, e->op,
+                           e->freed ? "\\n(freed)" : "");
+        out += fmt::format("  op{} -> t{};\n", op, tensor_id(node));
+        for (const auto& in : e->inputs) {
+            out += fmt::format("  t{} -> op{};\n", tensor_id(in), op);
+            stack.push_back(in);
+        }
+    }
+    return out + "}\n";
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                    \
@@ -228,8 +387,16 @@ void basic_tensor<T>::backward(const array_type& grad_output) const {
                             std::type_identity_t<BackwardFn<T>>);                              \
     template void record<T>(std::string, std::initializer_list<basic_tensor<T>>,               \
                             basic_tensor<T>&, std::type_identity_t<BackwardFn<T>>);            \
-    template void basic_tensor<T>::backward() const;                                            \
-    template void basic_tensor<T>::backward(const xt::xarray<T>&) const;
+    template void basic_tensor<T>::backward(BackwardOptions) const;                             \
+    template void basic_tensor<T>::backward(const xt::xarray<T>&, BackwardOptions) const;       \
+    template void basic_tensor<T>::register_hook(GradHook);                                     \
+    template void basic_tensor<T>::remove_hooks();                                              \
+    template std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>&,             \
+                                               const std::vector<basic_tensor<T>>&, const GradOptions<T>&); \
+    template std::vector<basic_tensor<T>> grad(const basic_tensor<T>&,                          \
+                                               const std::vector<std::type_identity_t<basic_tensor<T>>>&, \
+                                               const GradOptions<std::type_identity_t<T>>&);    \
+    template std::string to_dot(const basic_tensor<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -1,4 +1,6 @@
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -223,4 +225,78 @@ TEST_CASE("tape: a value modified after an op recorded it makes backward throw, 
         y.backward();
         CHECK(array_diff(x.grad(), xt::xarray<double>{2, 4}) == "");
     }
+}
+
+TEST_CASE("tape: grad returns gradients as tensors without touching grad()", "[tape][grad]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true), w(xt::xarray<double>{3, -1}, true);
+    auto h = x * w;                     // intermediate
+    auto loss = xgrad::sum(h * h);      // Σ (x w)², d/dx = 2 x w², d/dw = 2 w x², d/dh = 2h
+    auto g = xgrad::grad(loss, {x, w, h}, {.retain_graph = true});
+    REQUIRE(g.size() == 3);
+    CHECK(array_diff(g[0].value(), xt::xarray<double>{18, 4}) == "");
+    CHECK(array_diff(g[1].value(), xt::xarray<double>{6, -8}) == "");
+    CHECK(array_diff(g[2].value(), xt::xarray<double>{6, -4}) == "");
+    CHECK_FALSE(x.has_grad());
+    CHECK_FALSE(w.has_grad());
+    // The graph was retained: backward still works, and accumulates as usual.
+    loss.backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{18, 4}) == "");
+}
+
+TEST_CASE("tape: grad with grad_outputs, several outputs and unused inputs", "[tape][grad]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true), unused(xt::xarray<double>{5}, true);
+    auto a = x * 2.0, b = x * x;
+    auto g = xgrad::grad<double>({a, b}, {x}, {.grad_outputs = {xt::xarray<double>{1, 1}, xt::xarray<double>{1, 0}}});
+    CHECK(array_diff(g[0].value(), xt::xarray<double>{4, 2}) == "");  // 2 + [2x, 0]
+    auto y = xgrad::sum(x);
+    REQUIRE_THROWS_WITH(xgrad::grad(y, {unused}, {.retain_graph = true}), Contains("not used"));
+    auto g2 = xgrad::grad(y, {x, unused}, {.allow_unused = true});
+    CHECK(g2[0].defined());
+    CHECK_FALSE(g2[1].defined());
+    REQUIRE_THROWS_WITH(xgrad::grad(xgrad::sum(x * 1.0), {x}, {.create_graph = true}), Contains("create_graph"));
+    REQUIRE_THROWS_WITH(xgrad::grad(x * 1.0, {x}), Contains("grad_outputs"));
+}
+
+TEST_CASE("tape: retain_graph lets backward run twice; without it the second throws", "[tape]") {
+    Tensor64 x(xt::xarray<double>{3.0}, true);
+    auto y = xgrad::sum(x * x);
+    y.backward(xgrad::BackwardOptions{.retain_graph = true});
+    y.backward();
+    CHECK(x.grad()(0) == 12);
+    REQUIRE_THROWS_WITH(y.backward(), Contains("freed"));
+}
+
+TEST_CASE("tape: hooks see and may replace gradients of intermediates and leaves", "[tape][hooks]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    auto h = x * 3.0;
+    std::vector<double> seen;
+    h.register_hook([&](const auto& g) -> std::optional<xt::xarray<double>> {
+        seen.assign(g.begin(), g.end());
+        return xt::xarray<double>(g * 10.0);  // scale what flows on to x
+    });
+    int leaf_calls = 0;
+    x.register_hook([&](const auto&) -> std::optional<xt::xarray<double>> {
+        ++leaf_calls;
+        return std::nullopt;
+    });
+    auto y = xgrad::sum(h * h);  // dy/dh = 2h = [6, 12]
+    y.backward();
+    CHECK(seen == std::vector<double>{6, 12});
+    CHECK(array_diff(x.grad(), xt::xarray<double>{180, 360}) == "");  // 3 · 10 · 2h
+    CHECK(leaf_calls == 1);  // once per pass, with the summed gradient
+    Tensor64 c(xt::xarray<double>{1.0});
+    REQUIRE_THROWS_AS(c.register_hook([](const auto&) { return std::optional<xt::xarray<double>>{}; }),
+                      xgrad::ValueError);
+    x.register_hook([](const auto&) { return std::optional(xt::xarray<double>{1, 2, 3}); });
+    REQUIRE_THROWS_WITH(xgrad::sum(x * 1.0).backward(), Contains("register_hook") && Contains("[3]"));
+    x.remove_hooks();
+}
+
+TEST_CASE("tape: to_dot writes the recorded graph as Graphviz text", "[tape][dot]") {
+    Tensor64 x(xt::xarray<double>{{1, 2}}, true), w(xgrad_test::column({1, 2}), true);
+    auto loss = xgrad::sum(xgrad::relu(xgrad::matmul(x, w)));
+    const std::string dot = xgrad::to_dot(loss);
+    CHECK_THAT(dot, Contains("digraph xgrad") && Contains("matmul") && Contains("relu") && Contains("sum") &&
+                        Contains("[1, 2]") && Contains("[2, 1]") && Contains("requires grad"));
+    CHECK(dot.back() == '\n');
 }

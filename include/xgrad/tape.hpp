@@ -92,6 +92,44 @@ void record(OpKind op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<
     record(std::string(op_name(op)), inputs, out, std::move(backward));
 }
 
+/// Options of grad(), as torch.autograd.grad's.
+template <class T>
+struct GradOptions {
+    /// dL/d(output i), each shaped like its output; empty means ones (scalar outputs only).
+    std::vector<xt::xarray<T>> grad_outputs{};
+    /// Record the backward pass so that the gradients can be differentiated again. Not
+    /// available yet: true throws ValueError.
+    bool create_graph = false;
+    /// Keep the graph for another backward() or grad() (freed otherwise).
+    bool retain_graph = false;
+    /// An input the outputs do not depend on gets an undefined tensor instead of an error.
+    bool allow_unused = false;
+};
+
+/// The gradients of the outputs (summed, each weighted by its grad_output) with respect to
+/// each input, as new tensors; no tensor's grad() changes. Inputs may be leaves or
+/// intermediate tensors of the graph. Throws ValueError for an input that does not require
+/// grad or is unused (without allow_unused), a non-scalar output without grad_outputs, or a
+/// freed graph; ShapeError for a grad_output of the wrong shape.
+///
+/// ```
+/// auto g = xgrad::grad(loss, {x, w});   // g[0] = dloss/dx, g[1] = dloss/dw
+/// ```
+template <class T>
+std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,
+                                  const std::vector<basic_tensor<T>>& inputs, const GradOptions<T>& options = {});
+/// The same for one output.
+template <class T>
+std::vector<basic_tensor<T>> grad(const basic_tensor<T>& output,
+                                  const std::vector<std::type_identity_t<basic_tensor<T>>>& inputs,
+                                  const GradOptions<std::type_identity_t<T>>& options = {});
+
+/// The graph that produced `root`, as Graphviz dot text: one box per recorded op (its name),
+/// one ellipse per tensor (its shape; leaves that require grad are marked as parameters),
+/// edges from inputs to ops to outputs. `dot -Tpng` renders it.
+template <class T>
+std::string to_dot(const basic_tensor<T>& root);
+
 /// True when ops record themselves on this thread's tape (the default).
 bool grad_enabled();
 

@@ -2,7 +2,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -22,6 +24,13 @@ namespace detail {
 template <class T>
 struct Node;
 }
+
+/// Options of backward().
+struct BackwardOptions {
+    /// Keep the graph after the pass, so that it can be backpropagated again (the default
+    /// frees it: a second backward() then throws).
+    bool retain_graph = false;
+};
 
 /// A cheap, shared handle to a value (`xt::xarray<T>`, row-major, contiguous), its
 /// optional gradient, and the tape entry that produced it. Copies share the same tensor,
@@ -83,9 +92,24 @@ public:
     /// scalar, does not require grad, its graph was freed by an earlier backward(), or a value
     /// in it was modified after it was recorded (then no gradient is touched). Threads may
     /// backpropagate into shared leaves at the same time: each leaf's accumulation is locked.
-    void backward() const;
+    void backward(BackwardOptions options = {}) const;
     /// Backpropagates `grad_output` (dL/dthis, same shape as this tensor). Throws ShapeError.
-    void backward(const array_type& grad_output) const;
+    void backward(const array_type& grad_output, BackwardOptions options = {}) const;
+
+    /// A function of a tensor's gradient: returns nothing to inspect it, or a replacement of
+    /// the same shape.
+    using GradHook = std::function<std::optional<array_type>(const array_type&)>;
+    /// Runs `hook` on this tensor's gradient in every backward pass (and grad()) that reaches
+    /// it, once the pass has summed it over all paths: for an intermediate before it flows on
+    /// to the inputs, for a leaf before it is added to grad(). Hooks run in the order they
+    /// were registered. Throws ValueError when the tensor does not require grad.
+    ///
+    /// ```
+    /// h.register_hook([](const auto& g) { return std::optional(xt::xarray<float>(g * 0.5f)); });
+    /// ```
+    void register_hook(GradHook hook);
+    /// Removes every hook of this tensor.
+    void remove_hooks();
 
     /// The single value of a size-1 tensor. Throws ValueError otherwise.
     T item() const;

@@ -3,6 +3,7 @@
 // The tape's data structures. Private: users see them only through basic_tensor and record().
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,6 +29,9 @@ struct Node {
     // Held while a backward rule adds into `grad`: threads that backpropagate into a shared
     // leaf (a parameter of two models run in parallel) must not lose each other's updates.
     std::mutex grad_mutex;
+    // register_hook(): run in order on this tensor's gradient once a backward pass has
+    // completed it (for a leaf: before it is added to `grad`); each may replace it.
+    std::vector<std::function<std::optional<xt::xarray<T>>(const xt::xarray<T>&)>> hooks;
     // The entry that produced this value; null for leaves. The output owns its entry, so a
     // graph that nobody holds any more is freed with its last tensor.
     std::shared_ptr<TapeEntry<T>> producer;
