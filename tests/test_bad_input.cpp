@@ -349,7 +349,7 @@ TEST_CASE("bad input: sizes that overflow, odd geometries and degenerate states"
     expect<ValueError>("max_pool2d with padding near 2^30",
                        [&] { xgrad::max_pool2d(t({1, 4, 4, 1}), {.kernel = 3, .padding = 1 << 30}); },
                        {"max_pool2d", "padding", "[1, 4, 4, 1]"});
-    expect<ValueError>("avg_pool2d with padding 2^30 and a kernel of 2^31 - 1",
+    expect<ValueError>("avg_pool2d with a height padding of 2^30",
                        [&] { xgrad::avg_pool2d(t({1, 4, 4, 1}), {.kernel = 3, .padding = {1 << 30, 1}}); },
                        {"avg_pool2d"});
     expect<ShapeError>("max_pool2d over an image without rows, padded",
