@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
     auto features = xgrad::max_pool2d(conv(x), {.kernel = 2});
     // A hook on an intermediate: the size of the gradient that reaches the conv features.
     double feature_grad_norm = 0;
-    features.register_hook([&](const auto& g) -> std::optional<xt::xarray<float>> {
-        for (const float v : g) feature_grad_norm += static_cast<double>(v) * v;
+    features.register_hook([&](const xgrad::Tensor& g) -> std::optional<xgrad::Tensor> {
+        for (const float v : g.value()) feature_grad_norm += static_cast<double>(v) * v;
         return std::nullopt;
     });
     const auto loss = xgrad::cross_entropy(dense(xgrad::flatten(features)), labels);

@@ -11,6 +11,8 @@
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "detail/node.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -150,10 +152,127 @@ GradcheckReport check(const GradcheckFn& fn, const std::vector<Tensor64>& inputs
     return r;
 }
 
-}  // namespace
+// s = Σ_i sum(g_i · u_i) over the gradients that are defined, as a tensor (undefined when none is).
+Tensor64 weighted_sum(const std::vector<Tensor64>& g, const std::vector<xt::xarray<double>>& u) {
+    Tensor64 s;
+    for (std::size_t k = 0; k < g.size(); ++k) {
+        if (!g[k].defined()) continue;
+        auto term = sum(g[k] * Tensor64(u[k]));
+        s = s.defined() ? s + term : term;
+    }
+    return s;
+}
 
-GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
-                          const GradcheckOptions& options) {
+GradcheckReport check_second(const GradcheckFn& fn, const std::vector<Tensor64>& inputs, const GradcheckOptions& o) {
+    GradcheckReport r;
+    auto fail = [&r](std::string msg) {
+        if (r.passed) r.message = std::move(msg);
+        r.passed = false;
+    };
+    EnableGradGuard grad_on;
+    std::vector<std::size_t> wrt;  // the inputs that require grad
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (inputs[i].requires_grad()) wrt.push_back(i);
+
+    std::mt19937_64 gen(o.seed);
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    auto random_like = [&](const Shape& shape) {
+        xt::xarray<double> a = xt::empty<double>(shape);
+        for (auto& e : a) e = dist(gen);
+        return a;
+    };
+    auto xs = fresh_copies(inputs);
+    const Tensor64 y = fn(xs);
+    const std::string shapes = fmt::format("inputs {}; output {}", shapes_of(xs), to_string(y.shape()));
+    if (!y.requires_grad()) {
+        fail("the output does not require grad: no recorded op connects it to an input; " + shapes);
+        return r;
+    }
+    const xt::xarray<double> v = random_like(y.shape());
+    std::vector<xt::xarray<double>> u;
+    for (auto i : wrt) u.push_back(random_like(xs[i].shape()));
+    auto chosen = [&](const std::vector<Tensor64>& at) {
+        std::vector<Tensor64> c;
+        for (auto i : wrt) c.push_back(at[i]);
+        return c;
+    };
+
+    // s by a plain first-order pass, at the inputs `at` and output gradient `vv`.
+    auto s_first = [&](const std::vector<Tensor64>& at, const xt::xarray<double>& vv) {
+        auto copies = fresh_copies(at);
+        const auto g = grad(fn(copies), chosen(copies), {.grad_outputs = {Tensor64(vv)}, .allow_unused = true});
+        double s = 0;
+        for (std::size_t k = 0; k < g.size(); ++k)
+            if (g[k].defined()) s += xt::sum(g[k].value() * u[k])();
+        return s;
+    };
+
+    // The gradient with its graph; it must equal the plain one.
+    const Tensor64 vt(v, true);
+    const auto g = grad(y, chosen(xs), {.grad_outputs = {vt}, .create_graph = true, .allow_unused = true});
+    {
+        auto copies = fresh_copies(inputs);
+        const auto plain = grad(fn(copies), chosen(copies), {.grad_outputs = {Tensor64(v)}, .allow_unused = true});
+        for (std::size_t k = 0; k < g.size(); ++k) {
+            const bool same = g[k].defined() == plain[k].defined() &&
+                              (!g[k].defined() || xt::allclose(g[k].value(), plain[k].value(), 1e-10, 1e-12));
+            if (!same)
+                fail(fmt::format("input {}: the gradient computed with create_graph differs from the plain one; {}",
+                                 wrt[k], shapes));
+        }
+    }
+    const Tensor64 s = weighted_sum(g, u);
+    // d s / d x_j for every input, and d s / d v; zeros where s does not depend on one.
+    std::vector<Tensor64> targets = chosen(xs);
+    targets.push_back(vt);
+    std::vector<Tensor64> h(targets.size());
+    if (s.defined() && s.requires_grad()) h = grad(s, targets, {.allow_unused = true});
+
+    bool any_nonzero = false;
+    for (std::size_t t = 0; t < targets.size(); ++t) {
+        const bool is_v = t + 1 == targets.size();
+        const std::string what = is_v ? std::string("the output gradient v") : fmt::format("input {}", wrt[t]);
+        const xt::xarray<double> analytic =
+            h[t].defined() ? h[t].value() : xgrad::zeros<double>(targets[t].shape()).value();
+        double max_analytic = 0, max_numeric = 0;
+        std::vector<Tensor64> at = fresh_copies(inputs);
+        xt::xarray<double> vv = v;
+        xt::xarray<double>& x = is_v ? vv : at[wrt[t]].mutable_value();
+        for (std::size_t k = 0; k < x.size(); ++k) {
+            const double orig = x.data()[k];
+            x.data()[k] = orig + o.eps;
+            const double fp = s_first(at, vv);
+            x.data()[k] = orig - o.eps;
+            const double fm = s_first(at, vv);
+            x.data()[k] = orig;
+            const double n = (fp - fm) / (2 * o.eps);
+            const double a = analytic.data()[k];
+            const double err = std::abs(a - n);
+            max_analytic = std::max(max_analytic, std::abs(a));
+            max_numeric = std::max(max_numeric, std::abs(n));
+            r.max_abs_err = std::max(r.max_abs_err, err);
+            if (n != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::abs(n));
+            if (!(err <= o.atol + o.rtol * std::abs(n)))
+                fail(fmt::format("second order, d/d({}) at flat index {}, index {}: analytic {:.10g}, numeric "
+                                 "{:.10g} (|diff| {:.3g} > {:.3g}); {}",
+                                 what, k, multi_index(x.shape(), k), a, n, err, o.atol + o.rtol * std::abs(n),
+                                 shapes));
+        }
+        constexpr double kNonZero = 1e-8;
+        if (max_analytic == 0 && max_numeric > kNonZero)
+            fail(fmt::format("second order, d/d({}): the analytic derivative is all zero, the numeric one is not "
+                             "(max |numeric| {:.3g}); {}",
+                             what, max_numeric, shapes));
+        any_nonzero = any_nonzero || max_analytic != 0 || max_numeric > kNonZero;
+    }
+    if (!any_nonzero)
+        fail("second order: every derivative is zero, analytic and numeric, so this case proves nothing; " + shapes);
+    return r;
+}
+
+template <class Check>
+GradcheckReport guarded(Check check, const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                        const GradcheckOptions& options) {
     try {
         return check(fn, inputs, options);
     } catch (const std::exception& e) {
@@ -162,6 +281,18 @@ GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& in
         r.message = fmt::format("threw: {}; inputs {}", e.what(), shapes_of(inputs));
         return r;
     }
+}
+
+}  // namespace
+
+GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                          const GradcheckOptions& options) {
+    return guarded(check, fn, inputs, options);
+}
+
+GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                              const GradcheckOptions& options) {
+    return guarded(check_second, fn, inputs, options);
 }
 
 namespace detail {
@@ -187,16 +318,22 @@ void CaseRegistry::add(std::string op, std::string name, std::vector<CaseInput> 
                        GradcheckFn fn) {
     const std::string id = op + "/" + name;
     add(std::move(op), std::move(name),
-        [inputs = std::move(inputs), fn = std::move(fn), id](std::uint64_t seed) {
-            GradcheckOptions o;
-            o.seed = seed;
-            return gradcheck(fn, case_inputs(inputs, seed, id), o);
-        });
+        [inputs = std::move(inputs), id](std::uint64_t seed) { return case_inputs(inputs, seed, id); }, std::move(fn));
+}
+
+void CaseRegistry::add(std::string op, std::string name, std::function<std::vector<Tensor64>(std::uint64_t seed)> make,
+                       GradcheckFn fn) {
+    for (int order : {1, 2})
+        cases_.push_back({op, name, order, [make, fn, order](std::uint64_t seed) {
+                              GradcheckOptions o;
+                              o.seed = seed;
+                              return order == 1 ? gradcheck(fn, make(seed), o) : gradgradcheck(fn, make(seed), o);
+                          }});
 }
 
 void CaseRegistry::add(std::string op, std::string name,
                        std::function<GradcheckReport(std::uint64_t seed)> run) {
-    cases_.push_back({std::move(op), std::move(name), std::move(run)});
+    cases_.push_back({std::move(op), std::move(name), 1, std::move(run)});
 }
 
 }  // namespace detail

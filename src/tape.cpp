@@ -15,6 +15,7 @@
 
 #include "detail/check.hpp"
 #include "detail/node.hpp"
+#include "xgrad/ops/elementwise.hpp"
 
 namespace xgrad {
 
@@ -29,9 +30,15 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "conv2d", "max_pool2d", "avg_pool2d",
     "batch_norm", "dropout",
     "cross_entropy", "mse_loss", "binary_cross_entropy",
+    "broadcast_to", "slice", "relu_backward",
+    "conv2d_input_grad", "conv2d_weight_grad",
+    "max_pool2d_backward", "max_pool2d_gather", "avg_pool2d_backward",
 };
 
 thread_local bool t_grad_enabled = true;
+// The op whose backward rule this thread is running: an op the rule computes with reports a
+// NaN or Inf as that op's backward.
+thread_local const std::string* t_backward_of = nullptr;
 std::atomic<bool> g_detect_anomaly{false};
 
 template <class T>
@@ -48,6 +55,22 @@ std::string shapes_of(const std::vector<basic_tensor<T>>& inputs) {
 // Record order, process-wide: backward replays entries in decreasing order. Per thread, a
 // graph whose ops were recorded on two threads would be replayed in the wrong order.
 std::atomic<std::uint64_t> g_next_seq{0};
+
+// acc += g. With `graph`, as a recorded add (differentiable); otherwise in place when acc is
+// the only handle to its buffer, else into a new one (g may be another tensor's gradient, or
+// the very tensor a rule passed on twice).
+template <class T>
+void sum_into(basic_tensor<T>& acc, basic_tensor<T> g, bool graph) {
+    if (!acc.defined()) {
+        acc = std::move(g);
+    } else if (graph) {
+        acc = add(acc, g);
+    } else if (acc.node().use_count() == 1) {
+        acc.node()->value += g.value();
+    } else {
+        acc = basic_tensor<T>(xt::xarray<T>(acc.value() + g.value()));
+    }
+}
 
 }  // namespace
 
@@ -68,9 +91,13 @@ template <class T>
 void record(std::string op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<T>& out,
             std::type_identity_t<BackwardFn<T>> backward) {
     // Every op passes through here, recording or not: the place to catch a first NaN.
-    if (g_detect_anomaly)
-        detail::check_value(all_finite(out.value()), "anomaly: {} forward produced NaN or Inf; inputs {}, output {}",
-                            op, shapes_of(inputs), out.shape());
+    if (g_detect_anomaly && !all_finite(out.value())) {
+        if (t_backward_of)
+            throw ValueError(fmt::format("anomaly: {} backward produced NaN or Inf (in its {}); inputs {}, output {}",
+                                         *t_backward_of, op, shapes_of(inputs), out.shape()));
+        throw ValueError(fmt::format("anomaly: {} forward produced NaN or Inf; inputs {}, output {}", op,
+                                     shapes_of(inputs), out.shape()));
+    }
     if (!t_grad_enabled) return;
     const bool any = std::any_of(inputs.begin(), inputs.end(),
                                  [](const auto& x) { return x.requires_grad(); });
@@ -95,6 +122,18 @@ void record(std::string op, const std::vector<basic_tensor<T>>& inputs, basic_te
     entry->backward = std::move(backward);
     out.node()->producer = std::move(entry);
     out.node()->requires_grad = true;
+}
+
+template <class T>
+void Grads<T>::add(std::size_t i, basic_tensor<T> g) {
+    detail::check_value(i < needs_.size(), "{} backward: gradient for input {} of an op with {} inputs", op_, i,
+                        needs_.size());
+    if (!needs_[i]) return;
+    detail::check_value(g.defined(), "{} backward: the gradient of input {} is undefined", op_, i);
+    detail::check_shape(g.shape() == shapes_[i],
+                        "{} backward: the gradient of input {} has shape {} but the input has shape {}", op_, i,
+                        g.shape(), shapes_[i]);
+    sum_into(sums_[i], std::move(g), create_graph_);
 }
 
 template <class T>
@@ -147,37 +186,42 @@ std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> reachable(
     return order;
 }
 
+// A leaf's gradient += g (first order), locked: threads may backpropagate into one leaf.
 template <class T>
-void accumulate_into(Node<T>& node, const xt::xarray<T>& g) {
+void accumulate_into(Node<T>& node, basic_tensor<T> g) {
+    const bool owned = g.node().use_count() == 1;
     std::lock_guard lock(node.grad_mutex);
     if (node.grad)
-        *node.grad += g;
+        *node.grad += g.value();
+    else if (owned)
+        node.grad = std::move(g.node()->value);
     else
-        node.grad = g;
+        node.grad = g.value();
 }
 
 // Runs `gradient` (a node's completed gradient) through the node's hooks, in order.
 template <class T>
-void run_hooks(const Node<T>& node, xt::xarray<T>& gradient) {
+void run_hooks(const Node<T>& node, basic_tensor<T>& gradient) {
     for (const auto& hook : node.hooks) {
         auto replaced = hook(gradient);
         if (!replaced) continue;
-        detail::check_shape(replaced->shape() == node.value.shape(),
+        detail::check_shape(replaced->defined() && replaced->shape() == node.value.shape(),
                             "register_hook: a hook returned a gradient of shape {} for a tensor of shape {}",
-                            replaced->shape(), node.value.shape());
+                            replaced->defined() ? replaced->shape() : Shape{}, node.value.shape());
         gradient = std::move(*replaced);
     }
 }
 
-// One backward pass from `roots` (seeded with `seeds`). Intermediate gradients live in their
-// nodes for the pass; a leaf's gradient goes straight into its `grad` (locked), except when
-// it has hooks or when the pass captures gradients for grad(): then it is summed apart first.
-// With `capture`, the gradients of those nodes are returned and no leaf's `grad` changes.
+// One backward pass from `roots` (seeded with `seeds`). The gradients of intermediate tensors
+// live in `pending` for the pass; a leaf's gradient goes straight into its `grad` (locked),
+// except when it has hooks or when the pass captures gradients for grad(): then it is summed
+// apart first. With `capture`, the gradients of those nodes are returned and no leaf's
+// `grad` changes. With `create_graph`, rules run with recording on, so every gradient is
+// a tensor with a graph of its own.
 template <class T>
-std::vector<std::optional<xt::xarray<T>>> run_backward(const std::vector<std::shared_ptr<Node<T>>>& roots,
-                                                        const std::vector<xt::xarray<T>>& seeds,
-                                                        bool retain_graph,
-                                                        const std::vector<std::shared_ptr<Node<T>>>* capture) {
+std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node<T>>>& roots,
+                                          const std::vector<basic_tensor<T>>& seeds, bool retain_graph,
+                                          bool create_graph, const std::vector<std::shared_ptr<Node<T>>>* capture) {
     for (std::size_t i = 0; i < roots.size(); ++i) {
         detail::check_value(roots[i]->requires_grad,
                             "backward: the tensor of shape {} does not require grad (no input of "
@@ -188,69 +232,60 @@ std::vector<std::optional<xt::xarray<T>>> run_backward(const std::vector<std::sh
                             seeds[i].shape(), roots[i]->value.shape());
     }
     auto order = reachable(roots);  // checks that nothing was freed or modified before touching any gradient
-    for (auto& [entry, node] : order) node->grad.reset();  // left over by a pass that threw
-    // Leaves whose gradient is summed apart: hooked ones, and every leaf when capturing.
-    std::unordered_map<Node<T>*, std::optional<xt::xarray<T>>> apart;
-    auto summed_apart = [&](Node<T>* n) { return !n->producer && (capture || !n->hooks.empty()); };
-    auto accumulator = [&](Node<T>* n) -> std::optional<xt::xarray<T>>& {
-        return summed_apart(n) ? apart[n] : n->grad;
-    };
-    std::vector<std::optional<xt::xarray<T>>> captured(capture ? capture->size() : 0);
-    auto capture_now = [&](Node<T>* n, const xt::xarray<T>& g) {
+    // The gradient of every node reached so far: intermediates, and leaves summed apart.
+    std::unordered_map<Node<T>*, basic_tensor<T>> pending;
+    auto summed_apart = [&](Node<T>* n) { return n->producer || capture || !n->hooks.empty(); };
+    std::vector<basic_tensor<T>> captured(capture ? capture->size() : 0);
+    auto capture_now = [&](Node<T>* n, const basic_tensor<T>& g) {
         for (std::size_t i = 0; i < captured.size(); ++i)
             if ((*capture)[i].get() == n) captured[i] = g;
     };
-    for (std::size_t i = 0; i < roots.size(); ++i) {
-        Node<T>* r = roots[i].get();
-        if (r->producer || summed_apart(r)) {
-            auto& acc = accumulator(r);
-            if (acc) *acc += seeds[i];
-            else acc = seeds[i];
-        } else {
-            accumulate_into(*r, seeds[i]);
-        }
-    }
+    auto deliver = [&](Node<T>* n, basic_tensor<T> g) {
+        if (summed_apart(n))
+            sum_into(pending[n], std::move(g), create_graph);
+        else
+            accumulate_into(*n, std::move(g));
+    };
+    for (std::size_t i = 0; i < roots.size(); ++i) deliver(roots[i].get(), seeds[i]);
     for (auto& [entry, node] : order) {
-        if (node->grad) {
-            run_hooks(*node, *node->grad);
-            if (capture) capture_now(node.get(), *node->grad);
-            // The accumulators this rule adds into in place, each locked once (an input may
-            // come twice), in address order so that two threads never wait in a cycle.
-            std::vector<Node<T>*> targets;
-            for (const auto& in : entry->inputs)
-                if (in->requires_grad && !summed_apart(in.get())) targets.push_back(in.get());
-            std::sort(targets.begin(), targets.end());
-            targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
-            std::vector<std::unique_lock<std::mutex>> locks;
-            locks.reserve(targets.size());
-            for (Node<T>* t : targets) locks.emplace_back(t->grad_mutex);
-            std::vector<xt::xarray<T>*> slots;
-            slots.reserve(entry->inputs.size());
+        auto found = pending.find(node.get());
+        if (found != pending.end()) {
+            basic_tensor<T> gy = std::move(found->second);
+            pending.erase(found);  // an intermediate's gradient is used once, then released
+            run_hooks(*node, gy);
+            if (capture) capture_now(node.get(), gy);
+            std::vector<Shape> shapes;
+            std::vector<bool> needs;
+            shapes.reserve(entry->inputs.size());
+            needs.reserve(entry->inputs.size());
             for (const auto& in : entry->inputs) {
-                if (!in->requires_grad) {
-                    slots.push_back(nullptr);
-                    continue;
-                }
-                auto& acc = accumulator(in.get());
-                if (!acc) acc = xt::zeros<T>(in->value.shape());
-                slots.push_back(&*acc);
+                shapes.push_back(in->value.shape());
+                needs.push_back(in->requires_grad);
             }
-            Grads<T> grads(std::move(slots), node->value);
-            entry->backward(*node->grad, grads);
+            Grads<T> grads(entry->op, std::move(shapes), std::move(needs), basic_tensor<T>(node), create_graph);
+            {
+                std::optional<NoGradGuard> off;
+                std::optional<EnableGradGuard> on;
+                if (create_graph) on.emplace();
+                else off.emplace();
+                struct Context {  // restored on the way out, exception or not
+                    const std::string* previous = t_backward_of;
+                    explicit Context(const std::string* op) { t_backward_of = t_backward_of ? t_backward_of : op; }
+                    ~Context() { t_backward_of = previous; }
+                } context(&entry->op);
+                entry->backward(gy, grads);
+            }
+            gy = basic_tensor<T>();
             for (std::size_t i = 0; i < entry->inputs.size(); ++i) {
-                const auto& in = entry->inputs[i];
-                detail::check_shape(!grads[i] || grads[i]->shape() == in->value.shape(),
-                                    "{} backward: the gradient of input {} has shape {} but the "
-                                    "input has shape {}",
-                                    entry->op, i, grads[i] ? grads[i]->shape() : Shape{},
-                                    in->value.shape());
-                detail::check_value(!g_detect_anomaly || !grads[i] || all_finite(*grads[i]),
+                basic_tensor<T>& g = grads.sum(i);
+                if (!g.defined()) continue;
+                detail::check_value(!g_detect_anomaly || all_finite(g.value()),
                                     "anomaly: {} backward produced NaN or Inf in the gradient of input {}; "
                                     "input {}, output {}",
-                                    entry->op, i, in->value.shape(), node->value.shape());
+                                    entry->op, i, entry->inputs[i]->value.shape(), node->value.shape());
+                deliver(entry->inputs[i].get(), std::move(g));
             }
         }
-        node->grad.reset();  // an intermediate's gradient is used once, then released
         if (!retain_graph) {
             entry->backward = nullptr;
             entry->inputs.clear();
@@ -258,13 +293,13 @@ std::vector<std::optional<xt::xarray<T>>> run_backward(const std::vector<std::sh
         }
     }
     // Leaves summed apart: through their hooks, then captured or added to their gradient.
-    for (auto& [leaf, g] : apart) {
-        if (!g) continue;
-        run_hooks(*leaf, *g);
+    for (auto& [leaf, g] : pending) {
+        if (!g.defined()) continue;
+        run_hooks(*leaf, g);
         if (capture)
-            capture_now(leaf, *g);
+            capture_now(leaf, g);
         else
-            accumulate_into(*leaf, *g);
+            accumulate_into(*leaf, std::move(g));
     }
     return captured;
 }
@@ -284,7 +319,7 @@ void basic_tensor<T>::backward(BackwardOptions options) const {
 template <class T>
 void basic_tensor<T>::backward(const array_type& grad_output, BackwardOptions options) const {
     checked_node();
-    run_backward<T>({node_}, {grad_output}, options.retain_graph, nullptr);
+    run_backward<T>({node_}, {basic_tensor<T>(grad_output)}, options.retain_graph, false, nullptr);
 }
 
 template <class T>
@@ -304,14 +339,11 @@ void basic_tensor<T>::remove_hooks() {
 template <class T>
 std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,
                                   const std::vector<basic_tensor<T>>& inputs, const GradOptions<T>& options) {
-    detail::check_value(!options.create_graph,
-                        "grad: create_graph is not available yet (backward rules are not differentiable "
-                        "tensors ops; issue 13)");
     detail::check_value(!outputs.empty(), "grad: no outputs given");
     detail::check_value(options.grad_outputs.empty() || options.grad_outputs.size() == outputs.size(),
                         "grad: {} grad_outputs for {} outputs", options.grad_outputs.size(), outputs.size());
     std::vector<std::shared_ptr<Node<T>>> roots, wanted;
-    std::vector<xt::xarray<T>> seeds;
+    std::vector<basic_tensor<T>> seeds;
     for (std::size_t i = 0; i < outputs.size(); ++i) {
         const auto& y = outputs[i];
         detail::check_value(y.defined(), "grad: output {} is undefined", i);
@@ -319,7 +351,9 @@ std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,
             detail::check_value(y.size() == 1,
                                 "grad: output {} has shape {}; give grad_outputs for a non-scalar output", i,
                                 y.shape());
-        seeds.push_back(options.grad_outputs.empty() ? xt::xarray<T>(xt::ones<T>(y.shape()))
+        if (!options.grad_outputs.empty())
+            detail::check_value(options.grad_outputs[i].defined(), "grad: grad_outputs[{}] is undefined", i);
+        seeds.push_back(options.grad_outputs.empty() ? basic_tensor<T>(xt::xarray<T>(xt::ones<T>(y.shape())))
                                                      : options.grad_outputs[i]);
         roots.push_back(y.node());
     }
@@ -328,16 +362,20 @@ std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,
                             "grad: input {} does not require grad", i);
         wanted.push_back(inputs[i].node());
     }
-    auto captured = run_backward<T>(roots, seeds, options.retain_graph, &wanted);
-    std::vector<basic_tensor<T>> out;
+    // The new graph reads the old one's tensors (a rule's saved inputs and outputs): keep it.
+    auto captured = run_backward<T>(roots, seeds, options.retain_graph || options.create_graph,
+                                    options.create_graph, &wanted);
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-        detail::check_value(captured[i].has_value() || options.allow_unused,
+        detail::check_value(captured[i].defined() || options.allow_unused,
                             "grad: input {} (shape {}) is not used by the outputs' graph; pass "
                             ".allow_unused = true to get an undefined tensor for it",
                             i, inputs[i].shape());
-        out.push_back(captured[i] ? basic_tensor<T>(std::move(*captured[i])) : basic_tensor<T>());
+        // A gradient that is the very tensor passed as a grad_output, or a value the caller
+        // already holds, is returned as its own tensor.
+        if (captured[i].defined() && !options.create_graph && captured[i].node().use_count() > 1)
+            captured[i] = basic_tensor<T>(captured[i].value());
     }
-    return out;
+    return captured;
 }
 
 template <class T>
@@ -383,6 +421,7 @@ std::string to_dot(const basic_tensor<T>& root) {
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                    \
+    template class Grads<T>;                                                                    \
     template void record<T>(std::string, const std::vector<basic_tensor<T>>&, basic_tensor<T>&, \
                             std::type_identity_t<BackwardFn<T>>);                              \
     template void record<T>(std::string, std::initializer_list<basic_tensor<T>>,               \

@@ -109,10 +109,11 @@ TEST_CASE("tape: backward of a tensor that needs no gradient is an error", "[tap
 TEST_CASE("tape: a rule that returns a gradient of the wrong shape is named", "[tape][errors]") {
     Tensor64 x(xt::xarray<double>{1, 2}, true);
     Tensor64 out(xt::xarray<double>{0.0});
-    xgrad::record("bad_op", {x}, out, [](const auto&, auto& grads) {
-        *grads[0] = xt::xarray<double>{1, 2, 3};
+    xgrad::record("bad_op", {x}, out, [](const Tensor64&, auto& grads) {
+        grads.add(0, Tensor64(xt::xarray<double>{1, 2, 3}));
     });
     REQUIRE_THROWS_AS(out.backward(), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(out.backward(), Contains("bad_op") && Contains("[3]") && Contains("[2]"));
 }
 
 TEST_CASE("tape: an output cannot be recorded twice", "[tape][errors]") {
@@ -246,14 +247,14 @@ TEST_CASE("tape: grad returns gradients as tensors without touching grad()", "[t
 TEST_CASE("tape: grad with grad_outputs, several outputs and unused inputs", "[tape][grad]") {
     Tensor64 x(xt::xarray<double>{1, 2}, true), unused(xt::xarray<double>{5}, true);
     auto a = x * 2.0, b = x * x;
-    auto g = xgrad::grad<double>({a, b}, {x}, {.grad_outputs = {xt::xarray<double>{1, 1}, xt::xarray<double>{1, 0}}});
+    auto g = xgrad::grad<double>(
+        {a, b}, {x}, {.grad_outputs = {Tensor64(xt::xarray<double>{1, 1}), Tensor64(xt::xarray<double>{1, 0})}});
     CHECK(array_diff(g[0].value(), xt::xarray<double>{4, 2}) == "");  // 2 + [2x, 0]
     auto y = xgrad::sum(x);
     REQUIRE_THROWS_WITH(xgrad::grad(y, {unused}, {.retain_graph = true}), Contains("not used"));
     auto g2 = xgrad::grad(y, {x, unused}, {.allow_unused = true});
     CHECK(g2[0].defined());
     CHECK_FALSE(g2[1].defined());
-    REQUIRE_THROWS_WITH(xgrad::grad(xgrad::sum(x * 1.0), {x}, {.create_graph = true}), Contains("create_graph"));
     REQUIRE_THROWS_WITH(xgrad::grad(x * 1.0, {x}), Contains("grad_outputs"));
 }
 
@@ -270,12 +271,12 @@ TEST_CASE("tape: hooks see and may replace gradients of intermediates and leaves
     Tensor64 x(xt::xarray<double>{1, 2}, true);
     auto h = x * 3.0;
     std::vector<double> seen;
-    h.register_hook([&](const auto& g) -> std::optional<xt::xarray<double>> {
-        seen.assign(g.begin(), g.end());
-        return xt::xarray<double>(g * 10.0);  // scale what flows on to x
+    h.register_hook([&](const Tensor64& g) -> std::optional<Tensor64> {
+        seen.assign(g.value().begin(), g.value().end());
+        return g * 10.0;  // scale what flows on to x
     });
     int leaf_calls = 0;
-    x.register_hook([&](const auto&) -> std::optional<xt::xarray<double>> {
+    x.register_hook([&](const Tensor64&) -> std::optional<Tensor64> {
         ++leaf_calls;
         return std::nullopt;
     });
@@ -285,9 +286,8 @@ TEST_CASE("tape: hooks see and may replace gradients of intermediates and leaves
     CHECK(array_diff(x.grad(), xt::xarray<double>{180, 360}) == "");  // 3 · 10 · 2h
     CHECK(leaf_calls == 1);  // once per pass, with the summed gradient
     Tensor64 c(xt::xarray<double>{1.0});
-    REQUIRE_THROWS_AS(c.register_hook([](const auto&) { return std::optional<xt::xarray<double>>{}; }),
-                      xgrad::ValueError);
-    x.register_hook([](const auto&) { return std::optional(xt::xarray<double>{1, 2, 3}); });
+    REQUIRE_THROWS_AS(c.register_hook([](const Tensor64&) { return std::optional<Tensor64>{}; }), xgrad::ValueError);
+    x.register_hook([](const Tensor64&) { return std::optional(Tensor64(xt::xarray<double>{1, 2, 3})); });
     REQUIRE_THROWS_WITH(xgrad::sum(x * 1.0).backward(), Contains("register_hook") && Contains("[3]"));
     x.remove_hooks();
 }

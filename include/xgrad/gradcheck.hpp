@@ -47,15 +47,34 @@ using GradcheckFn = std::function<Tensor64(const std::vector<Tensor64>&)>;
 GradcheckReport gradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
                           const GradcheckOptions& options = {});
 
-/// One registered case of the op list: an op, a case name, and a check that builds its
-/// inputs from a seed.
+/// Checks fn's second derivatives in float64, for every input that requires grad. With random
+/// v (the output gradient) and u_i (one per input), it builds s = Σ_i ⟨dL/dx_i, u_i⟩, where
+/// dL/dx = vᵀ·J comes from xgrad::grad with create_graph, and differentiates s once more: ds/dx_j
+/// is vᵀ·H·u (every pair of inputs, the Hessian of ⟨f, v⟩), ds/dv is J·u (each rule's
+/// derivative in its incoming gradient). Both are compared, element by element, with central
+/// differences of s computed by plain first-order passes. It also fails when the gradients
+/// with create_graph differ from the plain ones, when every second derivative is zero both
+/// ways (proves nothing), and when fn or a pass throws. A rule that computes its gradient from
+/// raw arrays passes gradcheck but fails here: its gradient is a constant to the graph.
+///
+/// ```
+/// auto r = xgrad::gradgradcheck([](const auto& x) { return xgrad::tanh(x[0] * x[1]); },
+///                               {xgrad::randn<double>({3}, true), xgrad::randn<double>({3}, true)});
+/// ```
+GradcheckReport gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
+                              const GradcheckOptions& options = {});
+
+/// One registered case of the op list: an op, a case name, the order of derivatives it checks
+/// (1: gradcheck, 2: gradgradcheck), and a check that builds its inputs from a seed.
 struct GradcheckCase {
     std::string op;
     std::string name;
+    int order = 1;
     std::function<GradcheckReport(std::uint64_t seed)> run;
 };
 
-/// Every differentiable op of the library with its cases, in a stable order.
+/// Every differentiable op of the library with its cases, first and second order, in a
+/// stable order.
 const std::vector<GradcheckCase>& gradcheck_cases();
 
 }  // namespace xgrad

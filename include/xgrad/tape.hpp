@@ -23,35 +23,59 @@ enum class OpKind {
     conv2d, max_pool2d, avg_pool2d,
     batch_norm, dropout,
     cross_entropy, mse_loss, binary_cross_entropy,
+    // The kernels of first-order rules, ops themselves so that second derivatives pass
+    // through them (each has its own rule and gradcheck cases).
+    broadcast_to, slice, relu_backward,
+    conv2d_input_grad, conv2d_weight_grad,
+    max_pool2d_backward, max_pool2d_gather, avg_pool2d_backward,
     count_
 };
 
 /// "max_pool2d": the name an op kind has in messages and in the gradcheck list.
 std::string_view op_name(OpKind kind);
 
-/// What a backward rule receives beside dL/dy: one gradient accumulator per input.
+/// What a backward rule receives beside dL/dy: which inputs need a gradient, a place to add
+/// each input's gradient, and the op's output.
 template <class T>
 class Grads {
 public:
-    Grads(std::vector<xt::xarray<T>*> slots, const xt::xarray<T>& output)
-        : slots_(std::move(slots)), output_(output) {}
+    /// Internal: built by the backward pass for one entry.
+    Grads(std::string_view op, std::vector<Shape> shapes, std::vector<bool> needs, basic_tensor<T> output,
+          bool create_graph)
+        : op_(op), shapes_(std::move(shapes)), needs_(std::move(needs)), sums_(needs_.size()),
+          output_(std::move(output)), create_graph_(create_graph) {}
 
-    /// dL/dx_i, shaped like input i, to be added to with `+=`; nullptr when input i needs
-    /// no gradient. The same input passed twice gets the same accumulator twice.
-    xt::xarray<T>* operator[](std::size_t i) const { return slots_[i]; }
-    std::size_t size() const { return slots_.size(); }
-    /// The op's output value y. Rules read it from here: a rule that captured the output
-    /// tensor would keep its own graph alive forever.
-    const xt::xarray<T>& output() const { return output_; }
+    /// True when input i needs a gradient; a rule skips the others.
+    bool needs(std::size_t i) const { return needs_[i]; }
+    std::size_t size() const { return needs_.size(); }
+    /// Adds g = dL/dx_i (shaped like input i) to input i's gradient; the backward pass sums
+    /// what every rule adds for a tensor. g must be computed with the library's ops (or ops of
+    /// your own recorded with record()): with create_graph those record themselves, so g
+    /// carries its own graph and can be differentiated again. Ignored when input i needs no
+    /// gradient. Throws ShapeError naming the op when g's shape is not the input's.
+    void add(std::size_t i, basic_tensor<T> g);
+    /// The op's output y. Rules read it from here: a rule that captured the output tensor would
+    /// keep its own graph alive forever.
+    const basic_tensor<T>& output() const { return output_; }
+
+    /// Internal: the sum of what the rule added for input i (undefined when nothing was).
+    basic_tensor<T>& sum(std::size_t i) { return sums_[i]; }
 
 private:
-    std::vector<xt::xarray<T>*> slots_;
-    const xt::xarray<T>& output_;
+    std::string_view op_;
+    std::vector<Shape> shapes_;
+    std::vector<bool> needs_;
+    std::vector<basic_tensor<T>> sums_;
+    basic_tensor<T> output_;
+    bool create_graph_;
 };
 
-/// A backward rule: given gy = dL/dy (shaped like y), add each input's dL/dx to grads[i].
+/// A backward rule: given gy = dL/dy (a tensor shaped like y), add each input's dL/dx with
+/// grads.add(i, ...), computed with tensor ops. The same rule serves first-order backward
+/// (the ops then run without recording: plain arrays, no graph) and create_graph (they
+/// record, so the gradient can be differentiated again): one rule per op, any order.
 template <class T>
-using BackwardFn = std::function<void(const xt::xarray<T>& gy, Grads<T>& grads)>;
+using BackwardFn = std::function<void(const basic_tensor<T>& gy, Grads<T>& grads)>;
 
 /// Records `out = op(inputs)` on this thread's tape with its backward rule, when grad mode
 /// is on and some input requires a gradient (then `out` requires one too); otherwise does
@@ -60,19 +84,21 @@ using BackwardFn = std::function<void(const xt::xarray<T>& gy, Grads<T>& grads)>
 ///
 /// ```
 /// Tensor64 swish(const Tensor64& x) {
-///     auto s = 1.0 / (1.0 + xt::exp(-x.value()));
-///     Tensor64 out(xt::xarray<double>(x.value() * s));
-///     xgrad::record("swish", {x}, out, [x](const auto& gy, auto& grads) {
-///         auto s = 1.0 / (1.0 + xt::exp(-x.value()));
-///         if (grads[0]) *grads[0] += gy * s * (1.0 + x.value() * (1.0 - s));
+///     const auto s = xgrad::sigmoid(x);
+///     Tensor64 out(xt::xarray<double>(x.value() * s.value()));
+///     xgrad::record("swish", {x}, out, [x](const Tensor64& gy, auto& grads) {
+///         const auto s = xgrad::sigmoid(x);  // in tensor ops: differentiable again
+///         grads.add(0, gy * s * (1.0 + x * (1.0 - s)));
 ///     });
 ///     return out;
 /// }
 /// ```
 ///
-/// Rules accumulate with `+=`, skip null slots, capture inputs (cheap handles) but never
-/// the output, and must not record ops themselves. backward() checks that every gradient
-/// keeps its input's shape and throws ShapeError naming the op when one does not. Throws
+/// Rules compute with tensor ops, skip inputs that need no gradient, and capture inputs
+/// (cheap handles) but never the output. A gradient computed from raw arrays is a constant
+/// to the graph: first-order backward is right, but a second derivative through it is not
+/// (gradgradcheck catches it). backward() checks that every gradient keeps its input's shape
+/// and throws ShapeError naming the op when one does not. Throws
 /// ValueError when `out` was already recorded or is one of the inputs (a cycle). The record
 /// order is process-wide, so a graph may be built on several threads.
 template <class T>
@@ -96,9 +122,11 @@ void record(OpKind op, const std::vector<basic_tensor<T>>& inputs, basic_tensor<
 template <class T>
 struct GradOptions {
     /// dL/d(output i), each shaped like its output; empty means ones (scalar outputs only).
-    std::vector<xt::xarray<T>> grad_outputs{};
-    /// Record the backward pass so that the gradients can be differentiated again. Not
-    /// available yet: true throws ValueError.
+    /// With create_graph they may require grad themselves (a vector-Jacobian product that is
+    /// differentiated with respect to the vector).
+    std::vector<basic_tensor<T>> grad_outputs{};
+    /// Record the backward pass, so that the gradients carry a graph and can be
+    /// differentiated again, to any order (implies retain_graph).
     bool create_graph = false;
     /// Keep the graph for another backward() or grad() (freed otherwise).
     bool retain_graph = false;
@@ -114,6 +142,10 @@ struct GradOptions {
 ///
 /// ```
 /// auto g = xgrad::grad(loss, {x, w});   // g[0] = dloss/dx, g[1] = dloss/dw
+/// // d/dx of |du/dx|^2 (a gradient penalty, a PDE residual): differentiate a gradient
+/// auto du = xgrad::grad(u, {x}, {.grad_outputs = {xgrad::ones<double>(u.shape())}, .create_graph = true});
+/// auto penalty = xgrad::sum(du[0] * du[0]);
+/// penalty.backward();
 /// ```
 template <class T>
 std::vector<basic_tensor<T>> grad(const std::vector<basic_tensor<T>>& outputs,

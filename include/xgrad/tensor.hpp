@@ -97,15 +97,15 @@ public:
     void backward(const array_type& grad_output, BackwardOptions options = {}) const;
 
     /// A function of a tensor's gradient: returns nothing to inspect it, or a replacement of
-    /// the same shape.
-    using GradHook = std::function<std::optional<array_type>(const array_type&)>;
+    /// the same shape (computed with tensor ops, it stays differentiable under create_graph).
+    using GradHook = std::function<std::optional<basic_tensor>(const basic_tensor&)>;
     /// Runs `hook` on this tensor's gradient in every backward pass (and grad()) that reaches
     /// it, once the pass has summed it over all paths: for an intermediate before it flows on
     /// to the inputs, for a leaf before it is added to grad(). Hooks run in the order they
     /// were registered. Throws ValueError when the tensor does not require grad.
     ///
     /// ```
-    /// h.register_hook([](const auto& g) { return std::optional(xt::xarray<float>(g * 0.5f)); });
+    /// h.register_hook([](const xgrad::Tensor& g) { return std::optional(g * 0.5f); });
     /// ```
     void register_hook(GradHook hook);
     /// Removes every hook of this tensor.

@@ -26,4 +26,9 @@ inline std::vector<std::size_t> normalize_axes(std::string_view op, const std::v
     return out;
 }
 
+// A shape as the signed dimensions reshape() takes.
+inline std::vector<std::ptrdiff_t> dims(const Shape& shape) {
+    return std::vector<std::ptrdiff_t>(shape.begin(), shape.end());
+}
+
 }  // namespace xgrad::detail

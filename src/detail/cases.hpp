@@ -19,12 +19,17 @@ struct CaseInput {
     bool requires_grad = true;
 };
 
+// Every case is checked to first and second order (gradcheck and gradgradcheck on the same
+// inputs), except the custom checks of the last add().
 class CaseRegistry {
 public:
     // A case whose inputs are random tensors drawn from the seed.
     void add(OpKind op, std::string name, std::vector<CaseInput> inputs, GradcheckFn fn);
     void add(std::string op, std::string name, std::vector<CaseInput> inputs, GradcheckFn fn);
-    // A case that builds its own inputs (labels, fixed values).
+    // A case that builds its own inputs (labels, fixed values) from the seed.
+    void add(std::string op, std::string name, std::function<std::vector<Tensor64>(std::uint64_t seed)> make,
+             GradcheckFn fn);
+    // A check of its own (both conv variants agree), run as a first-order case.
     void add(std::string op, std::string name,
              std::function<GradcheckReport(std::uint64_t seed)> run);
 

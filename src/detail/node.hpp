@@ -31,7 +31,7 @@ struct Node {
     std::mutex grad_mutex;
     // register_hook(): run in order on this tensor's gradient once a backward pass has
     // completed it (for a leaf: before it is added to `grad`); each may replace it.
-    std::vector<std::function<std::optional<xt::xarray<T>>(const xt::xarray<T>&)>> hooks;
+    std::vector<typename basic_tensor<T>::GradHook> hooks;
     // The entry that produced this value; null for leaves. The output owns its entry, so a
     // graph that nobody holds any more is freed with its last tensor.
     std::shared_ptr<TapeEntry<T>> producer;

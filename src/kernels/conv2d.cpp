@@ -412,6 +412,17 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T
 }
 
 template <class T>
+void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
+    if (direct_single_channel<T>(g) || g.pointwise() || direct<T>(g)) {
+        cols = Buffer<T>();
+        return;
+    }
+    const std::size_t rows = g.rows(), patch = g.patch();
+    if (cols.size() != g.groups * rows * patch) cols = Buffer<T>(g.groups * rows * patch);
+    for (std::size_t grp = 0; grp < g.groups; ++grp) img2col(x, g, grp, cols.data() + grp * rows * patch);
+}
+
+template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     if (direct_single_channel<T>(g)) {
@@ -552,6 +563,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, Buffer<T>&); \
+    template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*); \
     template void conv2d_backward_bias<T>(const T*, const ConvGeometry&, T*);                           \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \

@@ -46,6 +46,10 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols);
 
+// The img2col columns conv2d_forward leaves in `cols` for the same x (empty where it leaves
+// none): for a weight gradient computed without the forward pass.
+template <class T>
+void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols);
 // dw [KH·KW·Cg, F] += colsᵀ · dY per group, with cols as conv2d_forward left them.
 template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw);

@@ -85,6 +85,20 @@ void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeom
 }
 
 template <class T>
+void max_pool2d_gather(const T* x, const std::int32_t* argmax, const PoolGeometry& g, T* y) {
+    const std::size_t outputs = g.oh * g.ow;
+#pragma omp parallel for schedule(static)
+    for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
+        const std::size_t n = static_cast<std::size_t>(ni);
+        const T* image = x + n * g.h * g.w * g.c;
+        for (std::size_t o = n * outputs; o < (n + 1) * outputs; ++o) {
+            const std::int32_t* at = argmax + o * g.c;
+            for (std::size_t c = 0; c < g.c; ++c) y[o * g.c + c] = image[static_cast<std::size_t>(at[c]) * g.c + c];
+        }
+    }
+}
+
+template <class T>
 void avg_pool2d_forward(const T* x, const PoolGeometry& g, bool count_include_pad, T* y) {
     for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
         T* out = y + o;
@@ -123,6 +137,7 @@ void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_
 #define XGRAD_INSTANTIATE(T)                                                                          \
     template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*);            \
     template void max_pool2d_backward<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);     \
+    template void max_pool2d_gather<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);       \
     template void avg_pool2d_forward<T>(const T*, const PoolGeometry&, bool, T*);                     \
     template void avg_pool2d_backward<T>(const T*, const PoolGeometry&, bool, T*);
 XGRAD_INSTANTIATE(float)

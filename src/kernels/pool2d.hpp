@@ -21,6 +21,9 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
 template <class T>
 void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx);
 
+// y [N, OH, OW, C] = x at each window's argmax (the adjoint of max_pool2d_backward).
+template <class T>
+void max_pool2d_gather(const T* x, const std::int32_t* argmax, const PoolGeometry& g, T* y);
 // y = the mean of each window, over kh·kw (count_include_pad) or its real pixels.
 template <class T>
 void avg_pool2d_forward(const T* x, const PoolGeometry& g, bool count_include_pad, T* y);

@@ -26,7 +26,7 @@ struct AxisFit {
 };
 
 AxisFit fit_axis(std::size_t in, std::size_t kernel, int stride, int dilation, Padding mode, int before,
-                 int after, const char* axis, const std::string& shapes) {
+                 int after, const char* axis, const char* op, const std::string& shapes) {
     const std::size_t ek = static_cast<std::size_t>(dilation) * (kernel - 1) + 1;
     const auto s = static_cast<std::size_t>(stride);
     if (mode == Padding::same) {
@@ -37,44 +37,46 @@ AxisFit fit_axis(std::size_t in, std::size_t kernel, int stride, int dilation, P
     }
     const auto pb = static_cast<std::size_t>(before), pa = static_cast<std::size_t>(after);
     detail::check_shape(in + pb + pa >= ek,
-                        "conv2d: the kernel ({} {}, {} dilated) is larger than the {} input ({} with "
+                        "{}: the kernel ({} {}, {} dilated) is larger than the {} input ({} with "
                         "padding); {}",
-                        kernel, axis, ek, axis, in + pb + pa, shapes);
+                        op, kernel, axis, ek, axis, in + pb + pa, shapes);
     return {(in + pb + pa - ek) / s + 1, pb, pa};
 }
 
+// The geometry of x [N, H, W, C] * w [KH, KW, C / groups, F] (+ b [F]), checked; `op` names the
+// op in messages (conv2d, or one of its gradients).
 template <class T>
-kernels::ConvGeometry conv_geometry(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
+kernels::ConvGeometry conv_geometry(const char* op, const Shape& xs, const Shape& ws, const Shape* bs,
                                     const Conv2dOptions& o) {
-    const std::string shapes = fmt::format("x {}, w {}{}", to_string(x.shape()), to_string(w.shape()),
-                                           b ? ", b " + to_string(b->shape()) : "");
-    detail::check_shape(x.dim() == 4, "conv2d: x must be [N, H, W, C]; {}", shapes);
-    detail::check_shape(w.dim() == 4, "conv2d: w must be [KH, KW, C / groups, F]; {}", shapes);
-    detail::check_value(o.stride.h >= 1 && o.stride.w >= 1, "conv2d: stride must be at least 1, got {}x{}; {}",
+    const std::string shapes = fmt::format("x {}, w {}{}", to_string(xs), to_string(ws),
+                                           bs ? ", b " + to_string(*bs) : "");
+    detail::check_shape(xs.size() == 4, "{}: x must be [N, H, W, C]; {}", op, shapes);
+    detail::check_shape(ws.size() == 4, "{}: w must be [KH, KW, C / groups, F]; {}", op, shapes);
+    detail::check_value(o.stride.h >= 1 && o.stride.w >= 1, "{}: stride must be at least 1, got {}x{}; {}", op,
                         o.stride.h, o.stride.w, shapes);
     detail::check_value(o.dilation.h >= 1 && o.dilation.w >= 1,
-                        "conv2d: dilation must be at least 1, got {}x{}; {}", o.dilation.h, o.dilation.w, shapes);
+                        "{}: dilation must be at least 1, got {}x{}; {}", op, o.dilation.h, o.dilation.w, shapes);
     const auto& p = o.padding;
     detail::check_value(p.top >= 0 && p.bottom >= 0 && p.left >= 0 && p.right >= 0,
-                        "conv2d: padding must not be negative, got {{top {}, bottom {}, left {}, right {}}}; {}",
+                        "{}: padding must not be negative, got {{top {}, bottom {}, left {}, right {}}}; {}", op,
                         p.top, p.bottom, p.left, p.right, shapes);
-    detail::check_value(o.groups >= 1, "conv2d: groups must be at least 1, got {}; {}", o.groups, shapes);
+    detail::check_value(o.groups >= 1, "{}: groups must be at least 1, got {}; {}", op, o.groups, shapes);
     const auto groups = static_cast<std::size_t>(o.groups);
-    const std::size_t c = x.shape()[3], f = w.shape()[3];
+    const std::size_t c = xs[3], f = ws[3];
     detail::check_value(c % groups == 0 && f % groups == 0,
-                        "conv2d: groups {} must divide both the input channels {} and the filters {}; {}",
+                        "{}: groups {} must divide both the input channels {} and the filters {}; {}", op,
                         groups, c, f, shapes);
-    detail::check_shape(w.shape()[2] * groups == c, "conv2d: x has {} channels but w expects {}{}; {}", c,
-                        w.shape()[2] * groups, groups > 1 ? fmt::format(" ({} groups)", groups) : "", shapes);
-    detail::check_shape(w.shape()[0] >= 1 && w.shape()[1] >= 1 && f >= 1, "conv2d: w has an empty dimension; {}",
+    detail::check_shape(ws[2] * groups == c, "{}: x has {} channels but w expects {}{}; {}", op, c,
+                        ws[2] * groups, groups > 1 ? fmt::format(" ({} groups)", groups) : "", shapes);
+    detail::check_shape(ws[0] >= 1 && ws[1] >= 1 && f >= 1, "{}: w has an empty dimension; {}", op,
                         shapes);
-    detail::check_shape(!b || (b->dim() == 1 && b->shape()[0] == f), "conv2d: b must be [F] = [{}]; {}", f,
+    detail::check_shape(!bs || (bs->size() == 1 && (*bs)[0] == f), "{}: b must be [F] = [{}]; {}", op, f,
                         shapes);
-    const auto fy = fit_axis(x.shape()[1], w.shape()[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
-                             "high", shapes);
-    const auto fx = fit_axis(x.shape()[2], w.shape()[1], o.stride.w, o.dilation.w, p.mode, p.left, p.right,
-                             "wide", shapes);
-    const kernels::ConvGeometry g{x.shape()[0], x.shape()[1], x.shape()[2], c, w.shape()[0], w.shape()[1], f, groups,
+    const auto fy = fit_axis(xs[1], ws[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
+                             "high", op, shapes);
+    const auto fx = fit_axis(xs[2], ws[1], o.stride.w, o.dilation.w, p.mode, p.left, p.right,
+                             "wide", op, shapes);
+    const kernels::ConvGeometry g{xs[0], xs[1], xs[2], c, ws[0], ws[1], f, groups,
                                   static_cast<std::size_t>(o.stride.h), static_cast<std::size_t>(o.stride.w),
                                   static_cast<std::size_t>(o.dilation.h), static_cast<std::size_t>(o.dilation.w),
                                   fy.pad_before, fy.pad_after, fx.pad_before, fx.pad_after, fy.out, fx.out};
@@ -84,7 +86,7 @@ kernels::ConvGeometry conv_geometry(const basic_tensor<T>& x, const basic_tensor
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
     for (const Shape& buffer : {Shape{g.n, g.oh, g.ow, g.f}, Shape{hp, wp, g.c}, Shape{g.n, g.oh, g.ow, g.kh, g.kw, g.c},
                                 Shape{g.n, hp + ekh, wp + ekw, std::max(g.f, g.c)}})
-        detail::checked_elements("conv2d", buffer, sizeof(T), shapes);
+        detail::checked_elements(op, buffer, sizeof(T), shapes);
     return g;
 }
 
@@ -102,29 +104,53 @@ void with_scratch(const kernels::ConvGeometry& g, F run) {
     }
 }
 
+// The output shape [N, OH, OW, F] of a geometry.
+Shape output_shape(const kernels::ConvGeometry& g) { return Shape{g.n, g.oh, g.ow, g.f}; }
+
 template <class T>
-void conv2d_backward(const basic_tensor<T>& x, const basic_tensor<T>& w, const kernels::ConvGeometry& g,
-                     ConvBackward variant, const kernels::Buffer<T>& cols, const xt::xarray<T>& gy, Grads<T>& grads) {
-    // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
-    if (grads[0]) {
-        if (variant == ConvBackward::col2img)
-            kernels::conv2d_backward_input_col2img<T>(gy.data(), w.value().data(), g, grads[0]->data());
-        else
-            kernels::conv2d_backward_input_flipped<T>(gy.data(), w.value().data(), g, grads[0]->data());
-    }
-    // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
-    if (grads[1]) kernels::conv2d_backward_weight<T>(x.value().data(), cols, gy.data(), g, grads[1]->data());
-    // db [F] = dY summed over N, OH, OW
-    if (grads.size() > 2 && grads[2]) kernels::conv2d_backward_bias<T>(gy.data(), g, grads[2]->data());
+xt::xarray<T> allocate(const char* op, const Shape& shape, bool zeroed) {
+    return detail::allocating(op, shape, sizeof(T), [&] {
+        return zeroed ? xt::xarray<T>(xt::zeros<T>(shape)) : xt::xarray<T>(xt::empty<T>(shape));
+    });
+}
+
+template <class T>
+void check_gy(const char* op, const basic_tensor<T>& gy, const kernels::ConvGeometry& g, const std::string& shapes) {
+    detail::check_shape(gy.shape() == output_shape(g), "{}: gy has shape {} but the convolution's output is {}; {}", op,
+                        gy.shape(), output_shape(g), shapes);
+}
+
+// conv2d_weight_grad with the forward pass's img2col columns when it kept them (null: made here).
+template <class T>
+basic_tensor<T> weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy, const Shape& w_shape,
+                            const Conv2dOptions& o, const kernels::Buffer<T>* kept_cols) {
+    const auto g = conv_geometry<T>("conv2d_weight_grad", x.shape(), w_shape, nullptr, o);
+    check_gy("conv2d_weight_grad", gy, g, fmt::format("x {}, gy {}, w {}", to_string(x.shape()),
+                                                     to_string(gy.shape()), to_string(w_shape)));
+    xt::xarray<T> dw = allocate<T>("conv2d_weight_grad", w_shape, true);
+    with_scratch(g, [&] {
+        kernels::Buffer<T> cols;
+        if (!kept_cols) kernels::conv2d_columns<T>(x.value().data(), g, cols);
+        // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
+        kernels::conv2d_backward_weight<T>(x.value().data(), kept_cols ? *kept_cols : cols, gy.value().data(), g,
+                                           dw.data());
+    });
+    basic_tensor<T> out(std::move(dw));
+    record(OpKind::conv2d_weight_grad, {x, gy}, out, [x, gy, o](const basic_tensor<T>& gw, auto& grads) {
+        // dW is bilinear in x and dY: its adjoints are the conv's input gradient and the conv
+        if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, gw, x.shape(), o));
+        if (grads.needs(1)) grads.add(1, conv2d(x, gw, o));
+    });
+    return out;
 }
 
 template <class T>
 basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
-                            const Conv2dOptions& o) {
-    const auto g = conv_geometry(x, w, b, o);
-    const ConvBackward variant = o.backward.value_or(default_conv_backward());
-    const Shape y_shape{g.n, g.oh, g.ow, g.f};
-    xt::xarray<T> y = detail::allocating("conv2d", y_shape, sizeof(T), [&] { return xt::xarray<T>(xt::empty<T>(y_shape)); });
+                            const Conv2dOptions& options) {
+    const auto g = conv_geometry<T>("conv2d", x.shape(), w.shape(), b ? &b->shape() : nullptr, options);
+    Conv2dOptions o = options;
+    o.backward = options.backward.value_or(default_conv_backward());
+    xt::xarray<T> y = allocate<T>("conv2d", output_shape(g), false);
     kernels::Buffer<T> cols;
     with_scratch(g, [&] {
         kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
@@ -133,9 +159,11 @@ basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
     if (!w.requires_grad() || !grad_enabled()) cols = {};  // kept only for the weight gradient
     basic_tensor<T> out(std::move(y));
     // Shared, because a backward rule must be copyable (std::function) and a Buffer is not.
-    auto backward = [x, w, g, variant, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
-                        const auto& gy, auto& grads) {
-        with_scratch(g, [&] { conv2d_backward<T>(x, w, g, variant, *cols, gy, grads); });
+    auto backward = [x, w, o, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
+                        const basic_tensor<T>& gy, auto& grads) {
+        if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, w, x.shape(), o));
+        if (grads.needs(1)) grads.add(1, weight_grad<T>(x, gy, w.shape(), o, cols->size() ? cols.get() : nullptr));
+        if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0, 1, 2}));  // db = dY over N, OH, OW
     };
     if (b)
         record(OpKind::conv2d, {x, w, *b}, out, std::move(backward));
@@ -160,7 +188,42 @@ basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const
     return conv2d_impl<T>(x, w, &b, options);
 }
 
+template <class T>
+basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<T>& w, const Shape& x_shape,
+                                  const Conv2dOptions& options) {
+    const auto g = conv_geometry<T>("conv2d_input_grad", x_shape, w.shape(), nullptr, options);
+    check_gy("conv2d_input_grad", gy, g, fmt::format("x {}, gy {}, w {}", to_string(x_shape), to_string(gy.shape()),
+                                                    to_string(w.shape())));
+    Conv2dOptions o = options;
+    o.backward = options.backward.value_or(default_conv_backward());
+    xt::xarray<T> dx = allocate<T>("conv2d_input_grad", x_shape, true);
+    with_scratch(g, [&] {
+        // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
+        if (*o.backward == ConvBackward::col2img)
+            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data());
+        else
+            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data());
+    });
+    basic_tensor<T> out(std::move(dx));
+    record(OpKind::conv2d_input_grad, {gy, w}, out, [gy, w, o](const basic_tensor<T>& gx, auto& grads) {
+        // dx is bilinear in dY and w: its adjoints are the conv itself and the weight gradient
+        if (grads.needs(0)) grads.add(0, conv2d(gx, w, o));
+        if (grads.needs(1)) grads.add(1, weight_grad<T>(gx, gy, w.shape(), o, nullptr));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy, const Shape& w_shape,
+                                   const Conv2dOptions& options) {
+    return weight_grad<T>(x, gy, w_shape, options, nullptr);
+}
+
 #define XGRAD_INSTANTIATE(T)                                                                            \
+    template basic_tensor<T> conv2d_input_grad(const basic_tensor<T>&, const basic_tensor<T>&, const Shape&, \
+                                               const Conv2dOptions&);                                   \
+    template basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>&, const basic_tensor<T>&, const Shape&, \
+                                                const Conv2dOptions&);                                  \
     template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
     template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
                                     const Conv2dOptions&);
@@ -250,7 +313,8 @@ const char* variant_name(ConvBackward v) { return v == ConvBackward::col2img ? "
 
 void register_conv_cases(CaseRegistry& r) {
     using V = std::vector<Tensor64>;
-    for (const auto& c : conv_cases()) {
+    const auto cases = conv_cases();
+    for (const auto& c : cases) {
         std::vector<CaseInput> inputs{{c.x}, {c.w}};
         if (c.bias) inputs.push_back({{c.w[3]}});
         for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
@@ -258,6 +322,22 @@ void register_conv_cases(CaseRegistry& r) {
             o.backward = variant;
             r.add(OpKind::conv2d, fmt::format("{} [{}]", c.name, variant_name(variant)), inputs,
                   [o](const V& v) { return v.size() > 2 ? conv2d(v[0], v[1], v[2], o) : conv2d(v[0], v[1], o); });
+        }
+        // The gradients as ops of their own, in every third geometry: dx from gy and w (both
+        // variants), dw from x and gy.
+        if ((&c - &cases[0]) % 3 == 0) {
+            const Shape ys = [&] {
+                NoGradGuard off;
+                return conv2d(zeros<double>(c.x), zeros<double>(c.w), c.options).shape();
+            }();
+            for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+                Conv2dOptions o = c.options;
+                o.backward = variant;
+                r.add(OpKind::conv2d_input_grad, fmt::format("{} [{}]", c.name, variant_name(variant)),
+                      {{ys}, {c.w}}, [o, xs = c.x](const V& v) { return conv2d_input_grad(v[0], v[1], xs, o); });
+            }
+            r.add(OpKind::conv2d_weight_grad, c.name, {{c.x}, {ys}},
+                  [o = c.options, ws = c.w](const V& v) { return conv2d_weight_grad(v[0], v[1], ws, o); });
         }
         // Both input-gradient variants give the same dx to 1e-12 (float64).
         const std::string id = fmt::format("conv2d/{} [variants agree]", c.name);

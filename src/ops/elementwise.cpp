@@ -5,21 +5,21 @@
 
 #include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
+#include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
 
-using detail::accumulate_reduced;
 using detail::broadcast_shapes;
 
 template <class T>
 basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     broadcast_shapes("add", a.shape(), b.shape());
     basic_tensor<T> out(a.value() + b.value());
-    record(OpKind::add, {a, b}, out, [](const auto& gy, auto& grads) {
+    record(OpKind::add, {a, b}, out, [as = a.shape(), bs = b.shape()](const basic_tensor<T>& gy, auto& grads) {
         // da = gy, db = gy, each summed to its input's shape
-        if (grads[0]) accumulate_reduced(*grads[0], gy);
-        if (grads[1]) accumulate_reduced(*grads[1], gy);
+        if (grads.needs(0)) grads.add(0, sum_to(gy, as));
+        if (grads.needs(1)) grads.add(1, sum_to(gy, bs));
     });
     return out;
 }
@@ -28,10 +28,10 @@ template <class T>
 basic_tensor<T> sub(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     broadcast_shapes("sub", a.shape(), b.shape());
     basic_tensor<T> out(a.value() - b.value());
-    record(OpKind::sub, {a, b}, out, [](const auto& gy, auto& grads) {
+    record(OpKind::sub, {a, b}, out, [as = a.shape(), bs = b.shape()](const basic_tensor<T>& gy, auto& grads) {
         // da = gy, db = -gy
-        if (grads[0]) accumulate_reduced(*grads[0], gy);
-        if (grads[1]) accumulate_reduced(*grads[1], -gy);
+        if (grads.needs(0)) grads.add(0, sum_to(gy, as));
+        if (grads.needs(1)) grads.add(1, sum_to(neg(gy), bs));
     });
     return out;
 }
@@ -40,10 +40,10 @@ template <class T>
 basic_tensor<T> mul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     broadcast_shapes("mul", a.shape(), b.shape());
     basic_tensor<T> out(a.value() * b.value());
-    record(OpKind::mul, {a, b}, out, [a, b](const auto& gy, auto& grads) {
+    record(OpKind::mul, {a, b}, out, [a, b](const basic_tensor<T>& gy, auto& grads) {
         // da = gy * b, db = gy * a
-        if (grads[0]) accumulate_reduced(*grads[0], gy * b.value());
-        if (grads[1]) accumulate_reduced(*grads[1], gy * a.value());
+        if (grads.needs(0)) grads.add(0, sum_to(mul(gy, b), a.shape()));
+        if (grads.needs(1)) grads.add(1, sum_to(mul(gy, a), b.shape()));
     });
     return out;
 }
@@ -52,10 +52,10 @@ template <class T>
 basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     broadcast_shapes("div", a.shape(), b.shape());
     basic_tensor<T> out(a.value() / b.value());
-    record(OpKind::div, {a, b}, out, [b](const auto& gy, auto& grads) {
+    record(OpKind::div, {a, b}, out, [a, b](const basic_tensor<T>& gy, auto& grads) {
         // da = gy / b, db = -gy * y / b   (y = a / b)
-        if (grads[0]) accumulate_reduced(*grads[0], gy / b.value());
-        if (grads[1]) accumulate_reduced(*grads[1], -gy * grads.output() / b.value());
+        if (grads.needs(0)) grads.add(0, sum_to(div(gy, b), a.shape()));
+        if (grads.needs(1)) grads.add(1, sum_to(neg(div(mul(gy, grads.output()), b)), b.shape()));
     });
     return out;
 }
@@ -64,11 +64,10 @@ template <class T>
 basic_tensor<T> pow(const basic_tensor<T>& a, const basic_tensor<T>& b) {
     broadcast_shapes("pow", a.shape(), b.shape());
     basic_tensor<T> out(xt::pow(a.value(), b.value()));
-    record(OpKind::pow, {a, b}, out, [a, b](const auto& gy, auto& grads) {
+    record(OpKind::pow, {a, b}, out, [a, b](const basic_tensor<T>& gy, auto& grads) {
         // da = gy * b * a^(b-1), db = gy * y * ln(a)
-        if (grads[0])
-            accumulate_reduced(*grads[0], gy * b.value() * xt::pow(a.value(), b.value() - T(1)));
-        if (grads[1]) accumulate_reduced(*grads[1], gy * grads.output() * xt::log(a.value()));
+        if (grads.needs(0)) grads.add(0, sum_to(mul(gy, mul(b, pow(a, b - T(1)))), a.shape()));
+        if (grads.needs(1)) grads.add(1, sum_to(mul(mul(gy, grads.output()), log(a)), b.shape()));
     });
     return out;
 }
@@ -76,9 +75,9 @@ basic_tensor<T> pow(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 template <class T>
 basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> p) {
     basic_tensor<T> out(xt::pow(x.value(), p));
-    record(OpKind::pow, {x}, out, [x, p](const auto& gy, auto& grads) {
+    record(OpKind::pow, {x}, out, [x, p](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy * p * x^(p-1)
-        if (grads[0]) xt::noalias(*grads[0]) += gy * p * xt::pow(x.value(), p - T(1));
+        grads.add(0, mul(gy, pow(x, p - T(1)) * p));
     });
     return out;
 }
@@ -86,8 +85,8 @@ basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> p) {
 template <class T>
 basic_tensor<T> neg(const basic_tensor<T>& x) {
     basic_tensor<T> out(-x.value());
-    record(OpKind::neg, {x}, out, [](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) -= gy;  // dx = -gy
+    record(OpKind::neg, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, neg(gy));  // dx = -gy
     });
     return out;
 }
@@ -95,8 +94,8 @@ basic_tensor<T> neg(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> exp(const basic_tensor<T>& x) {
     basic_tensor<T> out(xt::exp(x.value()));
-    record(OpKind::exp, {x}, out, [](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) += gy * grads.output();  // dx = gy * y
+    record(OpKind::exp, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, mul(gy, grads.output()));  // dx = gy * y
     });
     return out;
 }
@@ -104,8 +103,8 @@ basic_tensor<T> exp(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> log(const basic_tensor<T>& x) {
     basic_tensor<T> out(xt::log(x.value()));
-    record(OpKind::log, {x}, out, [x](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) += gy / x.value();  // dx = gy / x
+    record(OpKind::log, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, div(gy, x));  // dx = gy / x
     });
     return out;
 }
@@ -113,8 +112,8 @@ basic_tensor<T> log(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> sqrt(const basic_tensor<T>& x) {
     basic_tensor<T> out(xt::sqrt(x.value()));
-    record(OpKind::sqrt, {x}, out, [](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) += gy / (T(2) * grads.output());  // dx = gy / 2y
+    record(OpKind::sqrt, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, div(gy, grads.output() * T(2)));  // dx = gy / 2y
     });
     return out;
 }
@@ -122,8 +121,8 @@ basic_tensor<T> sqrt(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> square(const basic_tensor<T>& x) {
     basic_tensor<T> out(x.value() * x.value());
-    record(OpKind::square, {x}, out, [x](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) += T(2) * gy * x.value();  // dx = 2 x gy
+    record(OpKind::square, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, mul(gy, x * T(2)));  // dx = 2 x gy
     });
     return out;
 }
@@ -131,8 +130,9 @@ basic_tensor<T> square(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> abs(const basic_tensor<T>& x) {
     basic_tensor<T> out(xt::abs(x.value()));
-    record(OpKind::abs, {x}, out, [x](const auto& gy, auto& grads) {
-        if (grads[0]) xt::noalias(*grads[0]) += gy * xt::sign(x.value());  // dx = sign(x) gy
+    record(OpKind::abs, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        // dx = sign(x) gy; sign is piecewise constant, so it enters the graph as a constant
+        grads.add(0, mul(gy, basic_tensor<T>(xt::xarray<T>(xt::sign(x.value())))));
     });
     return out;
 }

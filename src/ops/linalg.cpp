@@ -11,11 +11,65 @@
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "kernels/gemm.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
 
 using kernels::gemm;
+
+namespace {
+
+// op(a) · op(b), op transposing the last two axes when asked: the one product every matmul
+// and linear gradient is, recorded as matmul. a and b share their batch axes, or b is 2-D
+// and shared by every matrix of a (then a is not transposed).
+template <class T>
+basic_tensor<T> matmul_t(const basic_tensor<T>& a, const basic_tensor<T>& b, bool ta, bool tb) {
+    const Shape& as = a.shape();
+    const Shape& bs = b.shape();
+    const std::size_t ra = as[as.size() - 2], ca = as.back(), rb = bs[bs.size() - 2], cb = bs.back();
+    const std::size_t m = ta ? ca : ra, k = ta ? ra : ca, n = tb ? rb : cb;
+    detail::check_shape((tb ? cb : rb) == k, "matmul: inner dimensions differ; a {}, b {}", as, bs);
+    const bool shared_b = bs.size() == 2 && as.size() > 2;  // one b for every matrix of a's batch
+    detail::check_shape(shared_b ? !ta : std::equal(as.begin(), as.end() - 2, bs.begin(), bs.end() - 2),
+                        "matmul: batch dimensions differ; a {}, b {}", as, bs);
+    // From the batch dimensions, not a.size() / (m·k): with k = 0 that quotient is 0 and the
+    // [.., M, N] output of zeros would never be written.
+    const std::size_t batch = std::accumulate(as.begin(), as.end() - 2, std::size_t{1}, std::multiplies<>());
+    Shape ys = as;
+    ys[ys.size() - 2] = m;
+    ys.back() = n;
+    xt::xarray<T> y = xt::empty<T>(ys);
+    const T* A = a.value().data();
+    const T* B = b.value().data();
+    if (shared_b) {
+        gemm<T>(false, tb, batch * m, n, k, 1, A, ca, B, cb, 0, y.data(), n);
+    } else {
+        for (std::size_t i = 0; i < batch; ++i)
+            gemm<T>(ta, tb, m, n, k, 1, A + i * m * k, ca, B + i * k * n, cb, 0, y.data() + i * m * n, n);
+    }
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::matmul, {a, b}, out, [a, b, ta, tb, shared_b](const basic_tensor<T>& gy, auto& grads) {
+        // C = op(A) op(B): dA = gC op(B)ᵀ (its transpose when A is stored transposed), and
+        // dB = op(A)ᵀ gC (likewise); a shared B sums over a's batch in one product.
+        if (grads.needs(0)) grads.add(0, ta ? matmul_t(b, gy, tb, true) : matmul_t(gy, b, false, !tb));
+        if (grads.needs(1)) {
+            if (shared_b) {
+                const std::ptrdiff_t k = static_cast<std::ptrdiff_t>(a.shape().back());
+                const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(gy.shape().back());
+                const auto fa = reshape(a, {-1, k});
+                const auto fg = reshape(gy, {-1, n});
+                grads.add(1, tb ? matmul_t(fg, fa, true, false) : matmul_t(fa, fg, true, false));
+            } else {
+                grads.add(1, tb ? matmul_t(gy, a, true, ta) : matmul_t(a, gy, !ta, false));
+            }
+        }
+    });
+    return out;
+}
+
+}  // namespace
 
 template <class T>
 basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
@@ -23,48 +77,10 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
                         a.shape(), b.shape());
     const Shape& as = a.shape();
     const Shape& bs = b.shape();
-    const std::size_t m = as[as.size() - 2], k = as.back(), n = bs.back();
-    detail::check_shape(bs[bs.size() - 2] == k, "matmul: inner dimensions differ; a {}, b {}", as, bs);
-    const bool shared_b = bs.size() == 2;  // one b for every matrix of a's batch
-    detail::check_shape(shared_b || std::equal(as.begin(), as.end() - 2, bs.begin(), bs.end() - 2),
+    detail::check_shape(bs[bs.size() - 2] == as.back(), "matmul: inner dimensions differ; a {}, b {}", as, bs);
+    detail::check_shape(bs.size() == 2 || std::equal(as.begin(), as.end() - 2, bs.begin(), bs.end() - 2),
                         "matmul: batch dimensions differ; a {}, b {}", as, bs);
-    // From the batch dimensions, not a.size() / (m·k): with k = 0 that quotient is 0 and the
-    // [.., M, N] output of zeros would never be written.
-    const std::size_t batch = std::accumulate(as.begin(), as.end() - 2, std::size_t{1}, std::multiplies<>());
-    Shape ys = as;
-    ys.back() = n;
-    xt::xarray<T> y = xt::empty<T>(ys);
-    if (shared_b) {
-        gemm<T>(false, false, batch * m, n, k, 1, a.value().data(), b.value().data(), 0, y.data());
-    } else {
-        for (std::size_t i = 0; i < batch; ++i)
-            gemm<T>(false, false, m, n, k, 1, a.value().data() + i * m * k, b.value().data() + i * k * n,
-                    0, y.data() + i * m * n);
-    }
-    basic_tensor<T> out(std::move(y));
-    record(OpKind::matmul, {a, b}, out, [a, b, batch, m, n, k, shared_b](const auto& gy, auto& grads) {
-        const T* A = a.value().data();
-        const T* B = b.value().data();
-        // dA [M, K] += gy [M, N] · Bᵀ [N, K]
-        if (grads[0]) {
-            if (shared_b)
-                gemm<T>(false, true, batch * m, k, n, 1, gy.data(), B, 1, grads[0]->data());
-            else
-                for (std::size_t i = 0; i < batch; ++i)
-                    gemm<T>(false, true, m, k, n, 1, gy.data() + i * m * n, B + i * k * n, 1,
-                            grads[0]->data() + i * m * k);
-        }
-        // dB [K, N] += Aᵀ [K, M] · gy [M, N]; a shared b sums over the batch in the same GEMM
-        if (grads[1]) {
-            if (shared_b)
-                gemm<T>(true, false, k, n, batch * m, 1, A, gy.data(), 1, grads[1]->data());
-            else
-                for (std::size_t i = 0; i < batch; ++i)
-                    gemm<T>(true, false, k, n, m, 1, A + i * m * k, gy.data() + i * m * n, 1,
-                            grads[1]->data() + i * k * n);
-        }
-    });
-    return out;
+    return matmul_t(a, b, false, false);
 }
 
 namespace {
@@ -94,17 +110,10 @@ basic_tensor<T> linear_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
     // y [N, out] = x [N, in] · w [in, out] (+ b, already in y)
     gemm<T>(false, false, batch, nout, in, 1, x.value().data(), w.value().data(), b ? 1 : 0, y.data());
     basic_tensor<T> out(std::move(y));
-    auto backward = [x, w, batch, in, nout](const auto& gy, auto& grads) {
-        // dx [N, in] += gy [N, out] · wᵀ [out, in]
-        if (grads[0]) gemm<T>(false, true, batch, in, nout, 1, gy.data(), w.value().data(), 1, grads[0]->data());
-        // dw [in, out] += xᵀ [in, N] · gy [N, out]
-        if (grads[1]) gemm<T>(true, false, in, nout, batch, 1, x.value().data(), gy.data(), 1, grads[1]->data());
-        // db [out] += sum of gy over N
-        if (grads.size() > 2 && grads[2]) {
-            T* db = grads[2]->data();
-            for (std::size_t i = 0; i < batch; ++i)
-                for (std::size_t j = 0; j < nout; ++j) db[j] += gy.data()[i * nout + j];
-        }
+    auto backward = [x, w](const basic_tensor<T>& gy, auto& grads) {
+        if (grads.needs(0)) grads.add(0, matmul_t(gy, w, false, true));  // dx [N, in] = gy [N, out] · wᵀ
+        if (grads.needs(1)) grads.add(1, matmul_t(x, gy, true, false));  // dw [in, out] = xᵀ · gy
+        if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0}));  // db = gy summed over N
     };
     if (b)
         record(OpKind::linear, {x, w, *b}, out, backward);

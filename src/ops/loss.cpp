@@ -12,6 +12,10 @@
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "detail/numeric.hpp"
+#include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -30,11 +34,27 @@ xt::xarray<T> reduce(xt::xarray<T> values, Reduction r) {
     return xt::xarray<T>(detail::saturate<T>(total));
 }
 
-// dL/dvalue_i: gy broadcast back over the reduced values (and divided by their count for a mean).
+// dL/dvalue for the per-element (or per-sample) values, as a tensor that broadcasts against
+// them: gy itself for none, the 0-D gy (divided by their count for a mean) otherwise.
 template <class T>
-T upstream(const xt::xarray<T>& gy, std::size_t i, std::size_t count, Reduction r) {
-    if (r == Reduction::none) return gy.data()[i];
-    return r == Reduction::mean ? gy.data()[0] / static_cast<T>(count) : gy.data()[0];
+basic_tensor<T> upstream(const basic_tensor<T>& gy, std::size_t count, Reduction r) {
+    if (r != Reduction::mean) return gy;
+    return gy * (T(1) / static_cast<T>(std::max<std::size_t>(count, 1)));
+}
+
+// x where `keep` (a constant of 0s and 1s) is 1, the constant c elsewhere: a clamp whose
+// gradient is x's where x is kept and 0 where it is not.
+template <class T>
+basic_tensor<T> select(const basic_tensor<T>& keep, const basic_tensor<T>& x, T c) {
+    return x * keep + (T(1) - keep) * c;
+}
+
+// max(log v, -100), as binary_cross_entropy clamps it (PyTorch's rule), without evaluating
+// log(0) where the clamp applies.
+template <class T>
+basic_tensor<T> clamped_log(const basic_tensor<T>& v) {
+    const basic_tensor<T> keep(xt::xarray<T>(xt::cast<T>(v.value() > T(std::exp(-100.0)))));
+    return select(keep, log(select(keep, v, T(1))), T(-100));
 }
 
 template <class T>
@@ -64,63 +84,50 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
                                 "cross_entropy: label {} of sample {} is not a class in [0, {}); logits {}, target {}",
                                 c, i, k, logits.shape(), target.shape());
         }
-    // probs [N, K] = softmax(logits), row by row with the row max subtracted; loss_i = -Σ t log p.
-    // In the wider type W, so that z - max cannot overflow: the log-probabilities and losses of
-    // logits as large as ±3e38 are exact in W, saturated to T's range when they do not fit it.
+    // loss_i = -Σ t log softmax(z), row by row with the row max subtracted, in the wider type W
+    // so that z - max cannot overflow: the losses of logits as large as ±3e38 are exact in W,
+    // saturated to T's range when they do not fit it.
     using W = detail::wider_t<T>;
-    xt::xarray<T> probs = xt::empty<T>(logits.shape());
-    xt::xarray<T> log_probs = xt::empty<T>(indices ? Shape{0} : logits.shape());  // for dtarget
     xt::xarray<T> losses = xt::empty<T>(Shape{n});
     const T* z = logits.value().data();
     const T* t = target.value().data();
     std::vector<W> lp(k);
     for (std::size_t i = 0; i < n; ++i) {
         const T* row = z + i * k;
-        T* p = probs.data() + i * k;
         const W m = *std::max_element(row, row + k);
         W s = 0;
         for (std::size_t j = 0; j < k; ++j) s += std::exp(static_cast<W>(row[j]) - m);
         const W log_s = std::log(s);
-        for (std::size_t j = 0; j < k; ++j) {
-            lp[j] = static_cast<W>(row[j]) - m - log_s;
-            p[j] = static_cast<T>(std::exp(lp[j]));
-        }
+        for (std::size_t j = 0; j < k; ++j) lp[j] = static_cast<W>(row[j]) - m - log_s;
         W loss = 0;
         if (indices) {
             loss = -lp[static_cast<std::size_t>(t[i])];
         } else {
-            for (std::size_t j = 0; j < k; ++j) {
+            for (std::size_t j = 0; j < k; ++j)
                 if (t[i * k + j] != 0) loss -= t[i * k + j] * lp[j];
-                log_probs.data()[i * k + j] = detail::saturate<T>(lp[j]);
-            }
         }
         losses.data()[i] = detail::saturate<T>(loss);
     }
     basic_tensor<T> out(reduce(std::move(losses), r));
     record(OpKind::cross_entropy, {logits, target}, out,
-           [target, probs = std::move(probs), log_probs = std::move(log_probs), n, k, r, indices](
-               const auto& gy, auto& grads) {
-               const T* t = target.value().data();
+           [logits, target, n, k, r, indices](const basic_tensor<T>& gy, auto& grads) {
+               // dL/dloss_i, shaped to broadcast against the [N, K] rows
+               auto coeff = upstream(gy, n, r);
+               if (r == Reduction::none) coeff = reshape(coeff, {static_cast<std::ptrdiff_t>(n), 1});
                // dlogits_i = (softmax_i · Σ t_i - t_i) · dL/dloss_i   (t_i one-hot for an index, Σ t_i = 1)
-               if (grads[0]) {
-                   T* d = grads[0]->data();
-                   for (std::size_t i = 0; i < n; ++i) {
-                       const T g = upstream(gy, i, n, r);
-                       T total = 1;
-                       if (!indices) total = std::accumulate(t + i * k, t + (i + 1) * k, T(0));
-                       for (std::size_t j = 0; j < k; ++j) {
-                           const T tj = indices ? T(static_cast<std::size_t>(t[i]) == j) : t[i * k + j];
-                           d[i * k + j] += g * (probs.data()[i * k + j] * total - tj);
-                       }
+               if (grads.needs(0)) {
+                   const auto p = softmax(logits, 1);
+                   if (indices) {
+                       xt::xarray<T> one_hot = xt::zeros<T>(Shape{n, k});
+                       for (std::size_t i = 0; i < n; ++i)
+                           one_hot.data()[i * k + static_cast<std::size_t>(target.value().data()[i])] = T(1);
+                       grads.add(0, (p - basic_tensor<T>(std::move(one_hot))) * coeff);
+                   } else {
+                       grads.add(0, (p * sum(target, {1}, true) - target) * coeff);
                    }
                }
                // dtarget_ij = -log p_ij · dL/dloss_i (probabilities only; indices are not differentiable)
-               if (grads[1] && !indices) {
-                   T* d = grads[1]->data();
-                   for (std::size_t i = 0; i < n; ++i)
-                       for (std::size_t j = 0; j < k; ++j)
-                           d[i * k + j] -= upstream(gy, i, n, r) * log_probs.data()[i * k + j];
-               }
+               if (grads.needs(1) && !indices) grads.add(1, -(log_softmax(logits, 1) * coeff));
            });
     return out;
 }
@@ -128,15 +135,13 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
 template <class T>
 basic_tensor<T> mse_loss(const basic_tensor<T>& x, const basic_tensor<T>& target, Reduction r) {
     check_same_shape("mse_loss", x, target);
-    xt::xarray<T> diff = x.value() - target.value();
+    const xt::xarray<T> diff = x.value() - target.value();
     basic_tensor<T> out(reduce(xt::xarray<T>(diff * diff), r));
-    record(OpKind::mse_loss, {x, target}, out, [diff = std::move(diff), r](const auto& gy, auto& grads) {
+    record(OpKind::mse_loss, {x, target}, out, [x, target, r](const basic_tensor<T>& gy, auto& grads) {
         // dx = 2 (x - t) · dL/dloss, dtarget = -dx
-        for (std::size_t i = 0; i < diff.size(); ++i) {
-            const T d = T(2) * diff.data()[i] * upstream(gy, i, diff.size(), r);
-            if (grads[0]) grads[0]->data()[i] += d;
-            if (grads[1]) grads[1]->data()[i] -= d;
-        }
+        const auto d = (x - target) * (T(2) * upstream(gy, x.size(), r));
+        if (grads.needs(0)) grads.add(0, d);
+        if (grads.needs(1)) grads.add(1, -d);
     });
     return out;
 }
@@ -150,22 +155,22 @@ basic_tensor<T> binary_cross_entropy(const basic_tensor<T>& p, const basic_tenso
                             "binary_cross_entropy: input {} at flat index {} is not a probability in [0, 1]; "
                             "input {}, target {}",
                             pv[i], i, p.shape(), target.shape());
-    auto clamped_log = [](T v) { return std::max(std::log(v), T(-100)); };
+    auto clamped = [](T v) { return std::max(std::log(v), T(-100)); };
     xt::xarray<T> losses = xt::empty<T>(p.shape());
     for (std::size_t i = 0; i < p.size(); ++i) {
         const T t = target.value().data()[i];
-        losses.data()[i] = -(t * clamped_log(pv[i]) + (1 - t) * clamped_log(1 - pv[i]));
+        losses.data()[i] = -(t * clamped(pv[i]) + (1 - t) * clamped(1 - pv[i]));
     }
     basic_tensor<T> out(reduce(std::move(losses), r));
-    record(OpKind::binary_cross_entropy, {p, target}, out, [p, target, r, clamped_log](const auto& gy, auto& grads) {
+    record(OpKind::binary_cross_entropy, {p, target}, out, [p, target, r](const basic_tensor<T>& gy, auto& grads) {
         // dp = (p - t) / (p (1 - p)) with p(1 - p) kept above 1e-12; dt = log(1 - p) - log p
-        const std::size_t count = p.size();
-        for (std::size_t i = 0; i < count; ++i) {
-            const T pi = p.value().data()[i], t = target.value().data()[i];
-            const T g = upstream(gy, i, count, r);
-            if (grads[0]) grads[0]->data()[i] += g * (pi - t) / std::max(pi * (1 - pi), T(1e-12));
-            if (grads[1]) grads[1]->data()[i] += g * (clamped_log(1 - pi) - clamped_log(pi));
+        const auto g = upstream(gy, p.size(), r);
+        if (grads.needs(0)) {
+            const auto denom = p * (T(1) - p);
+            const basic_tensor<T> keep(xt::xarray<T>(xt::cast<T>(denom.value() > T(1e-12))));
+            grads.add(0, g * (p - target) / select(keep, denom, T(1e-12)));
         }
+        if (grads.needs(1)) grads.add(1, g * (clamped_log(T(1) - p) - clamped_log(p)));
     });
     return out;
 }
@@ -181,17 +186,11 @@ basic_tensor<T> binary_cross_entropy_with_logits(const basic_tensor<T>& z, const
         losses.data()[i] = std::max(x, T(0)) - x * t + std::log1p(std::exp(-std::abs(x)));
     }
     basic_tensor<T> out(reduce(std::move(losses), r));
-    record(OpKind::binary_cross_entropy, {z, target}, out, [z, target, r](const auto& gy, auto& grads) {
+    record(OpKind::binary_cross_entropy, {z, target}, out, [z, target, r](const basic_tensor<T>& gy, auto& grads) {
         // dz = sigmoid(z) - t, dt = -z
-        const std::size_t count = z.size();
-        for (std::size_t i = 0; i < count; ++i) {
-            const T x = z.value().data()[i], t = target.value().data()[i];
-            const T g = upstream(gy, i, count, r);
-            const T e = std::exp(-std::abs(x));
-            const T s = x >= 0 ? 1 / (1 + e) : e / (1 + e);
-            if (grads[0]) grads[0]->data()[i] += g * (s - t);
-            if (grads[1]) grads[1]->data()[i] -= g * x;
-        }
+        const auto g = upstream(gy, z.size(), r);
+        if (grads.needs(0)) grads.add(0, g * (sigmoid(z) - target));
+        if (grads.needs(1)) grads.add(1, -(g * z));
     });
     return out;
 }

@@ -3,12 +3,16 @@
 #include <cmath>
 #include <random>
 
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include "detail/axes.hpp"
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "detail/random.hpp"
+#include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -59,43 +63,40 @@ basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
         }
     }
     // xhat = (x - mean) · invstd, y = gamma · xhat + beta
-    xt::xarray<T> xhat = xt::empty<T>(x.shape());
     xt::xarray<T> y = xt::empty<T>(x.shape());
     const T* g = gamma.value().data();
     const T* b = beta.value().data();
     for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t j = 0; j < c; ++j) {
-            const T h = (xv[r * c + j] - mean[j]) * invstd[j];
-            xhat.data()[r * c + j] = h;
-            y.data()[r * c + j] = g[j] * h + b[j];
-        }
+        for (std::size_t j = 0; j < c; ++j) y.data()[r * c + j] = g[j] * ((xv[r * c + j] - mean[j]) * invstd[j]) + b[j];
     basic_tensor<T> out(std::move(y));
+    // In evaluation the statistics are constants of the graph: the values used above.
+    const Shape row{1, c};
+    const basic_tensor<T> fixed_mean(xt::xarray<T>(xt::adapt(mean, row)));
+    const basic_tensor<T> fixed_invstd(xt::xarray<T>(xt::adapt(invstd, row)));
     record(OpKind::batch_norm, {x, gamma, beta}, out,
-           [gamma, xhat = std::move(xhat), invstd = std::move(invstd), rows, c, training](const auto& gy, auto& grads) {
-               const T* dy = gy.data();
-               const T* h = xhat.data();
+           [x, gamma, fixed_mean, fixed_invstd, rows, c, training, eps = static_cast<T>(eps)](
+               const basic_tensor<T>& gy, auto& grads) {
+               // Per channel over the rows of x [rows, C]; in training the statistics are
+               // functions of x, recomputed here as ops so that the rule differentiates again.
+               const std::vector<std::ptrdiff_t> flat{static_cast<std::ptrdiff_t>(rows), static_cast<std::ptrdiff_t>(c)};
+               const auto x2 = reshape(x, flat);
+               const auto g2 = reshape(gy, flat);
+               basic_tensor<T> inv = fixed_invstd, xhat;
+               if (training) {
+                   const auto centred = x2 - xgrad::mean(x2, {0}, true);
+                   inv = pow(xgrad::mean(square(centred), {0}, true) + eps, T(-0.5));
+                   xhat = centred * inv;
+               } else {
+                   xhat = (x2 - fixed_mean) * inv;
+               }
                // dgamma = Σ gy · x̂ (the normalised input, not x), dbeta = Σ gy
-               std::vector<T> sum_dy(c, 0), sum_dy_h(c, 0);
-               for (std::size_t r = 0; r < rows; ++r)
-                   for (std::size_t j = 0; j < c; ++j) {
-                       sum_dy[j] += dy[r * c + j];
-                       sum_dy_h[j] += dy[r * c + j] * h[r * c + j];
-                   }
-               if (grads[1])
-                   for (std::size_t j = 0; j < c; ++j) grads[1]->data()[j] += sum_dy_h[j];
-               if (grads[2])
-                   for (std::size_t j = 0; j < c; ++j) grads[2]->data()[j] += sum_dy[j];
-               if (!grads[0]) return;
+               if (grads.needs(1)) grads.add(1, sum(g2 * xhat, {0}));
+               if (grads.needs(2)) grads.add(2, sum(g2, {0}));
+               if (!grads.needs(0)) return;
                // training: dx = gamma·invstd·(gy - mean(gy) - x̂·mean(gy·x̂)); evaluation: gamma·invstd·gy
-               const T* g = gamma.value().data();
-               T* dx = grads[0]->data();
-               const T inv_n = T(1) / static_cast<T>(rows);
-               for (std::size_t r = 0; r < rows; ++r)
-                   for (std::size_t j = 0; j < c; ++j) {
-                       const std::size_t k = r * c + j;
-                       const T centred = training ? dy[k] - sum_dy[j] * inv_n - h[k] * sum_dy_h[j] * inv_n : dy[k];
-                       dx[k] += g[j] * invstd[j] * centred;
-                   }
+               const auto centred_gy =
+                   training ? g2 - xgrad::mean(g2, {0}, true) - xhat * xgrad::mean(g2 * xhat, {0}, true) : g2;
+               grads.add(0, reshape(gamma * inv * centred_gy, detail::dims(x.shape())));
            });
     return out;
 }
@@ -111,8 +112,8 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training) {
         for (auto& m : mask) m = keep(g) ? scale : T(0);
     });
     basic_tensor<T> out(xt::xarray<T>(x.value() * mask));
-    record(OpKind::dropout, {x}, out, [mask = std::move(mask)](const auto& gy, auto& grads) {
-        if (grads[0]) *grads[0] += gy * mask;  // dx = gy · mask / (1 - p)
+    record(OpKind::dropout, {x}, out, [mask = basic_tensor<T>(std::move(mask))](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, mul(gy, mask));  // dx = gy · mask / (1 - p), the mask a constant
     });
     return out;
 }

@@ -1,6 +1,8 @@
 #include "xgrad/ops/pool.hpp"
 
+#include <cmath>
 #include <cstdint>
+#include <memory>
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
@@ -46,6 +48,49 @@ kernels::PoolGeometry pool_geometry(const char* op, const basic_tensor<T>& x, co
             (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1};
 }
 
+using Argmax = std::shared_ptr<const kernels::Buffer<std::int32_t>>;
+
+template <class T>
+basic_tensor<T> max_pool2d_gather(const basic_tensor<T>& x, const Argmax& argmax, const kernels::PoolGeometry& g);
+
+// dx [N, H, W, C]: each gy element added at its window's argmax. Linear in gy; its adjoint,
+// and so its gradient, is max_pool2d_gather with the same indices.
+template <class T>
+basic_tensor<T> max_pool2d_backward(const basic_tensor<T>& gy, const Argmax& argmax, const kernels::PoolGeometry& g) {
+    xt::xarray<T> dx = xt::zeros<T>(Shape{g.n, g.h, g.w, g.c});
+    kernels::max_pool2d_backward<T>(gy.value().data(), argmax->data(), g, dx.data());
+    basic_tensor<T> out(std::move(dx));
+    record(OpKind::max_pool2d_backward, {gy}, out, [argmax, g](const basic_tensor<T>& gx, auto& grads) {
+        grads.add(0, max_pool2d_gather(gx, argmax, g));
+    });
+    return out;
+}
+
+// y [N, OH, OW, C]: x at each window's argmax. Its gradient is max_pool2d_backward.
+template <class T>
+basic_tensor<T> max_pool2d_gather(const basic_tensor<T>& x, const Argmax& argmax, const kernels::PoolGeometry& g) {
+    xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
+    kernels::max_pool2d_gather<T>(x.value().data(), argmax->data(), g, y.data());
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::max_pool2d_gather, {x}, out, [argmax, g](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, max_pool2d_backward(gy, argmax, g));
+    });
+    return out;
+}
+
+// dx: each gy element spread evenly over its window. Linear in gy and its own adjoint's
+// adjoint: its gradient is avg_pool2d with the same options.
+template <class T>
+basic_tensor<T> avg_pool2d_backward(const basic_tensor<T>& gy, const kernels::PoolGeometry& g, const Pool2dOptions& o) {
+    xt::xarray<T> dx = xt::zeros<T>(Shape{g.n, g.h, g.w, g.c});
+    kernels::avg_pool2d_backward<T>(gy.value().data(), g, o.count_include_pad, dx.data());
+    basic_tensor<T> out(std::move(dx));
+    record(OpKind::avg_pool2d_backward, {gy}, out, [o](const basic_tensor<T>& gx, auto& grads) {
+        grads.add(0, avg_pool2d(gx, o));
+    });
+    return out;
+}
+
 }  // namespace
 
 template <class T>
@@ -57,9 +102,9 @@ basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
     auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>(y.size());
     kernels::max_pool2d_forward<T>(x.value().data(), g, y.data(), argmax->data());
     basic_tensor<T> out(std::move(y));
-    record(OpKind::max_pool2d, {x}, out, [argmax, g](const auto& gy, auto& grads) {
+    record(OpKind::max_pool2d, {x}, out, [argmax = Argmax(argmax), g](const basic_tensor<T>& gy, auto& grads) {
         // dx: each gy element goes to its window's first maximum
-        if (grads[0]) kernels::max_pool2d_backward<T>(gy.data(), argmax->data(), g, grads[0]->data());
+        grads.add(0, max_pool2d_backward(gy, argmax, g));
     });
     return out;
 }
@@ -70,9 +115,8 @@ basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
     xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
     kernels::avg_pool2d_forward<T>(x.value().data(), g, o.count_include_pad, y.data());
     basic_tensor<T> out(std::move(y));
-    record(OpKind::avg_pool2d, {x}, out, [g, include = o.count_include_pad](const auto& gy, auto& grads) {
-        // dx: each gy element spread evenly over its window
-        if (grads[0]) kernels::avg_pool2d_backward<T>(gy.data(), g, include, grads[0]->data());
+    record(OpKind::avg_pool2d, {x}, out, [g, o](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, avg_pool2d_backward(gy, g, o));
     });
     return out;
 }
@@ -124,9 +168,27 @@ void register_pool_cases(CaseRegistry& r) {
     for (const auto& c : cases) {
         r.add(OpKind::max_pool2d, c.name, {{c.x}}, [o = c.o](const V& v) { return max_pool2d(v[0], o); });
         r.add(OpKind::avg_pool2d, c.name, {{c.x}}, [o = c.o](const V& v) { return avg_pool2d(v[0], o); });
+        // The gradient kernels as ops: the argmax of a fixed input with distinct values, and
+        // the backward pass of avg_pool2d.
+        xt::xarray<double> fixed = xt::empty<double>(c.x);
+        for (std::size_t k = 0; k < fixed.size(); ++k) fixed.data()[k] = std::sin(1.7 * static_cast<double>(k));
+        const auto g = pool_geometry("max_pool2d", Tensor64(fixed), c.o);
+        auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>(g.n * g.oh * g.ow * g.c);
+        xt::xarray<double> y = xt::empty<double>(Shape{g.n, g.oh, g.ow, g.c});
+        kernels::max_pool2d_forward<double>(fixed.data(), g, y.data(), argmax->data());
+        const Argmax a(argmax);
+        r.add(OpKind::max_pool2d_backward, c.name, {{y.shape()}},
+              [a, g](const V& v) { return max_pool2d_backward(v[0], a, g); });
+        r.add(OpKind::max_pool2d_gather, c.name, {{c.x}}, [a, g](const V& v) { return max_pool2d_gather(v[0], a, g); });
+        r.add(OpKind::avg_pool2d_backward, c.name, {{y.shape()}},
+              [g, o = c.o](const V& v) { return avg_pool2d_backward(v[0], g, o); });
     }
     r.add(OpKind::avg_pool2d, "3x3 stride 2 padding 1, exclude pad", {{{1, 6, 6, 2}}},
           [](const V& v) { return avg_pool2d(v[0], pool(3, Size2(2), 1, false)); });
+    r.add(OpKind::avg_pool2d_backward, "3x3 stride 2 padding 1, exclude pad", {{{1, 3, 3, 2}}}, [](const V& v) {
+        const auto o = pool(3, Size2(2), 1, false);
+        return avg_pool2d_backward(v[0], pool_geometry("avg_pool2d", zeros<double>({1, 6, 6, 2}), o), o);
+    });
     r.add("global_avg_pool2d", "[2,3,5,4]", {{{2, 3, 5, 4}}}, [](const V& v) { return global_avg_pool2d(v[0]); });
 }
 

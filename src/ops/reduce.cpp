@@ -12,6 +12,7 @@
 #include "detail/axes.hpp"
 #include "detail/cases.hpp"
 #include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -35,17 +36,27 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
     return out;
 }
 
-// dx += gy broadcast back over the reduced axes, times `scale`.
+// sum over the leading `lead` axes of a row-major array: rows of the rest added in order,
+// without xtensor's generic reducer (the bias gradient of every conv and dense layer).
 template <class T>
-void spread(xt::xarray<T>& dx, const xt::xarray<T>& gy, const Shape& kept_shape, T scale) {
-    if (gy.size() == 1) {  // a full reduction: one value for every element, without broadcasting
-        const T g = gy.data()[0] * scale;
-        for (auto& v : dx) v += g;
-        return;
+basic_tensor<T> average_scale(const basic_tensor<T>& g, T scale) {
+    return scale == T(1) ? g : g * scale;
+}
+
+template <class T>
+xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
+    std::size_t rows = 1;
+    for (std::size_t d = 0; d < lead; ++d) rows *= x.shape()[d];
+    const std::size_t cols = rows ? x.size() / rows : 0;
+    Shape rest(x.shape().begin() + static_cast<std::ptrdiff_t>(lead), x.shape().end());
+    xt::xarray<T> y = xt::zeros<T>(rest);
+    if (cols == 0) return y;  // an empty trailing axis
+    T* out = y.data();
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = x.data() + r * cols;
+        for (std::size_t j = 0; j < cols; ++j) out[j] += row[j];
     }
-    xt::xarray<T> g = gy * scale;
-    g.reshape(kept_shape);
-    xt::noalias(dx) += g;
+    return y;
 }
 
 template <class T>
@@ -56,13 +67,16 @@ basic_tensor<T> reduce_sum(const char* op, OpKind kind, const basic_tensor<T>& x
     std::size_t count = 1;
     for (auto a : axes) count *= x.shape()[a];
     const T scale = average ? T(1) / static_cast<T>(std::max<std::size_t>(count, 1)) : T(1);
-    xt::xarray<T> y = xt::sum(x.value(), axes);
+    bool leading = true;
+    for (std::size_t i = 0; i < axes.size(); ++i) leading = leading && axes[i] == i;
+    xt::xarray<T> y = leading ? sum_leading(x.value(), axes.size()) : xt::xarray<T>(xt::sum(x.value(), axes));
     if (average) y *= scale;
     y.reshape(reduced_shape(x.shape(), axes, keepdims));
     basic_tensor<T> out(std::move(y));
-    record(kind, {x}, out, [kept, scale](const auto& gy, auto& grads) {
+    record(kind, {x}, out, [kept, scale, xs = x.shape()](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy (/ count for mean), broadcast over the reduced axes
-        if (grads[0]) spread(*grads[0], gy, kept, scale);
+        const auto g = reshape(gy, detail::dims(kept));
+        grads.add(0, broadcast_to(average_scale(g, scale), xs));
     });
     return out;
 }
@@ -117,16 +131,17 @@ basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes_in, bool keepdims
         y.data()[o] = row[best];
     }
     basic_tensor<T> out(std::move(y));
+    if (!grad_enabled() || !x.requires_grad()) return out;
+    // Ones at the first maximum of every slice: dx = gy broadcast back, times this constant
+    // (piecewise constant in x, so it carries no graph).
+    xt::xarray<T> mp = xt::zeros<T>(xp.shape());
+    for (std::size_t o = 0; o < outer; ++o) mp.data()[o * inner + argmax[o]] = T(1);
+    std::vector<std::size_t> inverse(perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+    basic_tensor<T> mask(xt::xarray<T>(xt::transpose(mp, inverse)));
     record(OpKind::max, {x}, out,
-           [argmax = std::move(argmax), perm, pshape = xp.shape(), inner](const auto& gy, auto& grads) {
-               if (!grads[0]) return;
-               // dx: each gy element goes to the first maximum of its row
-               xt::xarray<T> gp = xt::zeros<T>(pshape);
-               for (std::size_t o = 0; o < argmax.size(); ++o)
-                   gp.data()[o * inner + argmax[o]] = gy.data()[o];
-               std::vector<std::size_t> inverse(perm.size());
-               for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
-               xt::noalias(*grads[0]) += xt::transpose(gp, inverse);
+           [mask, kept = reduced_shape(x.shape(), axes, true)](const basic_tensor<T>& gy, auto& grads) {
+               grads.add(0, mul(broadcast_to(reshape(gy, detail::dims(kept)), mask.shape()), mask));
            });
     return out;
 }
@@ -136,7 +151,23 @@ basic_tensor<T> max(const basic_tensor<T>& x) {
     return max(x, all_axes(x.dim()));
 }
 
+template <class T>
+basic_tensor<T> sum_to(const basic_tensor<T>& x, const Shape& shape) {
+    if (x.shape() == shape) return x;
+    detail::check_shape(shape.size() <= x.dim(), "sum_to: x {} has fewer axes than the shape {}", x.shape(), shape);
+    const std::size_t lead = x.dim() - shape.size();
+    Axes axes;
+    for (std::size_t i = 0; i < x.dim(); ++i) {
+        const bool stretched = i >= lead && shape[i - lead] == 1 && x.shape()[i] != 1;
+        detail::check_shape(i < lead || stretched || shape[i - lead] == x.shape()[i],
+                            "sum_to: x {} does not broadcast from the shape {}", x.shape(), shape);
+        if (i < lead || stretched) axes.push_back(static_cast<std::ptrdiff_t>(i));
+    }
+    return reshape(sum(x, axes), detail::dims(shape));
+}
+
 #define XGRAD_INSTANTIATE(T)                                                   \
+    template basic_tensor<T> sum_to(const basic_tensor<T>&, const Shape&);     \
     template basic_tensor<T> sum(const basic_tensor<T>&);                      \
     template basic_tensor<T> sum(const basic_tensor<T>&, const Axes&, bool);   \
     template basic_tensor<T> mean(const basic_tensor<T>&);                     \

@@ -9,7 +9,9 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "detail/axes.hpp"
+#include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
+#include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/tape.hpp"
 
@@ -44,11 +46,9 @@ basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff
     xt::xarray<T> y = x.value();
     y.reshape(out_shape);
     basic_tensor<T> out(std::move(y));
-    record(OpKind::reshape, {x}, out, [](const auto& gy, auto& grads) {
+    record(OpKind::reshape, {x}, out, [xs = x.shape()](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy in x's shape: same elements, same order
-        if (!grads[0]) return;
-        T* g = grads[0]->data();
-        for (std::size_t k = 0; k < gy.size(); ++k) g[k] += gy.data()[k];
+        grads.add(0, reshape(gy, detail::dims(xs)));
     });
     return out;
 }
@@ -71,9 +71,9 @@ basic_tensor<T> permute(const basic_tensor<T>& x, const std::vector<std::ptrdiff
         inverse[perm[i]] = i;
     }
     basic_tensor<T> out(xt::xarray<T>(xt::transpose(x.value(), perm)));
-    record(OpKind::permute, {x}, out, [inverse](const auto& gy, auto& grads) {
+    record(OpKind::permute, {x}, out, [inverse](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy with the axes put back
-        if (grads[0]) xt::noalias(*grads[0]) += xt::transpose(gy, inverse);
+        grads.add(0, permute(gy, std::vector<std::ptrdiff_t>(inverse.begin(), inverse.end())));
     });
     return out;
 }
@@ -117,31 +117,70 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t ax
     for (std::size_t d = 0; d < axis; ++d) outer *= first[d];
     for (std::size_t d = axis + 1; d < first.size(); ++d) inner *= first[d];
     const std::size_t out_row = out_shape[axis] * inner;
-    std::vector<std::size_t> offsets;  // each input's start within an output row
     xt::xarray<T> y = xt::empty<T>(out_shape);
     std::size_t offset = 0;
     for (const auto& x : xs) {
         const std::size_t row = x.shape()[axis] * inner;
         for (std::size_t o = 0; o < outer; ++o)
             std::copy_n(x.value().data() + o * row, row, y.data() + o * out_row + offset);
-        offsets.push_back(offset);
         offset += row;
     }
     basic_tensor<T> out(std::move(y));
-    record(OpKind::concat, xs, out, [offsets, outer, out_row](const auto& gy, auto& grads) {
+    std::vector<std::size_t> starts, lengths;  // each input's range along the axis
+    for (std::size_t i = 0, at = 0; i < xs.size(); at += xs[i].shape()[axis], ++i) {
+        starts.push_back(at);
+        lengths.push_back(xs[i].shape()[axis]);
+    }
+    record(OpKind::concat, xs, out, [starts, lengths, axis](const basic_tensor<T>& gy, auto& grads) {
         // dx_i = the slice of gy that x_i filled
-        for (std::size_t i = 0; i < grads.size(); ++i) {
-            if (!grads[i] || outer == 0) continue;
-            const std::size_t row = grads[i]->size() / outer;
-            T* g = grads[i]->data();
-            for (std::size_t o = 0; o < outer; ++o)
-                for (std::size_t k = 0; k < row; ++k) g[o * row + k] += gy.data()[o * out_row + offsets[i] + k];
-        }
+        for (std::size_t i = 0; i < grads.size(); ++i)
+            if (grads.needs(i))
+                grads.add(i, slice(gy, static_cast<std::ptrdiff_t>(axis), starts[i], lengths[i]));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const Shape& shape) {
+    detail::check_shape(detail::broadcast_shapes("broadcast_to", x.shape(), shape) == shape,
+                        "broadcast_to: x {} does not broadcast to {}", x.shape(), shape);
+    if (x.shape() == shape) return x;
+    basic_tensor<T> out(xt::xarray<T>(xt::broadcast(x.value(), shape)));
+    record(OpKind::broadcast_to, {x}, out, [xs = x.shape()](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, sum_to(gy, xs));  // dx = gy summed over the repeated axes
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> slice(const basic_tensor<T>& x, std::ptrdiff_t axis_in, std::size_t start, std::size_t length) {
+    const std::size_t axis = detail::normalize_axis("slice", axis_in, x.shape());
+    const std::size_t size = x.shape()[axis];
+    detail::check_shape(start <= size && length <= size - start,
+                        "slice: elements {} to {} of axis {} do not fit x {}", start, start + length, axis, x.shape());
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t d = 0; d < axis; ++d) outer *= x.shape()[d];
+    for (std::size_t d = axis + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+    Shape ys = x.shape();
+    ys[axis] = length;
+    xt::xarray<T> y = xt::empty<T>(ys);
+    for (std::size_t o = 0; o < outer; ++o)
+        std::copy_n(x.value().data() + (o * size + start) * inner, length * inner, y.data() + o * length * inner);
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::slice, {x}, out, [xs = x.shape(), axis, start, length](const basic_tensor<T>& gy, auto& grads) {
+        // dx = gy in its place along the axis, zeros before and after
+        Shape before = xs, after = xs;
+        before[axis] = start;
+        after[axis] = xs[axis] - start - length;
+        grads.add(0, concat(std::vector<basic_tensor<T>>{zeros<T>(before), gy, zeros<T>(after)},
+                            static_cast<std::ptrdiff_t>(axis)));
     });
     return out;
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                   \
+    template basic_tensor<T> broadcast_to(const basic_tensor<T>&, const Shape&);               \
+    template basic_tensor<T> slice(const basic_tensor<T>&, std::ptrdiff_t, std::size_t, std::size_t); \
     template basic_tensor<T> reshape(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&); \
     template basic_tensor<T> flatten(const basic_tensor<T>&);                                  \
     template basic_tensor<T> permute(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&); \
@@ -167,6 +206,11 @@ void register_shape_cases(CaseRegistry& r) {
     r.add(OpKind::concat, "axis 0, one input twice", {{{1, 3}}, {{2, 3}}},
           [](const V& v) { return concat(V{v[0], v[1], v[0]}, 0); });
     r.add(OpKind::concat, "axis -1", {{{2, 2}}, {{2, 3}}}, [](const V& v) { return concat(V{v[0], v[1]}, -1); });
+    r.add(OpKind::broadcast_to, "[3,1] -> [2,3,4]", {{{3, 1}}}, [](const V& v) { return broadcast_to(v[0], {2, 3, 4}); });
+    r.add(OpKind::broadcast_to, "[] -> [2,3]", {{{}}}, [](const V& v) { return broadcast_to(v[0], {2, 3}); });
+    r.add(OpKind::slice, "axis 1, 1..2 of [2,4,3]", {{{2, 4, 3}}}, [](const V& v) { return slice(v[0], 1, 1, 2); });
+    r.add(OpKind::slice, "axis -1, first of [3,2]", {{{3, 2}}}, [](const V& v) { return slice(v[0], -1, 0, 1); });
+    r.add(OpKind::slice, "axis 0, last two of [4,2]", {{{4, 2}}}, [](const V& v) { return slice(v[0], 0, 2, 2); });
 }
 
 }  // namespace detail

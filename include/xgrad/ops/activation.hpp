@@ -8,6 +8,9 @@ namespace xgrad {
 
 /// max(x, 0); the gradient at 0 is 0. NaN stays NaN (as in PyTorch and numpy).
 template <class T> basic_tensor<T> relu(const basic_tensor<T>& x);
+/// relu's gradient as an op: gy where y > 0, 0 elsewhere (y is relu's output). Linear in gy;
+/// y enters as a mask only, so no gradient flows to it.
+template <class T> basic_tensor<T> relu_backward(const basic_tensor<T>& gy, const basic_tensor<T>& y);
 /// x for x > 0, slope·x otherwise.
 template <class T> basic_tensor<T> leaky_relu(const basic_tensor<T>& x, double slope = 0.01);
 /// 1 / (1 + e^-x), computed without overflow for any x.

@@ -72,4 +72,19 @@ template <class T>
 basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
                        const Conv2dOptions& options = {});
 
+/// The gradient of conv2d with respect to its input, as an op: dx [N, H, W, C] = the
+/// transposed convolution of gy [N, OH, OW, F] with w, for an input of shape `x_shape` and the
+/// same options (options.backward chooses the variant). Linear in gy and in w; its own
+/// gradients are conv2d and conv2d_weight_grad, so second derivatives pass through it.
+/// Throws ShapeError when gy is not the output shape of such a convolution.
+template <class T>
+basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<T>& w, const Shape& x_shape,
+                                  const Conv2dOptions& options = {});
+/// The gradient of conv2d with respect to its weights, as an op: dw [KH, KW, C / groups, F]
+/// (shape `w_shape`) from x and gy. Bilinear in x and gy; its own gradients are
+/// conv2d_input_grad and conv2d. Throws ShapeError when gy does not match.
+template <class T>
+basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy, const Shape& w_shape,
+                                   const Conv2dOptions& options = {});
+
 }  // namespace xgrad

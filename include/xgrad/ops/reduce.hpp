@@ -27,4 +27,9 @@ template <class T> basic_tensor<T> max(const basic_tensor<T>& x);
 /// first maximum of its slice in row-major order (tied maxima are counted once).
 template <class T> basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
 
+/// x summed over the axes that broadcasting stretched, so that the result has `shape` (the
+/// gradient of a broadcast): x [2, 3, 4] to [3, 1] sums axis 0 and axis 2. Returns x itself
+/// when the shapes are equal. Throws ShapeError when x does not broadcast from `shape`.
+template <class T> basic_tensor<T> sum_to(const basic_tensor<T>& x, const Shape& shape);
+
 }  // namespace xgrad

@@ -29,4 +29,12 @@ template <class T> basic_tensor<T> transpose(const basic_tensor<T>& x);
 template <class T>
 basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis = 0);
 
+/// x repeated along the axes where it has size 1 (and new leading axes) to `shape`, as numpy's
+/// broadcast_to; the gradient sums back. Throws ShapeError when x does not broadcast to it.
+template <class T> basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const Shape& shape);
+/// Elements start .. start + length - 1 along `axis` (PyTorch's narrow). Throws ShapeError when
+/// the range does not fit the axis.
+template <class T>
+basic_tensor<T> slice(const basic_tensor<T>& x, std::ptrdiff_t axis, std::size_t start, std::size_t length);
+
 }  // namespace xgrad
