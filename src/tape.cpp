@@ -191,12 +191,14 @@ template <class T>
 void accumulate_into(Node<T>& node, basic_tensor<T> g) {
     const bool owned = g.node().use_count() == 1;
     std::lock_guard lock(node.grad_mutex);
-    if (node.grad)
+    // Zeros from zero_grad() are replaced rather than added to: the same values, one pass fewer.
+    if (node.grad && !node.grad_zeroed)
         *node.grad += g.value();
     else if (owned)
         node.grad = std::move(g.node()->value);
     else
         node.grad = g.value();
+    node.grad_zeroed = false;
 }
 
 // Runs `gradient` (a node's completed gradient) through the node's hooks, in order.

@@ -98,6 +98,7 @@ const xt::xarray<T>& basic_tensor<T>::grad() const {
 template <class T>
 xt::xarray<T>& basic_tensor<T>::mutable_grad() {
     grad();  // throws when there is none
+    node_->grad_zeroed = false;
     return *node_->grad;
 }
 
@@ -110,6 +111,7 @@ void basic_tensor<T>::zero_grad() {
     const auto size = static_cast<std::ptrdiff_t>(n.grad->size());
 #pragma omp parallel for schedule(static) if (size > detail::kParallelElements)
     for (std::ptrdiff_t i = 0; i < size; ++i) g[i] = T(0);
+    n.grad_zeroed = true;
 }
 
 template <class T>

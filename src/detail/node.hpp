@@ -22,6 +22,9 @@ template <class T>
 struct Node {
     xt::xarray<T> value;
     std::optional<xt::xarray<T>> grad;
+    // Set by zero_grad() (the gradient holds zeros), cleared by any other write: the next
+    // backward pass then moves its gradient in instead of adding it to zeros.
+    bool grad_zeroed = false;
     bool requires_grad = false;
     // Bumped by every in-place access to `value` (mutable_value): an entry that recorded this
     // node at another version refuses to run its backward rule, whose saved values are stale.
