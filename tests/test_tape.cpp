@@ -300,3 +300,17 @@ TEST_CASE("tape: to_dot writes the recorded graph as Graphviz text", "[tape][dot
                         Contains("[1, 2]") && Contains("[2, 1]") && Contains("requires grad"));
     CHECK(dot.back() == '\n');
 }
+
+TEST_CASE("tape: a gradient after zero_grad() replaces the zeros, one written since is added to", "[tape]") {
+    Tensor64 x(xt::xarray<double>{1, 2}, true);
+    xgrad::sum(x * x).backward();
+    x.zero_grad();
+    xgrad::sum(x * x).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{2, 4}) == "");
+    xgrad::sum(x * 3.0).backward();  // accumulates as usual
+    CHECK(array_diff(x.grad(), xt::xarray<double>{5, 7}) == "");
+    x.zero_grad();
+    x.mutable_grad() += 1.0;  // written after zero_grad: no longer zeros
+    xgrad::sum(x * x).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{3, 5}) == "");
+}
