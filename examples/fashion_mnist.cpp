@@ -24,25 +24,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "w1_net.hpp"
 #include "xgrad/xgrad.hpp"
 
 namespace nn = xgrad::nn;
 namespace dist = xgrad::distributed;
 using xgrad::Tensor;
-
-struct Net : nn::Module {
-    const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
-    std::shared_ptr<nn::Conv2D> conv1 = add_module("conv1", nn::Conv2D(1, 32, 3, same, nn::Activation::relu));
-    std::shared_ptr<nn::Conv2D> conv2 = add_module("conv2", nn::Conv2D(32, 64, 3, same, nn::Activation::relu));
-    std::shared_ptr<nn::Dense> fc1 = add_module("fc1", nn::Dense(7 * 7 * 64, 128, nn::Activation::relu));
-    std::shared_ptr<nn::Dense> fc2 = add_module("fc2", nn::Dense(128, 10));
-
-    Tensor forward(const Tensor& x) override {
-        auto h = xgrad::max_pool2d((*conv1)(x), {.kernel = 2});  // [N, 14, 14, 32]
-        h = xgrad::max_pool2d((*conv2)(h), {.kernel = 2});       // [N, 7, 7, 64]
-        return (*fc2)((*fc1)(xgrad::flatten(h)));                 // logits [N, 10]
-    }
-};
 
 // Mean loss and accuracy of `model` over `data`, in batches, without recording. Distributed,
 // each rank takes its slice of the data and the sums are added over the ranks.

@@ -234,6 +234,19 @@ std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node
                             seeds[i].shape(), roots[i]->value.shape());
     }
     auto order = reachable(roots);  // checks that nothing was freed or modified before touching any gradient
+    // grad() wants some gradients only: the nodes on a path to one of them, found in record
+    // order (inputs before outputs). The other inputs' gradients are never computed.
+    std::unordered_set<const Node<T>*> useful;
+    if (capture) {
+        for (const auto& n : *capture) useful.insert(n.get());
+        for (auto it = order.rbegin(); it != order.rend(); ++it)
+            for (const auto& in : it->first->inputs)
+                if (useful.count(in.get())) {
+                    useful.insert(it->second.get());
+                    break;
+                }
+    }
+    auto wanted = [&](const Node<T>* n) { return n->requires_grad && (!capture || useful.count(n)); };
     // The gradient of every node reached so far: intermediates, and leaves summed apart.
     std::unordered_map<Node<T>*, basic_tensor<T>> pending;
     auto summed_apart = [&](Node<T>* n) { return n->producer || capture || !n->hooks.empty(); };
@@ -251,6 +264,10 @@ std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node
     for (std::size_t i = 0; i < roots.size(); ++i) deliver(roots[i].get(), seeds[i]);
     for (auto& [entry, node] : order) {
         auto found = pending.find(node.get());
+        if (found != pending.end() && !wanted(node.get())) {
+            pending.erase(found);  // on no path to a gradient that grad() wants
+            found = pending.end();
+        }
         if (found != pending.end()) {
             basic_tensor<T> gy = std::move(found->second);
             pending.erase(found);  // an intermediate's gradient is used once, then released
@@ -262,7 +279,7 @@ std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node
             needs.reserve(entry->inputs.size());
             for (const auto& in : entry->inputs) {
                 shapes.push_back(in->value.shape());
-                needs.push_back(in->requires_grad);
+                needs.push_back(wanted(in.get()));
             }
             Grads<T> grads(entry->op, std::move(shapes), std::move(needs), basic_tensor<T>(node), create_graph);
             {
