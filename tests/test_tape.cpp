@@ -314,3 +314,23 @@ TEST_CASE("tape: a gradient after zero_grad() replaces the zeros, one written si
     xgrad::sum(x * x).backward();
     CHECK(array_diff(x.grad(), xt::xarray<double>{3, 5}) == "");
 }
+
+TEST_CASE("tape: grad() runs only the rules on a path to the inputs it was asked for", "[tape][grad]") {
+    int runs = 0;
+    auto counted = [&runs](const Tensor64& w) {
+        Tensor64 out(xt::xarray<double>(w.value() * 2.0));
+        xgrad::record("counted", {w}, out, [&runs](const Tensor64& gy, auto& grads) {
+            ++runs;
+            grads.add(0, gy * 2.0);
+        });
+        return out;
+    };
+    Tensor64 w(xt::xarray<double>{1, 2}, true), x(xt::xarray<double>{3, 4}, true);
+    auto loss = xgrad::sum(counted(w) * x);
+    auto g = xgrad::grad(loss, {x}, {.retain_graph = true});
+    CHECK(array_diff(g[0].value(), xt::xarray<double>{2, 4}) == "");
+    CHECK(runs == 0);  // w's side of the graph leads nowhere grad() looks
+    loss.backward();
+    CHECK(runs == 1);
+    CHECK(array_diff(w.grad(), xt::xarray<double>{6, 8}) == "");
+}

@@ -104,7 +104,8 @@ IdxArray read_idx(const std::string& path) {
     return a;
 }
 
-Dataset Dataset::slice(std::size_t begin, std::size_t end) const {
+template <class T>
+basic_dataset<T> basic_dataset<T>::slice(std::size_t begin, std::size_t end) const {
     detail::check_value(begin <= end && end <= size(), "Dataset::slice: [{}, {}) is outside [0, {})", begin, end,
                         size());
     std::vector<std::size_t> idx(end - begin);
@@ -139,19 +140,22 @@ const std::vector<std::string>& fashion_mnist_classes() {
     return names;
 }
 
-Tensor take_rows(const Tensor& x, const std::vector<std::size_t>& indices) {
+template <class T>
+basic_tensor<T> take_rows(const basic_tensor<T>& x, const std::vector<std::size_t>& indices) {
     Shape shape = x.shape();
     const std::size_t row = shape.empty() || shape[0] == 0 ? 0 : x.size() / shape[0];
     shape[0] = indices.size();
-    xt::xarray<float> out = xt::empty<float>(shape);
+    xt::xarray<T> out = xt::empty<T>(shape);
     for (std::size_t i = 0; i < indices.size(); ++i) {
         detail::check_value(indices[i] < x.shape()[0], "take_rows: row {} of x {}", indices[i], x.shape());
         std::copy_n(x.value().data() + indices[i] * row, row, out.data() + i * row);
     }
-    return Tensor(std::move(out));
+    return basic_tensor<T>(std::move(out));
 }
 
-DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(data)), options_(options) {
+template <class T>
+basic_data_loader<T>::basic_data_loader(Dataset data, LoaderOptions options)
+    : data_(std::move(data)), options_(options) {
     detail::check_value(options.batch_size > 0, "DataLoader: batch_size must be positive");
     detail::check_value(data_.size() > 0, "DataLoader: the dataset is empty");
     detail::check_value(options.shard < options.shards, "DataLoader: shard {} of {} shards", options.shard,
@@ -165,13 +169,15 @@ DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(da
                         data_.y.defined() ? data_.y.shape() : Shape{});
 }
 
-std::size_t DataLoader::size() const {
+template <class T>
+std::size_t basic_data_loader<T>::size() const {
     const std::size_t n = data_.size(), global = options_.batch_size * options_.shards;
     // A last, partial global batch counts when every shard gets a sample of it.
     return n / global + (!options_.drop_last && n % global >= options_.shards ? 1 : 0);
 }
 
-const std::vector<std::size_t>& DataLoader::order(std::size_t epoch) const {
+template <class T>
+const std::vector<std::size_t>& basic_data_loader<T>::order(std::size_t epoch) const {
     if (order_epoch_ != epoch) {
         order_.resize(data_.size());
         std::iota(order_.begin(), order_.end(), 0);
@@ -184,7 +190,8 @@ const std::vector<std::size_t>& DataLoader::order(std::size_t epoch) const {
     return order_;
 }
 
-Batch DataLoader::batch(std::size_t epoch, std::size_t i) const {
+template <class T>
+basic_batch<T> basic_data_loader<T>::batch(std::size_t epoch, std::size_t i) const {
     detail::check_value(i < size(), "DataLoader: batch {} of an epoch of {}", i, size());
     const auto& o = order(epoch);
     // This shard's part of global batch i.
@@ -198,5 +205,13 @@ Batch DataLoader::batch(std::size_t epoch, std::size_t i) const {
                                        o.begin() + static_cast<std::ptrdiff_t>(end));
     return {take_rows(data_.x, idx), take_rows(data_.y, idx)};
 }
+
+#define XGRAD_INSTANTIATE(T)                                                                   \
+    template struct basic_dataset<T>;                                                          \
+    template class basic_data_loader<T>;                                                       \
+    template basic_tensor<T> take_rows(const basic_tensor<T>&, const std::vector<std::size_t>&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
 
 }  // namespace xgrad::data

@@ -11,7 +11,8 @@ namespace {
 constexpr const char* kFormat = "xgrad-checkpoint-1";
 }
 
-void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& optimizer,
+template <class T>
+void save_checkpoint(const std::string& path, const nn::basic_module<T>& model, const optim::Optimizer& optimizer,
                      std::int64_t epoch) {
     // load_checkpoint accepts counts of epochs only: refuse what it would refuse.
     if (epoch < 0 || epoch >= (std::int64_t{1} << 53))
@@ -25,7 +26,8 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
     write_npz(path, arrays);
 }
 
-std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& optimizer) {
+template <class T>
+std::int64_t load_checkpoint(const std::string& path, nn::basic_module<T>& model, optim::Optimizer& optimizer) {
     const NpzArchive arrays = read_npz(path);
     const NpyArray* format = nullptr;
     const NpyArray* epoch = nullptr;
@@ -67,5 +69,13 @@ std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::
     }
     return completed;
 }
+
+#define XGRAD_INSTANTIATE(T)                                                                                  \
+    template void save_checkpoint(const std::string&, const nn::basic_module<T>&, const optim::Optimizer&,     \
+                                  std::int64_t);                                                              \
+    template std::int64_t load_checkpoint(const std::string&, nn::basic_module<T>&, optim::Optimizer&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
 
 }  // namespace xgrad::io

@@ -229,7 +229,7 @@ NpyArray bytes_to_npy(const std::string& bytes) {
 namespace {
 
 template <class T>
-xt::xarray<T> npy_to(const NpyArray& a, const std::string& what) {
+xt::xarray<T> convert_npy(const NpyArray& a, const std::string& what) {
     xt::xarray<T> out = xt::empty<T>(a.shape);
     const std::size_t n = out.size();
     if (a.dtype == "<f4" && a.bytes.size() == n * 4) {
@@ -253,8 +253,8 @@ xt::xarray<T> npy_to(const NpyArray& a, const std::string& what) {
 
 }  // namespace
 
-xt::xarray<float> npy_to_float(const NpyArray& a, const std::string& what) { return npy_to<float>(a, what); }
-xt::xarray<double> npy_to_double(const NpyArray& a, const std::string& what) { return npy_to<double>(a, what); }
+xt::xarray<float> npy_to_float(const NpyArray& a, const std::string& what) { return convert_npy<float>(a, what); }
+xt::xarray<double> npy_to_double(const NpyArray& a, const std::string& what) { return convert_npy<double>(a, what); }
 
 std::string npy_to_bytes(const NpyArray& a, const std::string& what) {
     if (a.dtype != "|u1") throw IoError(fmt::format("npz: {} has dtype {}; expected |u1 bytes", what, a.dtype));

@@ -18,10 +18,11 @@ std::pair<std::size_t, std::size_t> fans(const Shape& s) {
     throw ShapeError("init: weights must be [out], [in, out] or [KH, KW, C_in, C_out], got " + to_string(s));
 }
 
-void initialize(Tensor& w, Init init) {
+template <class T>
+void initialize(basic_tensor<T>& w, Init init) {
     auto& v = w.mutable_value();
     if (init == Init::zeros || init == Init::ones) {
-        v.fill(init == Init::ones ? 1.0f : 0.0f);
+        v.fill(init == Init::ones ? T(1) : T(0));
         return;
     }
     const auto [fan_in_s, fan_out_s] = fans(w.shape());
@@ -39,12 +40,15 @@ void initialize(Tensor& w, Init init) {
     detail::with_generator([&](std::mt19937_64& g) {
         if (bound > 0) {
             std::uniform_real_distribution<double> d(-bound, bound);
-            for (auto& e : v) e = static_cast<float>(d(g));
+            for (auto& e : v) e = static_cast<T>(d(g));
         } else {
             std::normal_distribution<double> d(0, stddev);
-            for (auto& e : v) e = static_cast<float>(d(g));
+            for (auto& e : v) e = static_cast<T>(d(g));
         }
     });
 }
+
+template void initialize(basic_tensor<float>&, Init);
+template void initialize(basic_tensor<double>&, Init);
 
 }  // namespace xgrad::nn

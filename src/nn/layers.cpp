@@ -6,13 +6,15 @@
 
 #include "detail/check.hpp"
 #include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/norm.hpp"
 #include "xgrad/ops/shape.hpp"
 
 namespace xgrad::nn {
 
-Tensor activate(const Tensor& x, Activation a) {
+template <class T>
+basic_tensor<T> activate(const basic_tensor<T>& x, Activation a) {
     switch (a) {
         case Activation::none: return x;
         case Activation::relu: return relu(x);
@@ -24,7 +26,8 @@ Tensor activate(const Tensor& x, Activation a) {
     return x;
 }
 
-std::string ActivationLayer::type_name() const {
+template <class T>
+std::string basic_activation_layer<T>::type_name() const {
     switch (activation_) {
         case Activation::none: return "Identity";
         case Activation::relu: return "ReLU";
@@ -36,20 +39,23 @@ std::string ActivationLayer::type_name() const {
     return "Activation";
 }
 
-Dense::Dense(std::size_t in, std::size_t out, Activation activation, bool use_bias, Init init)
+template <class T>
+basic_dense<T>::basic_dense(std::size_t in, std::size_t out, Activation activation, bool use_bias, Init init)
     : activation_(activation) {
     detail::check_value(in > 0 && out > 0, "Dense: in and out must be positive, got {} and {}", in, out);
-    weight = add_parameter("weight", zeros({in, out}));
+    weight = this->add_parameter("weight", zeros<T>({in, out}));
     initialize(weight, init);
-    if (use_bias) bias = add_parameter("bias", zeros({out}));
+    if (use_bias) bias = this->add_parameter("bias", zeros<T>({out}));
 }
 
-Tensor Dense::forward(const Tensor& x) {
+template <class T>
+basic_tensor<T> basic_dense<T>::forward(const Tensor& x) {
     return activate(bias.defined() ? linear(x, weight, bias) : linear(x, weight), activation_);
 }
 
-Conv2D::Conv2D(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options,
-               Activation activation, bool use_bias, Init init)
+template <class T>
+basic_conv2d<T>::basic_conv2d(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options,
+                              Activation activation, bool use_bias, Init init)
     : options_(options), activation_(activation) {
     detail::check_value(in_channels > 0 && filters > 0, "Conv2D: in_channels and filters must be positive, got {} and {}",
                         in_channels, filters);
@@ -59,39 +65,65 @@ Conv2D::Conv2D(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2
                             filters % static_cast<std::size_t>(options.groups) == 0,
                         "Conv2D: groups {} must divide the input channels {} and the filters {}", options.groups,
                         in_channels, filters);
-    weight = add_parameter("weight", zeros({static_cast<std::size_t>(kernel.h), static_cast<std::size_t>(kernel.w),
-                                            in_channels / static_cast<std::size_t>(options.groups), filters}));
+    weight = this->add_parameter("weight", zeros<T>({static_cast<std::size_t>(kernel.h),
+                                                     static_cast<std::size_t>(kernel.w),
+                                                     in_channels / static_cast<std::size_t>(options.groups), filters}));
     initialize(weight, init);
-    if (use_bias) bias = add_parameter("bias", zeros({filters}));
+    if (use_bias) bias = this->add_parameter("bias", zeros<T>({filters}));
 }
 
-Tensor Conv2D::forward(const Tensor& x) {
+template <class T>
+basic_tensor<T> basic_conv2d<T>::forward(const Tensor& x) {
     return activate(bias.defined() ? conv2d(x, weight, bias, options_) : conv2d(x, weight, options_), activation_);
 }
 
-Tensor MaxPool2D::forward(const Tensor& x) { return max_pool2d(x, options_); }
-Tensor AvgPool2D::forward(const Tensor& x) { return avg_pool2d(x, options_); }
-Tensor GlobalAvgPool2D::forward(const Tensor& x) { return global_avg_pool2d(x); }
-Tensor Flatten::forward(const Tensor& x) { return flatten(x); }
+template <class T>
+basic_tensor<T> basic_max_pool2d<T>::forward(const Tensor& x) { return max_pool2d(x, options_); }
+template <class T>
+basic_tensor<T> basic_avg_pool2d<T>::forward(const Tensor& x) { return avg_pool2d(x, options_); }
+template <class T>
+basic_tensor<T> basic_global_avg_pool2d<T>::forward(const Tensor& x) { return global_avg_pool2d(x); }
+template <class T>
+basic_tensor<T> basic_flatten<T>::forward(const Tensor& x) { return flatten(x); }
 
-BatchNorm::BatchNorm(std::size_t channels, double momentum, double eps) : momentum_(momentum), eps_(eps) {
+template <class T>
+basic_batch_norm<T>::basic_batch_norm(std::size_t channels, double momentum, double eps)
+    : momentum_(momentum), eps_(eps) {
     detail::check_value(channels > 0, "BatchNorm: channels must be positive, got {}", channels);
     detail::check_value(momentum >= 0 && momentum <= 1 && eps > 0 && std::isfinite(eps),
                         "BatchNorm: momentum must be in [0, 1] and eps positive, got {} and {}", momentum, eps);
-    weight = add_parameter("weight", ones({channels}));
-    bias = add_parameter("bias", zeros({channels}));
-    running_mean = add_buffer("running_mean", zeros({channels}));
-    running_var = add_buffer("running_var", ones({channels}));
+    weight = this->add_parameter("weight", ones<T>({channels}));
+    bias = this->add_parameter("bias", zeros<T>({channels}));
+    running_mean = this->add_buffer("running_mean", zeros<T>({channels}));
+    running_var = this->add_buffer("running_var", ones<T>({channels}));
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
-    return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_);
+template <class T>
+basic_tensor<T> basic_batch_norm<T>::forward(const Tensor& x) {
+    return batch_norm(x, weight, bias, running_mean, running_var, this->is_training(), momentum_, eps_);
 }
 
-Dropout::Dropout(double p) : p_(p) {
+template <class T>
+basic_dropout<T>::basic_dropout(double p) : p_(p) {
     detail::check_value(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got {}", p);
 }
 
-Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, is_training()); }
+template <class T>
+basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p_, this->is_training()); }
+
+#define XGRAD_INSTANTIATE(T)                                                   \
+    template basic_tensor<T> activate(const basic_tensor<T>&, Activation);    \
+    template class basic_dense<T>;                                             \
+    template class basic_conv2d<T>;                                            \
+    template class basic_max_pool2d<T>;                                        \
+    template class basic_avg_pool2d<T>;                                        \
+    template class basic_global_avg_pool2d<T>;                                 \
+    template class basic_batch_norm<T>;                                        \
+    template class basic_dropout<T>;                                           \
+    template class basic_flatten<T>;                                           \
+    template class basic_activation_layer<T>;
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
 
 }  // namespace xgrad::nn

@@ -8,13 +8,15 @@ namespace xgrad::nn {
 
 namespace {
 
-std::size_t row_argmax(const float* row, std::size_t k) {
+template <class T>
+std::size_t row_argmax(const T* row, std::size_t k) {
     return static_cast<std::size_t>(std::max_element(row, row + k) - row);
 }
 
 }  // namespace
 
-std::size_t count_correct(const Tensor& scores, const Tensor& targets) {
+template <class T>
+std::size_t count_correct(const basic_tensor<T>& scores, const basic_tensor<T>& targets) {
     detail::check_shape(scores.dim() == 2 && ((targets.dim() == 1 && targets.shape()[0] == scores.shape()[0]) ||
                                               targets.shape() == scores.shape()),
                         "count_correct: scores must be [N, K] and targets [N] or [N, K]; scores {}, targets {}",
@@ -31,5 +33,8 @@ std::size_t count_correct(const Tensor& scores, const Tensor& targets) {
     }
     return correct;
 }
+
+template std::size_t count_correct(const basic_tensor<float>&, const basic_tensor<float>&);
+template std::size_t count_correct(const basic_tensor<double>&, const basic_tensor<double>&);
 
 }  // namespace xgrad::nn

@@ -9,34 +9,40 @@
 
 namespace xgrad::nn {
 
-Tensor& Module::add_parameter(std::string name, Tensor t) {
+template <class T>
+basic_tensor<T> basic_module<T>::add_parameter(std::string name, Tensor t) {
     t.set_requires_grad(true);
-    parameters_.emplace_back(std::move(name), std::move(t));
-    return parameters_.back().second;
+    parameters_.emplace_back(std::move(name), t);
+    return t;
 }
 
-Tensor& Module::add_buffer(std::string name, Tensor t) {
-    buffers_.emplace_back(std::move(name), std::move(t));
-    return buffers_.back().second;
+template <class T>
+basic_tensor<T> basic_module<T>::add_buffer(std::string name, Tensor t) {
+    buffers_.emplace_back(std::move(name), t);
+    return t;
 }
 
-void Module::add_child(std::string name, std::shared_ptr<Module> child) {
+template <class T>
+void basic_module<T>::add_child(std::string name, std::shared_ptr<basic_module> child) {
     child->train(training_);
     children_.emplace_back(std::move(name), std::move(child));
 }
 
-void Module::collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const {
+template <class T>
+void basic_module<T>::collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const {
     for (const auto& [name, t] : parameters ? parameters_ : buffers_) out.emplace_back(prefix + name, t);
     for (const auto& [name, child] : children_) child->collect(prefix + name + ".", parameters, out);
 }
 
-std::vector<NamedTensor> Module::named_parameters() const {
+template <class T>
+std::vector<basic_named_tensor<T>> basic_module<T>::named_parameters() const {
     std::vector<NamedTensor> out;
     collect("", true, out);
     return out;
 }
 
-std::vector<Tensor> Module::parameters() const {
+template <class T>
+std::vector<basic_tensor<T>> basic_module<T>::parameters() const {
     // Each tensor once, as PyTorch: a layer added twice (shared weights) would otherwise be
     // stepped twice per update.
     std::vector<Tensor> out;
@@ -46,47 +52,54 @@ std::vector<Tensor> Module::parameters() const {
     return out;
 }
 
-std::vector<NamedTensor> Module::named_buffers() const {
+template <class T>
+std::vector<basic_named_tensor<T>> basic_module<T>::named_buffers() const {
     std::vector<NamedTensor> out;
     collect("", false, out);
     return out;
 }
 
-std::vector<NamedTensor> Module::state() const {
+template <class T>
+std::vector<basic_named_tensor<T>> basic_module<T>::state() const {
     auto out = named_parameters();
     for (auto& b : named_buffers()) out.push_back(std::move(b));
     return out;
 }
 
-void Module::train(bool on) {
+template <class T>
+void basic_module<T>::train(bool on) {
     training_ = on;
     for (auto& [name, child] : children_) child->train(on);
 }
 
-void Module::zero_grad() {
+template <class T>
+void basic_module<T>::zero_grad() {
     for (auto& t : parameters()) t.zero_grad();
 }
 
-void Module::save(const std::string& path) const {
+template <class T>
+void basic_module<T>::save(const std::string& path) const {
     io::NpzArchive arrays;
     for (const auto& [name, t] : state()) arrays.emplace_back(name, io::to_npy(t.value()));
     io::write_npz(path, arrays);
 }
 
-void Module::load(const std::string& path) { load_state(io::read_npz(path), "", path); }
+template <class T>
+void basic_module<T>::load(const std::string& path) { load_state(io::read_npz(path), "", path); }
 
-void Module::load_state(const io::NpzArchive& archive, const std::string& prefix, const std::string& source) {
+template <class T>
+void basic_module<T>::load_state(const io::NpzArchive& archive, const std::string& prefix, const std::string& source) {
     std::map<std::string, const io::NpyArray*> arrays;
     for (const auto& [name, a] : archive)
         if (name.rfind(prefix, 0) == 0) arrays.emplace(name, &a);
     // Check everything before changing anything, so a bad file leaves the module as it was.
-    std::vector<std::pair<Tensor, xt::xarray<float>>> updates;
+    std::vector<std::pair<Tensor, xt::xarray<T>>> updates;
     for (const auto& [name, t] : state()) {
         const auto it = arrays.find(prefix + name);
         if (it == arrays.end())
             throw IoError(fmt::format("load: {} has no tensor '{}' (shape {}) of this model", source, name,
                                       to_string(t.shape())));
-        auto value = io::npy_to_float(*it->second, source + ", tensor " + name);
+        xt::xarray<T> value = io::npy_to<T>(*it->second, source + ", tensor " + name);
         if (value.shape() != t.shape())
             throw IoError(fmt::format("load: {}: tensor '{}' has shape {} but the model expects {}", source, name,
                                       to_string(value.shape()), to_string(t.shape())));
@@ -100,5 +113,8 @@ void Module::load_state(const io::NpzArchive& archive, const std::string& prefix
                                   arrays.size(), arrays.begin()->first.substr(prefix.size())));
     for (auto& [t, value] : updates) t.mutable_value() = std::move(value);
 }
+
+template class basic_module<float>;
+template class basic_module<double>;
 
 }  // namespace xgrad::nn

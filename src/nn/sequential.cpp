@@ -19,7 +19,8 @@ namespace xgrad::nn {
 
 namespace {
 
-std::size_t count(const std::vector<Tensor>& ts) {
+template <class T>
+std::size_t count(const std::vector<basic_tensor<T>>& ts) {
     std::size_t n = 0;
     for (const auto& t : ts) n += t.size();
     return n;
@@ -29,23 +30,25 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 }  // namespace
 
-Tensor Sequential::forward(const Tensor& x) {
+template <class T>
+basic_tensor<T> basic_sequential<T>::forward(const Tensor& x) {
     Tensor h = x;
-    for (const auto& [name, layer] : children()) h = (*layer)(h);
+    for (const auto& [name, layer] : this->children()) h = (*layer)(h);
     return h;
 }
 
-std::string Sequential::summary(bool print) const {
+template <class T>
+std::string basic_sequential<T>::summary(bool print) const {
     detail::check_value(!input_shape_.empty(), "Sequential::summary: construct the model with an input shape, e.g. "
                                                "Sequential({{28, 28, 1}})");
     NoGradGuard no_grad;
     Shape shape{1};
     shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
-    Tensor h = zeros(shape);
+    Tensor h = zeros<T>(shape);
     std::string out = fmt::format("{:<24} {:<20} {:>10}\n{}\n", "Layer (type)", "Output shape", "Params",
                                   std::string(56, '='));
     std::size_t total = 0, trainable = 0;
-    for (const auto& [name, layer] : children()) {
+    for (const auto& [name, layer] : this->children()) {
         const bool was_training = layer->is_training();
         layer->eval();  // no batch statistics are updated by the probe
         h = (*layer)(h);
@@ -66,13 +69,18 @@ std::string Sequential::summary(bool print) const {
     return out;
 }
 
-void Sequential::compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss) {
+template <class T>
+void basic_sequential<T>::compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss) {
     detail::check_value(optimizer != nullptr, "Sequential::compile: the optimizer is null");
+    detail::check_value(optimizer->params64().empty() == std::is_same_v<T, float>,
+                        "Sequential::compile: the optimizer updates float{} parameters, the model is float{}",
+                        optimizer->params64().empty() ? 32 : 64, std::is_same_v<T, float> ? 32 : 64);
     optimizer_ = std::move(optimizer);
     loss_ = loss;
 }
 
-Tensor Sequential::loss_of(const Tensor& out, const Tensor& y) const {
+template <class T>
+basic_tensor<T> basic_sequential<T>::loss_of(const Tensor& out, const Tensor& y) const {
     switch (loss_) {
         case Loss::cross_entropy: return cross_entropy(out, y);
         case Loss::mse: return mse_loss(out, y);
@@ -82,20 +90,22 @@ Tensor Sequential::loss_of(const Tensor& out, const Tensor& y) const {
     return cross_entropy(out, y);
 }
 
-std::size_t Sequential::correct(const Tensor& out, const Tensor& y) const {
+template <class T>
+std::size_t basic_sequential<T>::correct(const Tensor& out, const Tensor& y) const {
     if (loss_ == Loss::cross_entropy) return count_correct(out, y);
-    const float threshold = loss_ == Loss::binary_cross_entropy ? 0.5f : 0.0f;
+    const T threshold = loss_ == Loss::binary_cross_entropy ? T(0.5) : T(0);
     std::size_t n = 0;
     for (std::size_t i = 0; i < out.size(); ++i)
-        n += (out.value().data()[i] > threshold) == (y.value().data()[i] > 0.5f);
+        n += (out.value().data()[i] > threshold) == (y.value().data()[i] > T(0.5));
     return n;
 }
 
-Evaluation Sequential::evaluate(const data::Dataset& data, std::size_t batch_size) {
+template <class T>
+Evaluation basic_sequential<T>::evaluate(const Dataset& data, std::size_t batch_size) {
     NoGradGuard no_grad;
-    const bool was_training = is_training();
-    eval();
-    data::DataLoader loader(data, {.batch_size = batch_size, .shuffle = false});
+    const bool was_training = this->is_training();
+    this->eval();
+    data::basic_data_loader<T> loader(data, {.batch_size = batch_size, .shuffle = false});
     double loss = 0, right = 0, targets = 0;
     for (std::size_t i = 0; i < loader.size(); ++i) {
         const auto b = loader.batch(0, i);
@@ -104,17 +114,18 @@ Evaluation Sequential::evaluate(const data::Dataset& data, std::size_t batch_siz
         right += static_cast<double>(correct(out, b.y));
         targets += static_cast<double>(loss_ == Loss::cross_entropy ? b.x.shape()[0] : b.y.size());
     }
-    train(was_training);
+    this->train(was_training);
     return {loss / static_cast<double>(data.size()), loss_ == Loss::mse ? kNaN : right / targets};
 }
 
-Tensor Sequential::predict(const Tensor& x, std::size_t batch_size) {
+template <class T>
+basic_tensor<T> basic_sequential<T>::predict(const Tensor& x, std::size_t batch_size) {
     detail::check_value(batch_size > 0, "Sequential::predict: batch_size must be positive");
     detail::check_shape(x.dim() >= 1 && x.shape()[0] > 0, "Sequential::predict: x must be a non-empty batch, got x {}",
                         x.shape());
     NoGradGuard no_grad;
-    const bool was_training = is_training();
-    eval();
+    const bool was_training = this->is_training();
+    this->eval();
     std::vector<Tensor> parts;
     const std::size_t n = x.shape()[0];
     for (std::size_t begin = 0; begin < n; begin += batch_size) {
@@ -122,17 +133,18 @@ Tensor Sequential::predict(const Tensor& x, std::size_t batch_size) {
         for (std::size_t i = begin; i < std::min(n, begin + batch_size); ++i) idx.push_back(i);
         parts.push_back(forward(data::take_rows(x, idx)));
     }
-    train(was_training);
+    this->train(was_training);
     return parts.size() == 1 ? parts[0] : concat(parts, 0);
 }
 
-History Sequential::fit(const data::Dataset& train_in, const FitOptions& o) {
+template <class T>
+History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_options<T>& o) {
     detail::check_value(optimizer_ != nullptr, "Sequential::fit: call compile(optimizer, loss) first");
     detail::check_value(o.epochs >= 1, "Sequential::fit: epochs must be at least 1, got {}", o.epochs);
     detail::check_value(o.validation_split >= 0 && o.validation_split < 1,
                         "Sequential::fit: validation_split must be in [0, 1), got {}", o.validation_split);
-    data::Dataset train_set = train_in, held_out;
-    const data::Dataset* validation = o.validation_data;
+    Dataset train_set = train_in, held_out;
+    const Dataset* validation = o.validation_data;
     if (!validation && o.validation_split > 0) {
         const auto n = train_in.size();
         const auto keep = n - static_cast<std::size_t>(std::floor(static_cast<double>(n) * o.validation_split));
@@ -140,10 +152,10 @@ History Sequential::fit(const data::Dataset& train_in, const FitOptions& o) {
         train_set = train_in.slice(0, keep);
         validation = &held_out;
     }
-    data::DataLoader loader(train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed});
+    data::basic_data_loader<T> loader(train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed});
     Progress progress(o.progress);
     History history;
-    train();
+    this->train();
     for (int e = 0; e < o.epochs; ++e) {
         const auto epoch = static_cast<std::size_t>(e);
         progress.begin_epoch(epoch, static_cast<std::size_t>(o.epochs), loader.size());
@@ -186,6 +198,9 @@ History Sequential::fit(const data::Dataset& train_in, const FitOptions& o) {
         fmt::print("note: gnuplot is not installed, so no plot was drawn ({})\n", o.plot);
     return history;
 }
+
+template class basic_sequential<float>;
+template class basic_sequential<double>;
 
 void write_history_csv(const History& history, const std::string& path) {
     std::ofstream f(path);

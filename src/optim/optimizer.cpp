@@ -24,19 +24,50 @@ bool finite_non_negative(std::initializer_list<double> values) {
 
 }  // namespace
 
-Optimizer::Optimizer(std::vector<Tensor> params, double lr, std::string name)
-    : params_(std::move(params)), lr_(lr), name_(std::move(name)) {
-    detail::check_value(!params_.empty(), "{}: got an empty parameter list", name_);
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-        detail::check_value(params_[i].defined() && params_[i].requires_grad(),
-                            "{}: parameter {} does not require grad", name_, i);
+namespace {
+
+template <class T>
+void check_params(const std::vector<basic_tensor<T>>& params, const std::string& name) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        detail::check_value(params[i].defined() && params[i].requires_grad(),
+                            "{}: parameter {} does not require grad", name, i);
         for (std::size_t j = 0; j < i; ++j)
-            detail::check_value(params_[j].node() != params_[i].node(),
+            detail::check_value(params[j].node() != params[i].node(),
                                 "{}: parameter {} (shape {}) is parameter {} again; it would be stepped twice per "
                                 "update",
-                                name_, i, params_[i].shape(), j);
+                                name, i, params[i].shape(), j);
     }
+}
+
+}  // namespace
+
+Optimizer::Optimizer(ParamList params, double lr, std::string name)
+    : params_(std::move(params)), lr_(lr), name_(std::move(name)) {
+    detail::check_value(params_.size() > 0, "{}: got an empty parameter list", name_);
+    check_params(params_.floats(), name_);
+    check_params(params_.doubles(), name_);
     set_lr(lr);
+}
+
+template <class T>
+const std::vector<basic_tensor<T>>& Optimizer::typed_params() const {
+    if constexpr (std::is_same_v<T, float>)
+        return params_.floats();
+    else
+        return params_.doubles();
+}
+
+template <class T>
+Optimizer::Slots<T>& Optimizer::slots() {
+    if constexpr (std::is_same_v<T, float>)
+        return slots_;
+    else
+        return slots64_;
+}
+
+template <class T>
+const Optimizer::Slots<T>& Optimizer::slots() const {
+    return const_cast<Optimizer*>(this)->slots<T>();
 }
 
 void Optimizer::set_lr(double lr) {
@@ -45,51 +76,79 @@ void Optimizer::set_lr(double lr) {
     lr_ = lr;
 }
 
+template <class T>
+void Optimizer::step_as() {
+    for (std::size_t i = 0; i < typed_params<T>().size(); ++i) {
+        auto p = typed_params<T>()[i];
+        if (p.has_grad()) update(i, p.mutable_value(), p.grad(), steps_);
+    }
+}
+
 void Optimizer::step() {
     NoGradGuard guard;
     ++steps_;
-    for (std::size_t i = 0; i < params_.size(); ++i)
-        if (params_[i].has_grad()) update(i, params_[i].mutable_value(), params_[i].grad(), steps_);
+    if (params_.is_double())
+        step_as<double>();
+    else
+        step_as<float>();
 }
 
 void Optimizer::zero_grad() {
-    for (auto& p : params_) p.zero_grad();
+    for (auto p : params_.floats()) p.zero_grad();
+    for (auto p : params_.doubles()) p.zero_grad();
 }
 
-xt::xarray<float>& Optimizer::slot(const std::string& name, std::size_t i, float init, bool* created) {
-    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s.first == name; });
-    if (it == slots_.end()) {
-        slots_.emplace_back(name, std::vector<xt::xarray<float>>(params_.size()));
-        it = std::prev(slots_.end());
+template <class T>
+xt::xarray<T>& Optimizer::slot(const std::string& name, std::size_t i, T init, bool* created) {
+    auto& all = slots<T>();
+    const auto& params = typed_params<T>();
+    auto it = std::find_if(all.begin(), all.end(), [&](const auto& s) { return s.first == name; });
+    if (it == all.end()) {
+        all.emplace_back(name, std::vector<xt::xarray<T>>(params.size()));
+        it = std::prev(all.end());
     }
     auto& s = it->second[i];
-    const bool fresh = s.shape() != params_[i].shape();
+    const bool fresh = s.shape() != params[i].shape();
     if (fresh) {
-        s = xt::empty<float>(params_[i].shape());
+        s = xt::empty<T>(params[i].shape());
         s.fill(init);
     }
     if (created) *created = fresh;
     return s;
 }
 
-io::NpzArchive Optimizer::state() const {
+io::NpzArchive Optimizer::state() const { return params_.is_double() ? state_as<double>() : state_as<float>(); }
+
+void Optimizer::load_state(const io::NpzArchive& state) {
+    if (params_.is_double())
+        load_state_as<double>(state);
+    else
+        load_state_as<float>(state);
+}
+
+template <class T>
+io::NpzArchive Optimizer::state_as() const {
+    const auto& params = typed_params<T>();
+    const auto& all = slots<T>();
     io::NpzArchive out;
     out.emplace_back("steps", io::to_npy(xt::xarray<double>(static_cast<double>(steps_))));
     out.emplace_back("lr", io::to_npy(xt::xarray<double>(lr_)));
     // Which parameters have their slots (were updated at least once): with it a loader can
     // tell a slot that was never made from one that was lost.
-    std::string stepped(params_.size(), '\0');
-    for (const auto& [name, values] : slots_)
+    std::string stepped(params.size(), '\0');
+    for (const auto& [name, values] : all)
         for (std::size_t i = 0; i < values.size(); ++i)
-            if (values[i].shape() == params_[i].shape()) stepped[i] = 1;
+            if (values[i].shape() == params[i].shape()) stepped[i] = 1;
     out.emplace_back("stepped", io::bytes_to_npy(stepped));
-    for (const auto& [name, values] : slots_)
+    for (const auto& [name, values] : all)
         for (std::size_t i = 0; i < values.size(); ++i)
-            if (values[i].shape() == params_[i].shape()) out.emplace_back(fmt::format("{}.{}", name, i), io::to_npy(values[i]));
+            if (values[i].shape() == params[i].shape()) out.emplace_back(fmt::format("{}.{}", name, i), io::to_npy(values[i]));
     return out;
 }
 
-void Optimizer::load_state(const io::NpzArchive& state) {
+template <class T>
+void Optimizer::load_state_as(const io::NpzArchive& state) {
+    const auto& params = typed_params<T>();
     // One number of a state entry, or an IoError naming it.
     auto scalar = [this](const io::NpyArray& a, const char* key) {
         const auto v = io::npy_to_double(a, fmt::format("{} state '{}'", name_, key));
@@ -100,7 +159,7 @@ void Optimizer::load_state(const io::NpzArchive& state) {
     };
     std::optional<double> steps_in, lr_in;
     std::optional<std::string> stepped;  // absent in older checkpoints
-    decltype(slots_) slots;
+    Slots<T> slots;
     const auto names = slot_names();
     for (const auto& [key, a] : state) {
         if (key == "steps") {
@@ -113,36 +172,36 @@ void Optimizer::load_state(const io::NpzArchive& state) {
         }
         if (key == "stepped") {
             stepped = io::npy_to_bytes(a, name_ + " state 'stepped'");
-            if (stepped->size() != params_.size())
+            if (stepped->size() != params.size())
                 throw IoError(fmt::format("{} state: 'stepped' has {} entries for {} parameters", name_,
-                                          stepped->size(), params_.size()));
+                                          stepped->size(), params.size()));
             continue;
         }
         const auto dot = key.rfind('.');
-        std::size_t i = params_.size();
+        std::size_t i = params.size();
         try {
             if (dot != std::string::npos && key.find_first_not_of("0123456789", dot + 1) == std::string::npos)
                 i = std::stoul(key.substr(dot + 1));
         } catch (const std::exception&) {
         }
-        if (dot == std::string::npos || i >= params_.size())
+        if (dot == std::string::npos || i >= params.size())
             throw IoError(fmt::format("{} state: '{}' names no parameter of this optimizer ({} parameters)", name_,
-                                      key, params_.size()));
+                                      key, params.size()));
         const std::string name = key.substr(0, dot);
         if (std::find(names.begin(), names.end(), name) == names.end())
             throw IoError(fmt::format("{} state: '{}' is not a slot this {} keeps (it keeps: {}); the state "
                                       "belongs to another optimizer or other options",
                                       name_, key, name_, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
-        auto value = io::npy_to_float(a, "optimizer state " + key);
-        if (value.shape() != params_[i].shape())
+        auto value = io::npy_to<T>(a, "optimizer state " + key);
+        if (value.shape() != params[i].shape())
             throw IoError(fmt::format("optimizer state: '{}' has shape {} but parameter {} has {}", key,
-                                      to_string(value.shape()), i, to_string(params_[i].shape())));
+                                      to_string(value.shape()), i, to_string(params[i].shape())));
         auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == name; });
         if (it == slots.end()) {
-            slots.emplace_back(name, std::vector<xt::xarray<float>>(params_.size()));
+            slots.emplace_back(name, std::vector<xt::xarray<T>>(params.size()));
             it = std::prev(slots.end());
         }
-        if (it->second[i].shape() == params_[i].shape())
+        if (it->second[i].shape() == params[i].shape())
             throw IoError(fmt::format("{} state: '{}' appears twice", name_, key));
         it->second[i] = std::move(value);
     }
@@ -157,11 +216,11 @@ void Optimizer::load_state(const io::NpzArchive& state) {
     const double lr = *lr_in;
     // Slots come together: a parameter that was updated has every slot, one never updated none.
     bool any = false;
-    for (std::size_t i = 0; i < params_.size(); ++i) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
         std::size_t have = 0;
         for (const auto& n : names) {
             auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == n; });
-            have += it != slots.end() && it->second[i].shape() == params_[i].shape();
+            have += it != slots.end() && it->second[i].shape() == params[i].shape();
         }
         if (have != 0 && have != names.size())
             throw IoError(fmt::format("{} state: parameter {} has {} of its {} slots ({}); some are missing", name_, i,
@@ -177,10 +236,10 @@ void Optimizer::load_state(const io::NpzArchive& state) {
                                   fmt::join(names, ", ")));
     steps_ = steps;
     lr_ = lr;
-    slots_ = std::move(slots);
+    this->slots<T>() = std::move(slots);
 }
 
-SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr, "SGD"), o_(o) {
+SGD::SGD(ParamList params, SGDOptions o) : OptimizerOf(std::move(params), o.lr, "SGD"), o_(o) {
     detail::check_value(finite_non_negative({o.momentum, o.dampening, o.weight_decay}),
                         "SGD: momentum, dampening and weight_decay must be finite and not negative, got {}, {} and {}",
                         o.momentum, o.dampening, o.weight_decay);
@@ -189,65 +248,68 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)
                         o.momentum, o.dampening);
 }
 
-void SGD::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
-    const auto lr = static_cast<float>(this->lr()), wd = static_cast<float>(o_.weight_decay);
-    const auto mu = static_cast<float>(o_.momentum), damp = static_cast<float>(o_.dampening);
-    float* pv = p.data();
-    const float* gv = g.data();
+template <class T>
+void SGD::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t) {
+    const auto lr = static_cast<T>(this->lr()), wd = static_cast<T>(o_.weight_decay);
+    const auto mu = static_cast<T>(o_.momentum), keep = static_cast<T>(1 - o_.dampening);
+    T* pv = p.data();
+    const T* gv = g.data();
     bool first = false;  // the buffer starts as the first gradient, as in PyTorch
-    float* buf = mu != 0 ? slot("momentum_buffer", i, 0, &first).data() : nullptr;
+    T* buf = mu != 0 ? slot<T>("momentum_buffer", i, 0, &first).data() : nullptr;
     const auto n = static_cast<std::ptrdiff_t>(p.size());
 #pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
     for (std::ptrdiff_t k = 0; k < n; ++k) {
-        float d = gv[k] + wd * pv[k];
+        T d = gv[k] + wd * pv[k];
         if (buf) {
-            buf[k] = first ? d : mu * buf[k] + (1 - damp) * d;
+            buf[k] = first ? d : mu * buf[k] + keep * d;
             d = o_.nesterov ? d + mu * buf[k] : buf[k];
         }
         pv[k] -= lr * d;
     }
 }
 
-Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
-    : Optimizer(std::move(params), o.lr, "Adagrad"), o_(o) {
+Adagrad::Adagrad(ParamList params, AdagradOptions o) : OptimizerOf(std::move(params), o.lr, "Adagrad"), o_(o) {
     detail::check_value(finite_non_negative({o.lr_decay, o.weight_decay, o.initial_accumulator_value, o.eps}),
                         "Adagrad: lr_decay, weight_decay, initial_accumulator_value and eps must be finite and not negative, "
                         "got {}, {}, {} and {}",
                         o.lr_decay, o.weight_decay, o.initial_accumulator_value, o.eps);
 }
 
-void Adagrad::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
-    const double clr = lr() / (1 + static_cast<double>(t - 1) * o_.lr_decay);
-    float* sum = slot("sum", i, static_cast<float>(o_.initial_accumulator_value)).data();
-    float* pv = p.data();
+template <class T>
+void Adagrad::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t) {
+    const auto clr = static_cast<T>(lr() / (1 + static_cast<double>(t - 1) * o_.lr_decay));
+    const auto wd = static_cast<T>(o_.weight_decay), eps = static_cast<T>(o_.eps);
+    T* sum = slot<T>("sum", i, static_cast<T>(o_.initial_accumulator_value)).data();
+    T* pv = p.data();
     for (std::size_t k = 0; k < p.size(); ++k) {
-        const float d = g.data()[k] + static_cast<float>(o_.weight_decay) * pv[k];
+        const T d = g.data()[k] + wd * pv[k];
         sum[k] += d * d;
-        pv[k] -= static_cast<float>(clr) * d / (std::sqrt(sum[k]) + static_cast<float>(o_.eps));
+        pv[k] -= clr * d / (std::sqrt(sum[k]) + eps);
     }
 }
 
-RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o)
-    : Optimizer(std::move(params), o.lr, "RMSprop"), o_(o) {
+RMSprop::RMSprop(ParamList params, RMSpropOptions o) : OptimizerOf(std::move(params), o.lr, "RMSprop"), o_(o) {
     detail::check_value(o.alpha >= 0 && o.alpha <= 1, "RMSprop: alpha must be in [0, 1], got {}", o.alpha);
     detail::check_value(finite_non_negative({o.eps, o.weight_decay, o.momentum}),
                         "RMSprop: eps, weight_decay and momentum must be finite and not negative, got {}, {} and {}", o.eps,
                         o.weight_decay, o.momentum);
 }
 
-void RMSprop::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t) {
-    const auto alpha = static_cast<float>(o_.alpha), eps = static_cast<float>(o_.eps);
-    const auto lr = static_cast<float>(this->lr()), mu = static_cast<float>(o_.momentum);
-    float* sq = slot("square_avg", i).data();
-    float* ga = o_.centered ? slot("grad_avg", i).data() : nullptr;
-    float* buf = mu > 0 ? slot("momentum_buffer", i).data() : nullptr;
-    float* pv = p.data();
+template <class T>
+void RMSprop::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t) {
+    const auto alpha = static_cast<T>(o_.alpha), rest = static_cast<T>(1 - o_.alpha), eps = static_cast<T>(o_.eps);
+    const auto lr = static_cast<T>(this->lr()), mu = static_cast<T>(o_.momentum);
+    const auto wd = static_cast<T>(o_.weight_decay);
+    T* sq = slot<T>("square_avg", i).data();
+    T* ga = o_.centered ? slot<T>("grad_avg", i).data() : nullptr;
+    T* buf = mu > 0 ? slot<T>("momentum_buffer", i).data() : nullptr;
+    T* pv = p.data();
     for (std::size_t k = 0; k < p.size(); ++k) {
-        const float d = g.data()[k] + static_cast<float>(o_.weight_decay) * pv[k];
-        sq[k] = alpha * sq[k] + (1 - alpha) * d * d;
-        float avg;
+        const T d = g.data()[k] + wd * pv[k];
+        sq[k] = alpha * sq[k] + rest * d * d;
+        T avg;
         if (ga) {
-            ga[k] = alpha * ga[k] + (1 - alpha) * d;
+            ga[k] = alpha * ga[k] + rest * d;
             avg = std::sqrt(sq[k] - ga[k] * ga[k]) + eps;
         } else {
             avg = std::sqrt(sq[k]) + eps;
@@ -261,10 +323,10 @@ void RMSprop::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float
     }
 }
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, "Adam") {}
+Adam::Adam(ParamList params, AdamOptions o) : Adam(std::move(params), o, "Adam") {}
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions o, std::string name)
-    : Optimizer(std::move(params), o.lr, std::move(name)), o_(o) {
+Adam::Adam(ParamList params, AdamOptions o, std::string name)
+    : OptimizerOf(std::move(params), o.lr, std::move(name)), o_(o) {
     detail::check_value(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
                         "{}: betas must be in [0, 1), got beta1 {} and beta2 {}", this->name(), o.beta1, o.beta2);
     detail::check_value(finite_non_negative({o.eps, o.weight_decay}),
@@ -272,29 +334,34 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, std::string name)
                         this->name(), o.eps, o.weight_decay);
 }
 
-AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, "AdamW") { decoupled_ = true; }
+AdamW::AdamW(ParamList params, AdamOptions o) : Adam(std::move(params), o, "AdamW") { decoupled_ = true; }
 
-void Adam::update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) {
+template <class T>
+void Adam::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t) {
     const double lr = this->lr();
     const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t));
     const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t));
-    const auto step_size = static_cast<float>(lr / bc1);
-    const auto sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-    const auto b1 = static_cast<float>(o_.beta1), b2 = static_cast<float>(o_.beta2);
-    const auto eps = static_cast<float>(o_.eps), wd = static_cast<float>(o_.weight_decay);
-    float* m = slot("exp_avg", i).data();
-    float* v = slot("exp_avg_sq", i).data();
-    float* vmax = o_.amsgrad ? slot("max_exp_avg_sq", i).data() : nullptr;
-    float* pv = p.data();
+    const auto step_size = static_cast<T>(lr / bc1);
+    const auto sqrt_bc2 = static_cast<T>(std::sqrt(bc2));
+    // 1 - beta in double, then rounded: 1 - float(0.999) is 1.3e-5 off, relative, and Adam's
+    // trajectory drifts by that much per step (PyTorch forms these constants in double too).
+    const auto b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2);
+    const auto rest1 = static_cast<T>(1 - o_.beta1), rest2 = static_cast<T>(1 - o_.beta2);
+    const auto eps = static_cast<T>(o_.eps), wd = static_cast<T>(o_.weight_decay);
+    const auto decay = static_cast<T>(1 - lr * o_.weight_decay);
+    T* m = slot<T>("exp_avg", i).data();
+    T* v = slot<T>("exp_avg_sq", i).data();
+    T* vmax = o_.amsgrad ? slot<T>("max_exp_avg_sq", i).data() : nullptr;
+    T* pv = p.data();
     for (std::size_t k = 0; k < p.size(); ++k) {
-        float d = g.data()[k];
+        T d = g.data()[k];
         if (decoupled_)
-            pv[k] *= 1 - static_cast<float>(lr) * wd;
+            pv[k] *= decay;
         else
             d += wd * pv[k];
-        m[k] = b1 * m[k] + (1 - b1) * d;
-        v[k] = b2 * v[k] + (1 - b2) * d * d;
-        float second = v[k];
+        m[k] = b1 * m[k] + rest1 * d;
+        v[k] = b2 * v[k] + rest2 * d * d;
+        T second = v[k];
         if (vmax) second = vmax[k] = std::max(vmax[k], v[k]);
         pv[k] -= step_size * m[k] / (std::sqrt(second) / sqrt_bc2 + eps);
     }
@@ -322,18 +389,35 @@ double CosineAnnealingLR::rate(std::int64_t epoch) const {
                           (1 + std::cos(std::numbers::pi * static_cast<double>(epoch) / static_cast<double>(t_max_))) / 2;
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+namespace {
+
+template <class T>
+double clip_norm(const std::vector<basic_tensor<T>>& params, double max_norm) {
     detail::check_value(max_norm > 0, "clip_grad_norm: max_norm must be positive, got {}", max_norm);
     double total = 0;
     for (const auto& p : params)
         if (p.has_grad())
-            for (const float g : p.grad()) total += static_cast<double>(g) * g;
+            for (const T g : p.grad()) total += static_cast<double>(g) * g;
     total = std::sqrt(total);
     const double scale = max_norm / (total + 1e-6);
     if (scale < 1)
         for (auto p : params)
-            if (p.has_grad()) p.mutable_grad() *= static_cast<float>(scale);
+            if (p.has_grad()) p.mutable_grad() *= static_cast<T>(scale);
     return total;
 }
+
+}  // namespace
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) { return clip_norm(params, max_norm); }
+double clip_grad_norm(const std::vector<Tensor64>& params, double max_norm) { return clip_norm(params, max_norm); }
+
+#define XGRAD_INSTANTIATE(T)                                                                           \
+    template void SGD::run<T>(std::size_t, xt::xarray<T>&, const xt::xarray<T>&, std::int64_t);      \
+    template void Adagrad::run<T>(std::size_t, xt::xarray<T>&, const xt::xarray<T>&, std::int64_t);  \
+    template void RMSprop::run<T>(std::size_t, xt::xarray<T>&, const xt::xarray<T>&, std::int64_t);  \
+    template void Adam::run<T>(std::size_t, xt::xarray<T>&, const xt::xarray<T>&, std::int64_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
 
 }  // namespace xgrad::optim

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <xtensor/xoperation.hpp>
+
 #include "xgrad/tensor.hpp"
 
 namespace xgrad::data {
@@ -18,13 +20,25 @@ struct IdxArray {
 /// naming the file when it is missing, truncated, longer than its header says, or not IDX.
 IdxArray read_idx(const std::string& path);
 
-/// Samples x [N, ...] with targets y [N] (class indices) or [N, K].
-struct Dataset {
-    Tensor x, y;
+/// Samples x [N, ...] with targets y [N] (class indices) or [N, K], in precision T:
+/// `Dataset` (float) or `Dataset64` (`load_fashion_mnist(...).cast<double>()`).
+template <class T>
+struct basic_dataset {
+    basic_tensor<T> x, y;
     std::size_t size() const { return x.defined() ? x.shape()[0] : 0; }
     /// Samples [begin, end) as a new dataset (copies). Throws ValueError for a bad range.
-    Dataset slice(std::size_t begin, std::size_t end) const;
+    basic_dataset slice(std::size_t begin, std::size_t end) const;
+    /// The same samples in precision U (copies).
+    template <class U>
+    basic_dataset<U> cast() const {
+        auto convert = [](const basic_tensor<T>& t) {
+            return t.defined() ? basic_tensor<U>(xt::xarray<U>(xt::cast<U>(t.value()))) : basic_tensor<U>();
+        };
+        return {convert(x), convert(y)};
+    }
 };
+using Dataset = basic_dataset<float>;
+using Dataset64 = basic_dataset<double>;
 
 enum class Split { train, test };
 
@@ -57,9 +71,11 @@ struct LoaderOptions {
 };
 
 /// One batch: inputs and targets.
-struct Batch {
-    Tensor x, y;
+template <class T>
+struct basic_batch {
+    basic_tensor<T> x, y;
 };
+using Batch = basic_batch<float>;
 
 /// Cuts a dataset into batches, in an order reshuffled for every epoch from (seed, epoch),
 /// so that an epoch's order is the same in a resumed run.
@@ -68,11 +84,15 @@ struct Batch {
 /// xgrad::data::DataLoader loader(train, {.batch_size = 64, .seed = 1});
 /// for (std::size_t i = 0; i < loader.size(); ++i) { auto b = loader.batch(epoch, i); ... }
 /// ```
-class DataLoader {
+template <class T>
+class basic_data_loader {
 public:
+    using Dataset = basic_dataset<T>;
+    using Batch = basic_batch<T>;
+
     /// Throws ValueError for batch_size 0, an empty dataset or shard >= shards, ShapeError when
     /// x and y hold different numbers of samples.
-    DataLoader(Dataset data, LoaderOptions options);
+    basic_data_loader(Dataset data, LoaderOptions options);
     /// Batches per epoch.
     std::size_t size() const;
     /// Batch i of epoch `epoch`. Throws ValueError when i >= size().
@@ -88,8 +108,11 @@ private:
     mutable std::size_t order_epoch_ = static_cast<std::size_t>(-1);
     mutable std::vector<std::size_t> order_;
 };
+using DataLoader = basic_data_loader<float>;
+using DataLoader64 = basic_data_loader<double>;
 
 /// Copies rows `indices` of x (any rank, rows along axis 0) into a new [len, ...] tensor.
-Tensor take_rows(const Tensor& x, const std::vector<std::size_t>& indices);
+template <class T>
+basic_tensor<T> take_rows(const basic_tensor<T>& x, const std::vector<std::size_t>& indices);
 
 }  // namespace xgrad::data

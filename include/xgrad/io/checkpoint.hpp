@@ -12,13 +12,15 @@ namespace xgrad::io {
 /// optimizer's state (moments, step count, learning rate), the number of completed epochs
 /// and the random generator's state, in one .npz (entries "model/...", "optim/...",
 /// "epoch", "rng"). Written atomically: a crash mid-save leaves the previous checkpoint
-/// intact. Throws IoError.
-void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer& optimizer,
+/// intact. A float64 model (Module64) saves float64 arrays. Throws IoError.
+template <class T>
+void save_checkpoint(const std::string& path, const nn::basic_module<T>& model, const optim::Optimizer& optimizer,
                      std::int64_t epoch);
 
 /// Restores a checkpoint into `model` and `optimizer` and the random generator; returns the
 /// number of completed epochs. Throws IoError naming the file when it is not a checkpoint,
 /// is corrupt, or belongs to a model with other tensors or shapes (nothing is changed then).
-std::int64_t load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& optimizer);
+template <class T>
+std::int64_t load_checkpoint(const std::string& path, nn::basic_module<T>& model, optim::Optimizer& optimizer);
 
 }  // namespace xgrad::io

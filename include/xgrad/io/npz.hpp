@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,14 @@ NpyArray bytes_to_npy(const std::string& bytes);
 xt::xarray<float> npy_to_float(const NpyArray& a, const std::string& what);
 /// The array as float64 (converting "<f4"). Throws IoError naming `what` for other dtypes.
 xt::xarray<double> npy_to_double(const NpyArray& a, const std::string& what);
+/// npy_to_float or npy_to_double, by T.
+template <class T>
+xt::xarray<T> npy_to(const NpyArray& a, const std::string& what) {
+    if constexpr (std::is_same_v<T, float>)
+        return npy_to_float(a, what);
+    else
+        return npy_to_double(a, what);
+}
 /// The bytes of a "|u1" array. Throws IoError naming `what` for other dtypes.
 std::string npy_to_bytes(const NpyArray& a, const std::string& what);
 

@@ -25,6 +25,7 @@ enum class Init {
 std::pair<std::size_t, std::size_t> fans(const Shape& shape);
 
 /// Fills `w` in place (not recorded on the tape).
-void initialize(Tensor& w, Init init);
+template <class T>
+void initialize(basic_tensor<T>& w, Init init);
 
 }  // namespace xgrad::nn

@@ -13,14 +13,18 @@ namespace xgrad::nn {
 enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax };
 
 /// Applies an activation (leaky_relu with slope 0.01, softmax over the last axis).
-Tensor activate(const Tensor& x, Activation a);
+template <class T>
+basic_tensor<T> activate(const basic_tensor<T>& x, Activation a);
 
 /// Fully connected: x [N, in] -> x·W + b [N, out]; W [in, out] ("weight"), b [out] ("bias").
 /// Weights start He-uniform, biases at zero. Throws ShapeError on a wrong input width.
-class Dense : public Module {
+template <class T>
+class basic_dense : public basic_module<T> {
 public:
-    Dense(std::size_t in, std::size_t out, Activation activation = Activation::none, bool bias = true,
-          Init init = Init::he_uniform);
+    using Tensor = basic_tensor<T>;
+
+    basic_dense(std::size_t in, std::size_t out, Activation activation = Activation::none, bool bias = true,
+                Init init = Init::he_uniform);
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "Dense"; }
 
@@ -29,14 +33,19 @@ public:
 private:
     Activation activation_;
 };
+using Dense = basic_dense<float>;
+using Dense64 = basic_dense<double>;
 
 /// 2-D convolution layer, NHWC: x [N, H, W, C_in] -> [N, OH, OW, filters], every conv2d
 /// option (stride, dilation, padding, groups, input-gradient variant). W [KH, KW, C_in /
 /// groups, filters] ("weight") starts He-uniform, b [filters] ("bias") at zero.
-class Conv2D : public Module {
+template <class T>
+class basic_conv2d : public basic_module<T> {
 public:
-    Conv2D(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options = {},
-           Activation activation = Activation::none, bool bias = true, Init init = Init::he_uniform);
+    using Tensor = basic_tensor<T>;
+
+    basic_conv2d(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options = {},
+                 Activation activation = Activation::none, bool bias = true, Init init = Init::he_uniform);
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "Conv2D"; }
 
@@ -46,42 +55,62 @@ private:
     Conv2dOptions options_;
     Activation activation_;
 };
+using Conv2D = basic_conv2d<float>;
+using Conv2D64 = basic_conv2d<double>;
 
 /// max_pool2d as a layer.
-class MaxPool2D : public Module {
+template <class T>
+class basic_max_pool2d : public basic_module<T> {
 public:
-    explicit MaxPool2D(Pool2dOptions options = {}) : options_(options) {}
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_max_pool2d(Pool2dOptions options = {}) : options_(options) {}
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "MaxPool2D"; }
 
 private:
     Pool2dOptions options_;
 };
+using MaxPool2D = basic_max_pool2d<float>;
+using MaxPool2D64 = basic_max_pool2d<double>;
 
 /// avg_pool2d as a layer.
-class AvgPool2D : public Module {
+template <class T>
+class basic_avg_pool2d : public basic_module<T> {
 public:
-    explicit AvgPool2D(Pool2dOptions options = {}) : options_(options) {}
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_avg_pool2d(Pool2dOptions options = {}) : options_(options) {}
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "AvgPool2D"; }
 
 private:
     Pool2dOptions options_;
 };
+using AvgPool2D = basic_avg_pool2d<float>;
+using AvgPool2D64 = basic_avg_pool2d<double>;
 
 /// [N, H, W, C] -> [N, C] means.
-class GlobalAvgPool2D : public Module {
+template <class T>
+class basic_global_avg_pool2d : public basic_module<T> {
 public:
+    using Tensor = basic_tensor<T>;
+
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "GlobalAvgPool2D"; }
 };
+using GlobalAvgPool2D = basic_global_avg_pool2d<float>;
+using GlobalAvgPool2D64 = basic_global_avg_pool2d<double>;
 
 /// Batch normalisation over the last axis (PyTorch's semantics, eps 1e-5, momentum 0.1):
 /// gamma ("weight") starts at 1, beta ("bias") at 0, buffers running_mean at 0 and
 /// running_var at 1. Batch statistics in training mode, running ones in eval mode.
-class BatchNorm : public Module {
+template <class T>
+class basic_batch_norm : public basic_module<T> {
 public:
-    explicit BatchNorm(std::size_t channels, double momentum = 0.1, double eps = 1e-5);
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_batch_norm(std::size_t channels, double momentum = 0.1, double eps = 1e-5);
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "BatchNorm"; }
 
@@ -90,41 +119,63 @@ public:
 private:
     double momentum_, eps_;
 };
+using BatchNorm = basic_batch_norm<float>;
+using BatchNorm64 = basic_batch_norm<double>;
 
 /// Inverted dropout in training mode, the identity in eval mode. Throws ValueError unless
 /// 0 <= p < 1.
-class Dropout : public Module {
+template <class T>
+class basic_dropout : public basic_module<T> {
 public:
-    explicit Dropout(double p = 0.5);
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_dropout(double p = 0.5);
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "Dropout"; }
 
 private:
     double p_;
 };
+using Dropout = basic_dropout<float>;
+using Dropout64 = basic_dropout<double>;
 
 /// [N, ...] -> [N, product of the rest].
-class Flatten : public Module {
+template <class T>
+class basic_flatten : public basic_module<T> {
 public:
+    using Tensor = basic_tensor<T>;
+
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "Flatten"; }
 };
+using Flatten = basic_flatten<float>;
+using Flatten64 = basic_flatten<double>;
 
 /// An activation as a layer: ReLU(), Softmax() and so on.
-class ActivationLayer : public Module {
+template <class T>
+class basic_activation_layer : public basic_module<T> {
 public:
-    explicit ActivationLayer(Activation a) : activation_(a) {}
-    Tensor forward(const Tensor& x) override { return activate(x, activation_); }
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_activation_layer(Activation a) : activation_(a) {}
+    Tensor forward(const Tensor& x) override { return activate<T>(x, activation_); }
     std::string type_name() const override;
 
 private:
     Activation activation_;
 };
+using ActivationLayer = basic_activation_layer<float>;
+using ActivationLayer64 = basic_activation_layer<double>;
 
-inline ActivationLayer ReLU() { return ActivationLayer(Activation::relu); }
-inline ActivationLayer LeakyReLU() { return ActivationLayer(Activation::leaky_relu); }
-inline ActivationLayer Sigmoid() { return ActivationLayer(Activation::sigmoid); }
-inline ActivationLayer Tanh() { return ActivationLayer(Activation::tanh); }
-inline ActivationLayer Softmax() { return ActivationLayer(Activation::softmax); }
+template <class T = float>
+basic_activation_layer<T> ReLU() { return basic_activation_layer<T>(Activation::relu); }
+template <class T = float>
+basic_activation_layer<T> LeakyReLU() { return basic_activation_layer<T>(Activation::leaky_relu); }
+template <class T = float>
+basic_activation_layer<T> Sigmoid() { return basic_activation_layer<T>(Activation::sigmoid); }
+template <class T = float>
+basic_activation_layer<T> Tanh() { return basic_activation_layer<T>(Activation::tanh); }
+template <class T = float>
+basic_activation_layer<T> Softmax() { return basic_activation_layer<T>(Activation::softmax); }
 
 }  // namespace xgrad::nn

@@ -11,10 +11,15 @@
 namespace xgrad::nn {
 
 /// A tensor with its module path, e.g. "conv1.weight" or "0.bias".
-using NamedTensor = std::pair<std::string, Tensor>;
+template <class T>
+using basic_named_tensor = std::pair<std::string, basic_tensor<T>>;
+using NamedTensor = basic_named_tensor<float>;
 
 /// Base of every layer and model. A module owns parameters (trained), buffers (state that is
-/// saved but not trained, such as batch-norm statistics) and child modules, all named.
+/// saved but not trained, such as batch-norm statistics) and child modules, all named. Its
+/// precision is T: `Module` (float) trains in float32, `Module64` in float64, and every layer
+/// exists in both (`Dense`, `Dense64`, ...); the optimizers, schedulers, checkpoints and data
+/// loaders take either.
 ///
 /// ```
 /// struct Net : xgrad::nn::Module {
@@ -23,14 +28,19 @@ using NamedTensor = std::pair<std::string, Tensor>;
 ///     xgrad::Tensor forward(const xgrad::Tensor& x) override { return (*fc2)((*fc1)(x)); }
 /// };
 /// ```
-class Module {
+template <class T>
+class basic_module {
 public:
-    Module() = default;
-    virtual ~Module() = default;
-    Module(const Module&) = delete;
-    Module& operator=(const Module&) = delete;
-    Module(Module&&) = default;
-    Module& operator=(Module&&) = default;
+    using value_type = T;
+    using Tensor = basic_tensor<T>;
+    using NamedTensor = basic_named_tensor<T>;
+
+    basic_module() = default;
+    virtual ~basic_module() = default;
+    basic_module(const basic_module&) = delete;
+    basic_module& operator=(const basic_module&) = delete;
+    basic_module(basic_module&&) = default;
+    basic_module& operator=(basic_module&&) = default;
 
     /// The module's computation on a batch.
     virtual Tensor forward(const Tensor& x) = 0;
@@ -47,7 +57,7 @@ public:
     /// Parameters then buffers: everything save() writes.
     std::vector<NamedTensor> state() const;
     /// Direct children, in registration order.
-    const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
+    const std::vector<std::pair<std::string, std::shared_ptr<basic_module>>>& children() const { return children_; }
 
     /// Training mode (batch statistics, dropout on) for this module and its children.
     void train(bool on = true);
@@ -58,7 +68,7 @@ public:
     /// Sets every parameter's existing gradient to zero.
     void zero_grad();
 
-    /// Writes parameters and buffers to an .npz file (one float32 array per module path;
+    /// Writes parameters and buffers to an .npz file (one array of T per module path;
     /// numpy.load opens it), atomically: the old file stays intact until the new one is
     /// complete. Throws IoError.
     void save(const std::string& path) const;
@@ -73,10 +83,11 @@ public:
                     const std::string& source);
 
 protected:
-    /// Registers a trained tensor; it is made to require grad.
-    Tensor& add_parameter(std::string name, Tensor t);
-    /// Registers a saved, untrained tensor.
-    Tensor& add_buffer(std::string name, Tensor t);
+    /// Registers a trained tensor; it is made to require grad. Returns it (a handle to the same
+    /// tensor, to keep as a member).
+    Tensor add_parameter(std::string name, Tensor t);
+    /// Registers a saved, untrained tensor and returns it.
+    Tensor add_buffer(std::string name, Tensor t);
     /// Registers a child (given by value or as a shared_ptr) and returns it.
     template <class M>
     std::shared_ptr<M> add_module(std::string name, M module) {
@@ -91,13 +102,16 @@ protected:
     }
 
 private:
-    void add_child(std::string name, std::shared_ptr<Module> child);
+    void add_child(std::string name, std::shared_ptr<basic_module> child);
     void collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const;
 
     std::vector<NamedTensor> parameters_;
     std::vector<NamedTensor> buffers_;
-    std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+    std::vector<std::pair<std::string, std::shared_ptr<basic_module>>> children_;
     bool training_ = true;
 };
+
+using Module = basic_module<float>;
+using Module64 = basic_module<double>;
 
 }  // namespace xgrad::nn

@@ -37,19 +37,21 @@ struct History {
 /// Called after every epoch; returning false stops training (early stopping).
 using Callback = std::function<bool(const EpochMetrics&)>;
 
-struct FitOptions {
+template <class T>
+struct basic_fit_options {
     int epochs = 1;
     std::size_t batch_size = 32;
     bool shuffle = true;
     std::uint64_t seed = 0;  ///< with the epoch, fixes the order of the samples
     /// Validation data, or the last `validation_split` of the training data (not trained on).
-    const data::Dataset* validation_data = nullptr;
+    const data::basic_dataset<T>* validation_data = nullptr;
     double validation_split = 0;
     std::vector<Callback> callbacks{};
     Progress::Mode progress = Progress::Mode::automatic;
     std::string csv_log{};  ///< when set, per-epoch metrics are written to this CSV file
     std::string plot{};     ///< when set, a PNG of the loss and accuracy curves (needs gnuplot)
 };
+using FitOptions = basic_fit_options<float>;
 
 struct Evaluation {
     double loss = 0, accuracy = 0;
@@ -67,15 +69,22 @@ struct Evaluation {
 /// model.compile(std::make_shared<xgrad::optim::SGD>(model.parameters(), xgrad::optim::SGDOptions{.lr = 0.01}));
 /// auto history = model.fit(train, {.epochs = 3, .batch_size = 64, .validation_data = &test});
 /// ```
-class Sequential : public Module {
+///
+/// `Sequential64` is the same in float64, with float64 layers (`Dense64`, ...) and data
+/// (`Dataset64`).
+template <class T>
+class basic_sequential : public basic_module<T> {
 public:
+    using Tensor = basic_tensor<T>;
+    using Dataset = data::basic_dataset<T>;
+
     /// `input_shape` is the shape of one sample ([28, 28, 1]); summary() needs it.
-    explicit Sequential(Shape input_shape = {}) : input_shape_(std::move(input_shape)) {}
+    explicit basic_sequential(Shape input_shape = {}) : input_shape_(std::move(input_shape)) {}
 
     /// Appends a layer (by value or shared_ptr); named "0", "1", ... in parameter paths.
     template <class L>
-    Sequential& add(L layer) {
-        add_module(std::to_string(children().size()), std::move(layer));
+    basic_sequential& add(L layer) {
+        this->add_module(std::to_string(this->children().size()), std::move(layer));
         return *this;
     }
 
@@ -91,9 +100,9 @@ public:
     void compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss = Loss::cross_entropy);
     /// Trains on `train` (batches of batch_size, shuffled every epoch) and returns each
     /// epoch's metrics. Throws ValueError when not compiled or for bad options.
-    History fit(const data::Dataset& train, const FitOptions& options = {});
+    History fit(const Dataset& train, const basic_fit_options<T>& options = {});
     /// Loss and accuracy over `data`, in batches, in eval mode, without recording.
-    Evaluation evaluate(const data::Dataset& data, std::size_t batch_size = 256);
+    Evaluation evaluate(const Dataset& data, std::size_t batch_size = 256);
     /// Outputs for x [N, ...], computed in batches in eval mode (never the whole set at once).
     Tensor predict(const Tensor& x, std::size_t batch_size = 256);
 
@@ -105,6 +114,8 @@ private:
     std::shared_ptr<optim::Optimizer> optimizer_;
     Loss loss_ = Loss::cross_entropy;
 };
+using Sequential = basic_sequential<float>;
+using Sequential64 = basic_sequential<double>;
 
 /// Writes per-epoch metrics as CSV (epoch, loss, accuracy, val_loss, val_accuracy, seconds).
 /// Throws IoError.

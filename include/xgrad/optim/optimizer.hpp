@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -9,14 +10,35 @@
 
 namespace xgrad::optim {
 
+/// The tensors an optimizer updates: float32 parameters (a Module's) or float64 ones (a
+/// Module64's), never a mix. Converts from either list.
+class ParamList {
+public:
+    ParamList() = default;
+    ParamList(std::vector<Tensor> params) : float_(std::move(params)) {}      // NOLINT: implicit on purpose
+    ParamList(std::vector<Tensor64> params) : double_(std::move(params)) {}   // NOLINT
+    ParamList(std::initializer_list<Tensor> params) : float_(params) {}       // NOLINT: SGD opt({w}, ...)
+    ParamList(std::initializer_list<Tensor64> params) : double_(params) {}    // NOLINT
+    bool is_double() const { return !double_.empty(); }
+    std::size_t size() const { return is_double() ? double_.size() : float_.size(); }
+    const std::vector<Tensor>& floats() const { return float_; }
+    const std::vector<Tensor64>& doubles() const { return double_; }
+
+private:
+    std::vector<Tensor> float_;
+    std::vector<Tensor64> double_;
+};
+
 /// Base of the optimizers. Each step follows the formula of the torch.optim class of the
-/// same name, element by element, under NoGradGuard; parameters without a gradient are
-/// skipped. Throws ValueError for a negative learning rate or an invalid hyper-parameter.
+/// same name, element by element, under NoGradGuard, in the parameters' precision (float32
+/// or float64; state slots in the same precision, constants such as 1 - beta formed in
+/// double first); parameters without a gradient are skipped. Throws ValueError for a
+/// negative learning rate or an invalid hyper-parameter.
 class Optimizer {
 public:
     /// `name` ("SGD") opens the optimizer's error messages. Throws ValueError for an empty
     /// parameter list, a parameter that does not require grad, or a negative or non-finite lr.
-    Optimizer(std::vector<Tensor> params, double lr, std::string name = "optimizer");
+    Optimizer(ParamList params, double lr, std::string name = "optimizer");
     virtual ~Optimizer() = default;
 
     /// One update of every parameter from its gradient.
@@ -30,7 +52,10 @@ public:
     void set_lr(double lr);
     /// Number of completed steps.
     std::int64_t steps() const { return steps_; }
-    const std::vector<Tensor>& params() const { return params_; }
+    /// The float32 parameters (empty for a float64 optimizer).
+    const std::vector<Tensor>& params() const { return params_.floats(); }
+    /// The float64 parameters (empty for a float32 optimizer).
+    const std::vector<Tensor64>& params64() const { return params_.doubles(); }
 
     /// The per-parameter state (momentum buffers, moments) and the step count, named
     /// "<slot>.<parameter index>", for checkpoints.
@@ -45,17 +70,52 @@ public:
     virtual std::vector<std::string> slot_names() const = 0;
 
 protected:
-    /// Updates parameter i (value p, gradient g) at step t (1 for the first step).
+    /// Updates parameter i (value p, gradient g) at step t (1 for the first step), in the
+    /// parameters' precision.
     virtual void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) = 0;
+    virtual void update(std::size_t i, xt::xarray<double>& p, const xt::xarray<double>& g, std::int64_t t) = 0;
     /// A state slot of parameter i, filled with `init` on first use (then *created is true).
-    xt::xarray<float>& slot(const std::string& name, std::size_t i, float init = 0, bool* created = nullptr);
+    template <class T>
+    xt::xarray<T>& slot(const std::string& name, std::size_t i, T init = 0, bool* created = nullptr);
 
 private:
-    std::vector<Tensor> params_;
+    template <class T>
+    using Slots = std::vector<std::pair<std::string, std::vector<xt::xarray<T>>>>;
+    template <class T>
+    Slots<T>& slots();
+    template <class T>
+    const Slots<T>& slots() const;
+    template <class T>
+    const std::vector<basic_tensor<T>>& typed_params() const;
+    template <class T>
+    void step_as();
+    template <class T>
+    io::NpzArchive state_as() const;
+    template <class T>
+    void load_state_as(const io::NpzArchive& state);
+
+    ParamList params_;
     double lr_;
     std::string name_;
     std::int64_t steps_ = 0;
-    std::vector<std::pair<std::string, std::vector<xt::xarray<float>>>> slots_;
+    Slots<float> slots_;
+    Slots<double> slots64_;
+};
+
+/// The base of each optimizer: both update() overrides call Derived::run<T>, the one
+/// formula written once for float32 and float64.
+template <class Derived>
+class OptimizerOf : public Optimizer {
+public:
+    using Optimizer::Optimizer;
+
+protected:
+    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override {
+        static_cast<Derived*>(this)->run(i, p, g, t);
+    }
+    void update(std::size_t i, xt::xarray<double>& p, const xt::xarray<double>& g, std::int64_t t) override {
+        static_cast<Derived*>(this)->run(i, p, g, t);
+    }
 };
 
 struct SGDOptions {
@@ -68,16 +128,19 @@ struct SGDOptions {
 
 /// torch.optim.SGD: g += wd·p; buf = g on the first step, then momentum·buf + (1 - dampening)·g;
 /// g = g + momentum·buf (nesterov) or buf; p -= lr·g.
-class SGD : public Optimizer {
+class SGD : public OptimizerOf<SGD> {
 public:
-    SGD(std::vector<Tensor> params, SGDOptions o = {});
+    friend class OptimizerOf<SGD>;
+
+    SGD(ParamList params, SGDOptions o = {});
 
     std::vector<std::string> slot_names() const override {
         return o_.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
     }
 
 protected:
-    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+    template <class T>
+    void run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t);
 
 private:
     SGDOptions o_;
@@ -92,16 +155,19 @@ struct AdagradOptions {
 };
 
 /// torch.optim.Adagrad: clr = lr / (1 + (t - 1)·lr_decay); sum += g²; p -= clr·g / (sqrt(sum) + eps).
-class Adagrad : public Optimizer {
+class Adagrad : public OptimizerOf<Adagrad> {
 public:
-    Adagrad(std::vector<Tensor> params, AdagradOptions o = {});
+    friend class OptimizerOf<Adagrad>;
+
+    Adagrad(ParamList params, AdagradOptions o = {});
 
     std::vector<std::string> slot_names() const override {
         return {"sum"};
     }
 
 protected:
-    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+    template <class T>
+    void run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t);
 
 private:
     AdagradOptions o_;
@@ -118,9 +184,11 @@ struct RMSpropOptions {
 
 /// torch.optim.RMSprop: v = alpha·v + (1 - alpha)·g²; centered: avg = sqrt(v - mean_g²) + eps,
 /// else sqrt(v) + eps; with momentum buf = momentum·buf + g / avg, p -= lr·buf; else p -= lr·g / avg.
-class RMSprop : public Optimizer {
+class RMSprop : public OptimizerOf<RMSprop> {
 public:
-    RMSprop(std::vector<Tensor> params, RMSpropOptions o = {});
+    friend class OptimizerOf<RMSprop>;
+
+    RMSprop(ParamList params, RMSpropOptions o = {});
 
     std::vector<std::string> slot_names() const override {
         std::vector<std::string> n{"square_avg"};
@@ -130,7 +198,8 @@ public:
     }
 
 protected:
-    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
+    template <class T>
+    void run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t);
 
 private:
     RMSpropOptions o_;
@@ -147,9 +216,11 @@ struct AdamOptions {
 
 /// torch.optim.Adam: m = b1·m + (1 - b1)·g; v = b2·v + (1 - b2)·g²;
 /// p -= lr / (1 - b1^t) · m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-class Adam : public Optimizer {
+class Adam : public OptimizerOf<Adam> {
 public:
-    Adam(std::vector<Tensor> params, AdamOptions o = {});
+    friend class OptimizerOf<Adam>;
+
+    Adam(ParamList params, AdamOptions o = {});
 
     std::vector<std::string> slot_names() const override {
         std::vector<std::string> n{"exp_avg", "exp_avg_sq"};
@@ -158,8 +229,9 @@ public:
     }
 
 protected:
-    void update(std::size_t i, xt::xarray<float>& p, const xt::xarray<float>& g, std::int64_t t) override;
-    Adam(std::vector<Tensor> params, AdamOptions o, std::string name);
+    template <class T>
+    void run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t);
+    Adam(ParamList params, AdamOptions o, std::string name);
     AdamOptions o_;
     bool decoupled_ = false;
 };
@@ -167,7 +239,7 @@ protected:
 /// torch.optim.AdamW: p -= lr·wd·p, then the Adam step without weight decay in the gradient.
 class AdamW : public Adam {
 public:
-    AdamW(std::vector<Tensor> params, AdamOptions o = {.weight_decay = 0.01});
+    AdamW(ParamList params, AdamOptions o = {.weight_decay = 0.01});
 };
 
 /// Learning-rate schedules, stepped once per epoch: each sets the optimizer's rate from the
@@ -228,5 +300,6 @@ private:
 /// torch.nn.utils.clip_grad_norm_); returns the norm before clipping. Throws ValueError for
 /// max_norm <= 0.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+double clip_grad_norm(const std::vector<Tensor64>& params, double max_norm);
 
 }  // namespace xgrad::optim
