@@ -64,6 +64,34 @@ double project(const GradcheckFn& fn, const std::vector<Tensor64>& xs, const xt:
     return s;
 }
 
+// Compares `analytic` with central differences of f() as each element of x moves by ±eps
+// (x is restored after each), adding to r's errors and calling fail_at(k, "analytic ...,
+// numeric ...") for an element out of tolerance. Returns max |analytic| and max |numeric|.
+template <class F, class Fail>
+std::pair<double, double> compare(xt::xarray<double>& x, const xt::xarray<double>& analytic, F f,
+                                  const GradcheckOptions& o, GradcheckReport& r, Fail fail_at) {
+    double max_analytic = 0, max_numeric = 0;
+    for (std::size_t k = 0; k < x.size(); ++k) {
+        const double orig = x.data()[k];
+        x.data()[k] = orig + o.eps;
+        const double fp = f();
+        x.data()[k] = orig - o.eps;
+        const double fm = f();
+        x.data()[k] = orig;
+        const double n = (fp - fm) / (2 * o.eps);
+        const double a = analytic.data()[k];
+        const double err = std::abs(a - n);
+        max_analytic = std::max(max_analytic, std::abs(a));
+        max_numeric = std::max(max_numeric, std::abs(n));
+        r.max_abs_err = std::max(r.max_abs_err, err);
+        if (n != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::abs(n));
+        if (!(err <= o.atol + o.rtol * std::abs(n)))
+            fail_at(k, fmt::format("analytic {:.10g}, numeric {:.10g} (|diff| {:.3g} > {:.3g})", a, n, err,
+                                   o.atol + o.rtol * std::abs(n)));
+    }
+    return {max_analytic, max_numeric};
+}
+
 GradcheckReport check(const GradcheckFn& fn, const std::vector<Tensor64>& inputs,
                       const GradcheckOptions& o) {
     GradcheckReport r;
@@ -104,28 +132,12 @@ GradcheckReport check(const GradcheckFn& fn, const std::vector<Tensor64>& inputs
             continue;
         }
         const xt::xarray<double> analytic = xs[i].grad() - prefill[i];
-        double max_analytic = 0, max_numeric = 0;
         auto& x = xs[i].mutable_value();
-        for (std::size_t k = 0; k < x.size(); ++k) {
-            const double orig = x.data()[k];
-            x.data()[k] = orig + o.eps;
-            const double fp = project(fn, xs, v);
-            x.data()[k] = orig - o.eps;
-            const double fm = project(fn, xs, v);
-            x.data()[k] = orig;
-            const double n = (fp - fm) / (2 * o.eps);
-            const double a = analytic.data()[k];
-            const double err = std::abs(a - n);
-            max_analytic = std::max(max_analytic, std::abs(a));
-            max_numeric = std::max(max_numeric, std::abs(n));
-            r.max_abs_err = std::max(r.max_abs_err, err);
-            if (n != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::abs(n));
-            if (!(err <= o.atol + o.rtol * std::abs(n)))
-                fail(fmt::format("input {} at flat index {}, index {}: analytic {:.10g}, numeric "
-                                 "{:.10g} (|diff| {:.3g} > {:.3g}); {}",
-                                 i, k, multi_index(xs[i].shape(), k), a, n, err,
-                                 o.atol + o.rtol * std::abs(n), shapes));
-        }
+        const auto [max_analytic, max_numeric] =
+            compare(x, analytic, [&] { return project(fn, xs, v); }, o, r, [&](std::size_t k, const std::string& values) {
+                fail(fmt::format("input {} at flat index {}, index {}: {}; {}", i, k, multi_index(xs[i].shape(), k),
+                                 values, shapes));
+            });
         // Numeric noise of central differences stays far below this.
         constexpr double kNonZero = 1e-8;
         if (max_analytic == 0 && max_numeric > kNonZero)
@@ -234,30 +246,14 @@ GradcheckReport check_second(const GradcheckFn& fn, const std::vector<Tensor64>&
         const std::string what = is_v ? std::string("the output gradient v") : fmt::format("input {}", wrt[t]);
         const xt::xarray<double> analytic =
             h[t].defined() ? h[t].value() : xgrad::zeros<double>(targets[t].shape()).value();
-        double max_analytic = 0, max_numeric = 0;
         std::vector<Tensor64> at = fresh_copies(inputs);
         xt::xarray<double> vv = v;
         xt::xarray<double>& x = is_v ? vv : at[wrt[t]].mutable_value();
-        for (std::size_t k = 0; k < x.size(); ++k) {
-            const double orig = x.data()[k];
-            x.data()[k] = orig + o.eps;
-            const double fp = s_first(at, vv);
-            x.data()[k] = orig - o.eps;
-            const double fm = s_first(at, vv);
-            x.data()[k] = orig;
-            const double n = (fp - fm) / (2 * o.eps);
-            const double a = analytic.data()[k];
-            const double err = std::abs(a - n);
-            max_analytic = std::max(max_analytic, std::abs(a));
-            max_numeric = std::max(max_numeric, std::abs(n));
-            r.max_abs_err = std::max(r.max_abs_err, err);
-            if (n != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::abs(n));
-            if (!(err <= o.atol + o.rtol * std::abs(n)))
-                fail(fmt::format("second order, d/d({}) at flat index {}, index {}: analytic {:.10g}, numeric "
-                                 "{:.10g} (|diff| {:.3g} > {:.3g}); {}",
-                                 what, k, multi_index(x.shape(), k), a, n, err, o.atol + o.rtol * std::abs(n),
-                                 shapes));
-        }
+        const auto [max_analytic, max_numeric] =
+            compare(x, analytic, [&] { return s_first(at, vv); }, o, r, [&](std::size_t k, const std::string& values) {
+                fail(fmt::format("second order, d/d({}) at flat index {}, index {}: {}; {}", what, k,
+                                 multi_index(x.shape(), k), values, shapes));
+            });
         constexpr double kNonZero = 1e-8;
         if (max_analytic == 0 && max_numeric > kNonZero)
             fail(fmt::format("second order, d/d({}): the analytic derivative is all zero, the numeric one is not "
