@@ -64,6 +64,21 @@ double project(const GradcheckFn& fn, const std::vector<Tensor64>& xs, const xt:
     return s;
 }
 
+// Arrays of the given shape, uniform in [-1, 1), drawn in turn from one seeded generator.
+class RandomArrays {
+public:
+    explicit RandomArrays(std::uint64_t seed) : gen_(seed) {}
+    xt::xarray<double> operator()(const Shape& shape) {
+        xt::xarray<double> a = xt::empty<double>(shape);
+        for (auto& e : a) e = dist_(gen_);
+        return a;
+    }
+
+private:
+    std::mt19937_64 gen_;
+    std::uniform_real_distribution<double> dist_{-1.0, 1.0};
+};
+
 // Compares `analytic` with central differences of f() as each element of x moves by ±eps
 // (x is restored after each), adding to r's errors and calling fail_at(k, "analytic ...,
 // numeric ...") for an element out of tolerance. Returns max |analytic| and max |numeric|.
@@ -110,13 +125,7 @@ GradcheckReport check(const GradcheckFn& fn, const std::vector<Tensor64>& inputs
         return r;
     }
 
-    std::mt19937_64 gen(o.seed);
-    std::uniform_real_distribution<double> dist(-1.0, 1.0);
-    auto random_like = [&](const Shape& shape) {
-        xt::xarray<double> a = xt::empty<double>(shape);
-        for (auto& e : a) e = dist(gen);
-        return a;
-    };
+    RandomArrays random_like(o.seed);
     const xt::xarray<double> v = random_like(y.shape());
     // Every accumulator starts from random values, not zeros: a rule must add to it (`+=`).
     // One that overwrites (`=`) would pass from zeros, and then silently drop the gradient
@@ -186,13 +195,7 @@ GradcheckReport check_second(const GradcheckFn& fn, const std::vector<Tensor64>&
     for (std::size_t i = 0; i < inputs.size(); ++i)
         if (inputs[i].requires_grad()) wrt.push_back(i);
 
-    std::mt19937_64 gen(o.seed);
-    std::uniform_real_distribution<double> dist(-1.0, 1.0);
-    auto random_like = [&](const Shape& shape) {
-        xt::xarray<double> a = xt::empty<double>(shape);
-        for (auto& e : a) e = dist(gen);
-        return a;
-    };
+    RandomArrays random_like(o.seed);
     auto xs = fresh_copies(inputs);
     const Tensor64 y = fn(xs);
     const std::string shapes = fmt::format("inputs {}; output {}", shapes_of(xs), to_string(y.shape()));

@@ -1,15 +1,11 @@
 #pragma once
 
-// numpy broadcasting for elementwise ops and the reduction of a gradient back to the shape
-// of the input it belongs to.
+// numpy broadcasting for elementwise ops: the shape two operands broadcast to.
 
 #include <string_view>
 #include <vector>
 
 #include <xtensor/xarray.hpp>
-#include <xtensor/xnoalias.hpp>
-#include <xtensor/xreducer.hpp>
-#include <xtensor/xtensor.hpp>
 
 #include "detail/check.hpp"
 
@@ -28,23 +24,6 @@ inline Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& 
         out[i] = da == 1 ? db : da;
     }
     return out;
-}
-
-// acc += g summed over the axes that broadcasting stretched, so that the result keeps
-// acc's shape. g has the broadcast shape; acc has the input's shape.
-template <class T, class E>
-void accumulate_reduced(xt::xarray<T>& acc, E&& g) {
-    if (g.shape() == acc.shape()) {
-        xt::noalias(acc) += g;
-        return;
-    }
-    const std::size_t lead = g.dimension() - acc.dimension();
-    std::vector<std::size_t> axes;
-    for (std::size_t i = 0; i < g.dimension(); ++i)
-        if (i < lead || (acc.shape()[i - lead] == 1 && g.shape()[i] != 1)) axes.push_back(i);
-    xt::xarray<T> s = xt::sum(g, axes);
-    s.reshape(acc.shape());
-    xt::noalias(acc) += s;
 }
 
 }  // namespace xgrad::detail

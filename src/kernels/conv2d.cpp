@@ -469,13 +469,6 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 }
 
 template <class T>
-void conv2d_backward_bias(const T* gy, const ConvGeometry& g, T* db) {
-    const std::size_t rows = g.rows();
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t f = 0; f < g.f; ++f) db[f] += gy[r * g.f + f];
-}
-
-template <class T>
 void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     if (g.pointwise()) {
@@ -565,7 +558,6 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, Buffer<T>&); \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*); \
-    template void conv2d_backward_bias<T>(const T*, const ConvGeometry&, T*);                           \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \
     template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*);
 XGRAD_INSTANTIATE(float)

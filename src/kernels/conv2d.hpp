@@ -54,9 +54,6 @@ void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols);
 template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw);
 
-// db [F] += dY summed over N, OH, OW.
-template <class T>
-void conv2d_backward_bias(const T* gy, const ConvGeometry& g, T* db);
 
 // dx += dY · Wᵀ per group, scattered back with col2img (at stride 1 with 16+ channels and
 // libxsmm, each tap's block is added straight into dx, without the dcols matrix).
