@@ -28,6 +28,8 @@ enum class OpKind {
     broadcast_to, slice, relu_backward,
     conv2d_input_grad, conv2d_weight_grad,
     max_pool2d_backward, max_pool2d_gather, avg_pool2d_backward,
+    // Fused ops: one pass where two ops would make two (the same numbers as the pair).
+    conv2d_relu, linear_relu, relu_max_pool2d,
     count_
 };
 

@@ -168,6 +168,28 @@ void accumulate_per_thread(std::size_t size, T* out, Body body) {
         for (std::size_t k = 0; k < partial.size(); ++k) out[k] += partial.data()[k];
 }
 
+// The epilogue over rows [0, rows) of a block y [rows, F] that one thread has just written.
+template <class T>
+void finish(const Epilogue<T>& e, std::size_t rows, std::size_t f, T* y) {
+    if (!e.bias && !e.relu) return;
+    for (std::size_t r = 0; r < rows; ++r) {
+        T* __restrict row = y + r * f;
+        if (e.bias)
+            for (std::size_t j = 0; j < f; ++j) row[j] += e.bias[j];
+        if (e.relu)
+            for (std::size_t j = 0; j < f; ++j) row[j] = !(row[j] <= T(0)) ? row[j] : T(0);
+    }
+}
+
+// The same over a whole output y [N, OH, OW, F], one output line per thread at a time.
+template <class T>
+void finish_all(const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+    if (!e.bias && !e.relu) return;
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < static_cast<Index>(g.n * g.oh); ++line)
+        finish(e, g.ow, g.f, y + static_cast<std::size_t>(line) * g.ow * g.f);
+}
+
 // One input channel: a direct loop beats img2col + GEMM (inner dimension only KH·KW) in
 // OpenBLAS, but not in libxsmm's JIT kernels, which serve float only: conv A fwd+bwd at 2
 // threads 5.4 ms direct, 2.8 ms through libxsmm.
@@ -196,14 +218,15 @@ bool direct(const ConvGeometry& g) {
     return XGRAD_HAVE_XSMM && batch_split<T>(g) && g.c >= kDirectMinChannels;
 }
 
-// y [N, OH, OW, F] (+)= Σ over taps of x's row segment [OW, C] at the tap · w[tap] [C, F], one
-// batch-reduce GEMM per output line. A padded convolution first copies the image into a
-// zero-bordered per-thread buffer; taps on rows of padding are left out of the sum.
+// y [N, OH, OW, F] = Σ over taps of x's row segment [OW, C] at the tap · w[tap] [C, F], one
+// batch-reduce GEMM per output line, finished by the epilogue while the line is in cache. A
+// padded convolution first copies the image into a zero-bordered per-thread buffer; taps on
+// rows of padding are left out of the sum.
 template <class T>
-void conv2d_forward_direct(const T* x, const T* w, const ConvGeometry& g, bool accumulate, T* y) {
+void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
     const bool padded = g.pt + g.pb + g.pl + g.pr > 0;
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
-    const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, accumulate);
+    const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
     const Index lines = static_cast<Index>(g.n * g.oh);
     auto images = per_thread<T>(padded ? hp * wp * g.c : 0);
     auto as = per_thread_lists<T>(g.kh * g.kw), bs = per_thread_lists<T>(g.kh * g.kw);
@@ -236,7 +259,9 @@ void conv2d_forward_direct(const T* x, const T* w, const ConvGeometry& g, bool a
                     b[count] = w + (ky * g.kw + kx) * g.c * g.f;
                 }
             }
-            line_gemm(a.data(), b.data(), count, y + static_cast<std::size_t>(line) * g.ow * g.f);
+            T* out = y + static_cast<std::size_t>(line) * g.ow * g.f;
+            line_gemm(a.data(), b.data(), count, out);
+            finish(e, g.ow, g.f, out);
         }
     }
 }
@@ -331,18 +356,20 @@ inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::
 }
 
 template <class T>
-void conv2d_forward_single_channel(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y) {
+void conv2d_forward_single_channel(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
     const Index lines = static_cast<Index>(g.n * g.oh);
 #pragma omp parallel for schedule(static)
     for (Index line = 0; line < lines; ++line) {
         const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
         for (std::size_t ox = 0; ox < g.ow; ++ox) {
             T* __restrict out = y + ((n * g.oh + oy) * g.ow + ox) * g.f;
-            for (std::size_t f = 0; f < g.f; ++f) out[f] = b ? b[f] : T(0);
+            for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
             for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
                 const T* __restrict wk = w + tap * g.f;
                 for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
             });
+            if (e.relu)
+                for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
         }
     }
 }
@@ -370,45 +397,50 @@ void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGe
 }  // namespace
 
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols) {
+void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols,
+                    bool keep_cols) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
+    cols = Buffer<T>();
     if (direct_single_channel<T>(g)) {
-        cols = Buffer<T>();
-        conv2d_forward_single_channel(x, w, b, g, y);
+        conv2d_forward_single_channel(x, w, e, g, y);
         return;
     }
-    if (b)
-        for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, g.f, y + r * g.f);
     if (g.pointwise()) {
-        cols = Buffer<T>();
         // y [N·H·W, F] = x [N·H·W, C] · w [C, F]
-        gemm<T>(false, false, rows, g.f, g.c, 1, x, g.c, w, g.f, b ? 1 : 0, y, g.f);
+        gemm<T>(false, false, rows, g.f, g.c, 1, x, g.c, w, g.f, 0, y, g.f);
+        finish_all(e, g, y);
         return;
     }
     if (direct<T>(g)) {
-        cols = Buffer<T>();  // the weight gradient rebuilds img2col, a kernel row at a time
-        conv2d_forward_direct(x, w, g, b != nullptr, y);
+        // the weight gradient rebuilds img2col, a kernel row at a time
+        conv2d_forward_direct(x, w, e, g, y);
         return;
     }
-    if (cols.size() != g.groups * rows * patch) cols = Buffer<T>(g.groups * rows * patch);
     if (batch_split<T>(g)) {
         const Chunks chunks(g);
-        T* c = cols.data();
+        // The whole batch's columns when the weight gradient will read them; a chunk's in a
+        // per-thread buffer otherwise.
+        if (keep_cols) cols = Buffer<T>(rows * patch);
+        auto scratch = per_thread<T>(keep_cols ? 0 : chunks.images * chunks.per_image * patch);
 #pragma omp parallel for schedule(static)
         for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
             const auto k = chunks[i];
-            img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, 0, g.kh, c + k.row * patch);
-            gemm_per_thread<T>(false, false, k.rows, g.f, patch, 1, c + k.row * patch, patch, w, g.f, b ? 1 : 0,
-                               y + k.row * g.f, g.f);
+            T* c = keep_cols ? cols.data() + k.row * patch : scratch[static_cast<std::size_t>(omp_get_thread_num())].data();
+            img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, 0, g.kh, c);
+            gemm_per_thread<T>(false, false, k.rows, g.f, patch, 1, c, patch, w, g.f, 0, y + k.row * g.f, g.f);
+            finish(e, k.rows, g.f, y + k.row * g.f);
         }
         return;
     }
+    Buffer<T> all(g.groups * rows * patch);
     for (std::size_t grp = 0; grp < g.groups; ++grp) {
-        T* cg = cols.data() + grp * rows * patch;
+        T* cg = all.data() + grp * rows * patch;
         img2col(x, g, grp, cg);
         // y[:, group] [N·OH·OW, Fg] = cols [N·OH·OW, KH·KW·Cg] · w[:, group] [KH·KW·Cg, Fg]
-        gemm<T>(false, false, rows, fg, patch, 1, cg, patch, w + grp * fg, g.f, b ? 1 : 0, y + grp * fg, g.f);
+        gemm<T>(false, false, rows, fg, patch, 1, cg, patch, w + grp * fg, g.f, 0, y + grp * fg, g.f);
     }
+    finish_all(e, g, y);
+    if (keep_cols) cols = std::move(all);
 }
 
 template <class T>
@@ -540,7 +572,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     // dx_padded [N, HP, WP, C] = valid, stride-1 conv of u with wf at the same dilation.
     const ConvGeometry gu{g.n, hu, wu, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw, 0, 0, 0, 0, hp, wp};
     Buffer<T> dxp(g.n * hp * wp * g.c), cols;
-    conv2d_forward<T>(u.data(), wf.data(), nullptr, gu, dxp.data(), cols);
+    conv2d_forward<T>(u.data(), wf.data(), {}, gu, dxp.data(), cols, false);
 
     // dx += dx_padded without its padding
     for (std::size_t n = 0; n < g.n; ++n)
@@ -555,7 +587,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
 #define XGRAD_INSTANTIATE(T)                                                                            \
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
-    template void conv2d_forward<T>(const T*, const T*, const T*, const ConvGeometry&, T*, Buffer<T>&); \
+    template void conv2d_forward<T>(const T*, const T*, Epilogue<T>, const ConvGeometry&, T*, Buffer<T>&, bool); \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*); \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \

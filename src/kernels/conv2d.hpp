@@ -40,11 +40,22 @@ void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols);
 template <class T>
 void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 
-// y = conv(x, w) (+ b when b is not null). `cols` receives the img2col matrix of every group,
-// one after the other, for the weight gradient of a grouped conv; it is left empty for the
-// others, whose weight gradient reads x (the batch-split kernels rebuild img2col per chunk).
+// What the forward pass does to each block of its output while the block is still in cache:
+// add the bias b [F] (none when null), then apply relu (NaN passes, as relu()).
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeometry& g, T* y, Buffer<T>& cols);
+struct Epilogue {
+    const T* bias = nullptr;
+    bool relu = false;
+};
+
+// y = conv(x, w), finished by the epilogue. With keep_cols, `cols` receives the img2col matrix
+// of the paths that build one for the whole batch (each group's, one after the other), for the
+// weight gradient; it is left empty for the others, whose weight gradient reads x (the
+// batch-split kernels rebuild img2col per chunk). Without keep_cols (inference), `cols` stays
+// empty and the batch-split path builds each chunk's columns in a per-thread buffer.
+template <class T>
+void conv2d_forward(const T* x, const T* w, Epilogue<T> epilogue, const ConvGeometry& g, T* y, Buffer<T>& cols,
+                    bool keep_cols = true);
 
 // The img2col columns conv2d_forward leaves in `cols` for the same x (empty where it leaves
 // none): for a weight gradient computed without the forward pass.

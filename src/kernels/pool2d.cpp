@@ -39,32 +39,46 @@ void for_each_window(const PoolGeometry& g, F f) {
 
 }  // namespace
 
-template <class T>
-void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax) {
-    for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
-        T* best = y + o;
-        std::int32_t* at = argmax + o;
-        // The window's first pixel starts every channel; the others replace it only when
-        // strictly greater (or the first NaN), so ties keep the first maximum in row-major
-        // order. The branch-free select over channels vectorises.
-        const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
-        const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
-        for (std::size_t c = 0; c < g.c; ++c) {
-            best[c] = first[c];
-            at[c] = first_pos;
-        }
-        for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
-            for (std::size_t ix = iy == ys.begin ? xs.begin + 1 : xs.begin; ix < xs.end; ++ix) {
-                const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
-                const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
-                for (std::size_t c = 0; c < g.c; ++c) {
-                    // NaN counts as the largest value: the first NaN of the window wins and
-                    // propagates (PyTorch's rule), a finite maximum never hides it.
-                    const bool greater = v[c] > best[c] || (v[c] != v[c] && best[c] == best[c]);
-                    best[c] = greater ? v[c] : best[c];
-                    at[c] = greater ? pos : at[c];
-                }
+namespace {
+
+// One window of max_pool2d_forward; kIndices: also write the argmax.
+template <bool kIndices, class T>
+inline void max_window(const T* x, const PoolGeometry& g, std::size_t n, const Span& ys, const Span& xs, bool relu,
+                       T* __restrict best, std::int32_t* __restrict at) {
+    // The window's first pixel starts every channel; the others replace it only when
+    // strictly greater (or the first NaN), so ties keep the first maximum in row-major
+    // order. The branch-free select over channels vectorises.
+    const T* first = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
+    const auto first_pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
+    for (std::size_t c = 0; c < g.c; ++c) {
+        best[c] = first[c];
+        if constexpr (kIndices) at[c] = first_pos;
+    }
+    for (std::size_t iy = ys.begin; iy < ys.end; ++iy)
+        for (std::size_t ix = iy == ys.begin ? xs.begin + 1 : xs.begin; ix < xs.end; ++ix) {
+            const T* v = x + ((n * g.h + iy) * g.w + ix) * g.c;
+            const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
+            for (std::size_t c = 0; c < g.c; ++c) {
+                // NaN counts as the largest value: the first NaN of the window wins and
+                // propagates (PyTorch's rule), a finite maximum never hides it.
+                const bool greater = v[c] > best[c] || (v[c] != v[c] && best[c] == best[c]);
+                best[c] = greater ? v[c] : best[c];
+                if constexpr (kIndices) at[c] = greater ? pos : at[c];
             }
+        }
+    if (relu)
+        for (std::size_t c = 0; c < g.c; ++c) best[c] = !(best[c] <= T(0)) ? best[c] : T(0);
+}
+
+}  // namespace
+
+template <class T>
+void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax, bool relu) {
+    for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
+        if (argmax)
+            max_window<true>(x, g, n, ys, xs, relu, y + o, argmax + o);
+        else
+            max_window<false>(x, g, n, ys, xs, relu, y + o, nullptr);
     });
 }
 
@@ -135,7 +149,7 @@ void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                          \
-    template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*);            \
+    template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*, bool);      \
     template void max_pool2d_backward<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);     \
     template void max_pool2d_gather<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);       \
     template void avg_pool2d_forward<T>(const T*, const PoolGeometry&, bool, T*);                     \

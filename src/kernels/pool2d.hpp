@@ -13,9 +13,11 @@ struct PoolGeometry {
     std::size_t oh, ow;
 };
 
-// y = the max of each window; argmax[o] = iy·W + ix of the first maximum (row-major).
+// y = the max of each window, then relu(y) when asked (relu and max commute: the same
+// numbers as pooling relu(x), NaN included); argmax[o] = iy·W + ix of the first maximum
+// (row-major), not written when argmax is null (inference).
 template <class T>
-void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax);
+void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax, bool relu = false);
 
 // dx [N, H, W, C] += gy routed to the argmax of each window.
 template <class T>

@@ -6,6 +6,7 @@
 
 #include "detail/check.hpp"
 #include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/conv.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/norm.hpp"
@@ -50,6 +51,8 @@ basic_dense<T>::basic_dense(std::size_t in, std::size_t out, Activation activati
 
 template <class T>
 basic_tensor<T> basic_dense<T>::forward(const Tensor& x) {
+    if (activation_ == Activation::relu)  // one fused op
+        return bias.defined() ? linear_relu(x, weight, bias) : linear_relu(x, weight);
     return activate(bias.defined() ? linear(x, weight, bias) : linear(x, weight), activation_);
 }
 
@@ -74,7 +77,14 @@ basic_conv2d<T>::basic_conv2d(std::size_t in_channels, std::size_t filters, Size
 
 template <class T>
 basic_tensor<T> basic_conv2d<T>::forward(const Tensor& x) {
-    return activate(bias.defined() ? conv2d(x, weight, bias, options_) : conv2d(x, weight, options_), activation_);
+    if (activation_ == Activation::relu)  // one fused op
+        return bias.defined() ? conv2d_relu(x, weight, bias, options_) : conv2d_relu(x, weight, options_);
+    return activate(forward_without_activation(x), activation_);
+}
+
+template <class T>
+basic_tensor<T> basic_conv2d<T>::forward_without_activation(const Tensor& x) const {
+    return bias.defined() ? conv2d(x, weight, bias, options_) : conv2d(x, weight, options_);
 }
 
 template <class T>

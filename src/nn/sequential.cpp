@@ -5,13 +5,16 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <typeinfo>
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
 #include "xgrad/nn/metrics.hpp"
+#include "xgrad/nn/layers.hpp"
 #include "xgrad/ops/loss.hpp"
+#include "xgrad/ops/pool.hpp"
 #include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
@@ -28,12 +31,30 @@ std::size_t count(const std::vector<basic_tensor<T>>& ts) {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// The layer as an L when it is one, not a subclass (whose forward may differ); null otherwise.
+template <class L, class M>
+const L* exactly(const M* layer) {
+    return typeid(*layer) == typeid(L) ? static_cast<const L*>(layer) : nullptr;
+}
+
 }  // namespace
 
 template <class T>
 basic_tensor<T> basic_sequential<T>::forward(const Tensor& x) {
+    const auto& layers = this->children();
     Tensor h = x;
-    for (const auto& [name, layer] : this->children()) h = (*layer)(h);
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        // A Conv2D with relu followed by MaxPool2D: the pool and relu in one pass, the relu
+        // gradient masked on the pooled tensor (the same numbers as the two layers).
+        const auto* conv = exactly<basic_conv2d<T>>(layers[i].second.get());
+        const auto* pool = i + 1 < layers.size() ? exactly<basic_max_pool2d<T>>(layers[i + 1].second.get()) : nullptr;
+        if (conv && pool && conv->activation() == Activation::relu) {
+            h = relu_max_pool2d(conv->forward_without_activation(h), pool->options());
+            ++i;
+            continue;
+        }
+        h = (*layers[i].second)(h);
+    }
     return h;
 }
 

@@ -11,6 +11,7 @@
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "kernels/conv2d.hpp"
+#include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
@@ -144,31 +145,37 @@ basic_tensor<T> weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy,
     return out;
 }
 
+// conv2d, or conv2d_relu (kind): relu(conv + b) computed in the conv's output pass, whose rule
+// masks dY with relu_backward and continues as conv2d's.
 template <class T>
-basic_tensor<T> conv2d_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
+basic_tensor<T> conv2d_impl(OpKind kind, const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
                             const Conv2dOptions& options) {
-    const auto g = conv_geometry<T>("conv2d", x.shape(), w.shape(), b ? &b->shape() : nullptr, options);
+    const bool relu = kind == OpKind::conv2d_relu;
+    const char* name = relu ? "conv2d_relu" : "conv2d";
+    const auto g = conv_geometry<T>(name, x.shape(), w.shape(), b ? &b->shape() : nullptr, options);
     Conv2dOptions o = options;
     o.backward = options.backward.value_or(default_conv_backward());
-    xt::xarray<T> y = allocate<T>("conv2d", output_shape(g), false);
+    xt::xarray<T> y = allocate<T>(name, output_shape(g), false);
+    // The img2col columns are kept only for a weight gradient (none in inference).
+    const bool keep_cols = grad_enabled() && w.requires_grad();
     kernels::Buffer<T> cols;
     with_scratch(g, [&] {
-        kernels::conv2d_forward<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, g, y.data(),
-                                   cols);
+        kernels::conv2d_forward<T>(x.value().data(), w.value().data(), {b ? b->value().data() : nullptr, relu}, g,
+                                   y.data(), cols, keep_cols);
     });
-    if (!w.requires_grad() || !grad_enabled()) cols = {};  // kept only for the weight gradient
     basic_tensor<T> out(std::move(y));
     // Shared, because a backward rule must be copyable (std::function) and a Buffer is not.
-    auto backward = [x, w, o, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
-                        const basic_tensor<T>& gy, auto& grads) {
+    auto backward = [x, w, o, relu, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
+                        const basic_tensor<T>& gy_out, auto& grads) {
+        const basic_tensor<T> gy = relu ? relu_backward(gy_out, grads.output()) : gy_out;  // dL/d(conv + b)
         if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, w, x.shape(), o));
         if (grads.needs(1)) grads.add(1, weight_grad<T>(x, gy, w.shape(), o, cols->size() ? cols.get() : nullptr));
         if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0, 1, 2}));  // db = dY over N, OH, OW
     };
     if (b)
-        record(OpKind::conv2d, {x, w, *b}, out, std::move(backward));
+        record(kind, {x, w, *b}, out, std::move(backward));
     else
-        record(OpKind::conv2d, {x, w}, out, std::move(backward));
+        record(kind, {x, w}, out, std::move(backward));
     return out;
 }
 
@@ -179,13 +186,24 @@ ConvBackward default_conv_backward() { return g_default_backward; }
 
 template <class T>
 basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options) {
-    return conv2d_impl<T>(x, w, nullptr, options);
+    return conv2d_impl<T>(OpKind::conv2d, x, w, nullptr, options);
 }
 
 template <class T>
 basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
                        const Conv2dOptions& options) {
-    return conv2d_impl<T>(x, w, &b, options);
+    return conv2d_impl<T>(OpKind::conv2d, x, w, &b, options);
+}
+
+template <class T>
+basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options) {
+    return conv2d_impl<T>(OpKind::conv2d_relu, x, w, nullptr, options);
+}
+
+template <class T>
+basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                            const Conv2dOptions& options) {
+    return conv2d_impl<T>(OpKind::conv2d_relu, x, w, &b, options);
 }
 
 template <class T>
@@ -226,7 +244,10 @@ basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>& x, const basic_tensor<
                                                 const Conv2dOptions&);                                  \
     template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
     template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
-                                    const Conv2dOptions&);
+                                    const Conv2dOptions&);                                      \
+    template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
+    template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
+                                         const Conv2dOptions&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -323,6 +344,11 @@ void register_conv_cases(CaseRegistry& r) {
             r.add(OpKind::conv2d, fmt::format("{} [{}]", c.name, variant_name(variant)), inputs,
                   [o](const V& v) { return v.size() > 2 ? conv2d(v[0], v[1], v[2], o) : conv2d(v[0], v[1], o); });
         }
+        // conv2d_relu in every other geometry (random inputs lie away from relu's kink).
+        if ((&c - &cases[0]) % 2 == 0)
+            r.add(OpKind::conv2d_relu, c.name, inputs, [o = c.options](const V& v) {
+                return v.size() > 2 ? conv2d_relu(v[0], v[1], v[2], o) : conv2d_relu(v[0], v[1], o);
+            });
         // The gradients as ops of their own, in every third geometry: dx from gy and w (both
         // variants), dw from x and gy.
         if ((&c - &cases[0]) % 3 == 0) {

@@ -11,6 +11,7 @@
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "kernels/gemm.hpp"
+#include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
@@ -98,9 +99,12 @@ void check_linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basi
                         w.shape(), bias);
 }
 
+// linear, or linear_relu (kind): relu applied to the product while it is in cache, and the
+// rule masks gy with relu_backward before linear's gradients.
 template <class T>
-basic_tensor<T> linear_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b) {
+basic_tensor<T> linear_impl(OpKind kind, const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b) {
     check_linear(x, w, b);
+    const bool relu = kind == OpKind::linear_relu;
     const std::size_t batch = x.shape()[0], in = x.shape()[1], nout = w.shape()[1];
     xt::xarray<T> y = xt::empty<T>(Shape{batch, nout});
     if (b) {
@@ -109,16 +113,21 @@ basic_tensor<T> linear_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
     }
     // y [N, out] = x [N, in] · w [in, out] (+ b, already in y)
     gemm<T>(false, false, batch, nout, in, 1, x.value().data(), w.value().data(), b ? 1 : 0, y.data());
+    if (relu) {
+        T* v = y.data();
+        for (std::size_t i = 0; i < y.size(); ++i) v[i] = !(v[i] <= T(0)) ? v[i] : T(0);  // NaN passes, as relu()
+    }
     basic_tensor<T> out(std::move(y));
-    auto backward = [x, w](const basic_tensor<T>& gy, auto& grads) {
+    auto backward = [x, w, relu](const basic_tensor<T>& gy_out, auto& grads) {
+        const basic_tensor<T> gy = relu ? relu_backward(gy_out, grads.output()) : gy_out;  // dL/d(x·w + b)
         if (grads.needs(0)) grads.add(0, matmul_t(gy, w, false, true));  // dx [N, in] = gy [N, out] · wᵀ
         if (grads.needs(1)) grads.add(1, matmul_t(x, gy, true, false));  // dw [in, out] = xᵀ · gy
         if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0}));  // db = gy summed over N
     };
     if (b)
-        record(OpKind::linear, {x, w, *b}, out, backward);
+        record(kind, {x, w, *b}, out, backward);
     else
-        record(OpKind::linear, {x, w}, out, backward);
+        record(kind, {x, w}, out, backward);
     return out;
 }
 
@@ -126,19 +135,32 @@ basic_tensor<T> linear_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, 
 
 template <class T>
 basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b) {
-    return linear_impl(x, w, &b);
+    return linear_impl(OpKind::linear, x, w, &b);
 }
 
 template <class T>
 basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w) {
-    return linear_impl<T>(x, w, nullptr);
+    return linear_impl<T>(OpKind::linear, x, w, nullptr);
+}
+
+template <class T>
+basic_tensor<T> linear_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b) {
+    return linear_impl(OpKind::linear_relu, x, w, &b);
+}
+
+template <class T>
+basic_tensor<T> linear_relu(const basic_tensor<T>& x, const basic_tensor<T>& w) {
+    return linear_impl<T>(OpKind::linear_relu, x, w, nullptr);
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                      \
     template basic_tensor<T> matmul(const basic_tensor<T>&, const basic_tensor<T>&);              \
     template basic_tensor<T> linear(const basic_tensor<T>&, const basic_tensor<T>&,               \
                                     const basic_tensor<T>&);                                      \
-    template basic_tensor<T> linear(const basic_tensor<T>&, const basic_tensor<T>&);
+    template basic_tensor<T> linear(const basic_tensor<T>&, const basic_tensor<T>&);             \
+    template basic_tensor<T> linear_relu(const basic_tensor<T>&, const basic_tensor<T>&,          \
+                                         const basic_tensor<T>&);                                 \
+    template basic_tensor<T> linear_relu(const basic_tensor<T>&, const basic_tensor<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -156,6 +178,10 @@ void register_linalg_cases(CaseRegistry& r) {
     r.add(OpKind::linear, "[4,3] . [3,5] + [5]", {{{4, 3}}, {{3, 5}}, {{5}}},
           [](const V& v) { return linear(v[0], v[1], v[2]); });
     r.add(OpKind::linear, "no bias, batch 1", {{{1, 3}}, {{3, 2}}}, [](const V& v) { return linear(v[0], v[1]); });
+    // Random inputs are almost surely away from relu's kink (central differences step 1e-6).
+    r.add(OpKind::linear_relu, "[5,3] . [3,4] + [4]", {{{5, 3}}, {{3, 4}}, {{4}}},
+          [](const V& v) { return linear_relu(v[0], v[1], v[2]); });
+    r.add(OpKind::linear_relu, "no bias", {{{6, 3}}, {{3, 4}}}, [](const V& v) { return linear_relu(v[0], v[1]); });
 }
 
 }  // namespace detail

@@ -11,6 +11,7 @@
 #include "detail/check.hpp"
 #include "kernels/buffer.hpp"
 #include "kernels/pool2d.hpp"
+#include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
@@ -91,22 +92,37 @@ basic_tensor<T> avg_pool2d_backward(const basic_tensor<T>& gy, const kernels::Po
     return out;
 }
 
+// max_pool2d of x, or relu_max_pool2d (kind): relu applied to the pooled values.
+template <class T>
+basic_tensor<T> max_pool_impl(OpKind kind, const basic_tensor<T>& x, const Pool2dOptions& o) {
+    const bool relu = kind == OpKind::relu_max_pool2d;
+    const auto g = pool_geometry(relu ? "relu_max_pool2d" : "max_pool2d", x, o);
+    xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
+    // Uninitialised and recycled: the kernel writes every index. Shared, because a backward
+    // rule must be copyable and a Buffer is not. None when nothing will be backpropagated.
+    const bool indices = grad_enabled() && x.requires_grad();
+    auto argmax = indices ? std::make_shared<kernels::Buffer<std::int32_t>>(y.size())
+                          : std::make_shared<kernels::Buffer<std::int32_t>>();
+    kernels::max_pool2d_forward<T>(x.value().data(), g, y.data(), indices ? argmax->data() : nullptr, relu);
+    basic_tensor<T> out(std::move(y));
+    record(kind, {x}, out, [argmax = Argmax(argmax), g, relu](const basic_tensor<T>& gy, auto& grads) {
+        // dx: each gy element goes to its window's first maximum, masked by relu's gradient
+        // on the pooled values (where the maximum is positive, so is the pixel it came from)
+        grads.add(0, max_pool2d_backward(relu ? relu_backward(gy, grads.output()) : gy, argmax, g));
+    });
+    return out;
+}
+
 }  // namespace
 
 template <class T>
 basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
-    const auto g = pool_geometry("max_pool2d", x, o);
-    xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
-    // Uninitialised and recycled: the kernel writes every index. Shared, because a backward
-    // rule must be copyable and a Buffer is not.
-    auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>(y.size());
-    kernels::max_pool2d_forward<T>(x.value().data(), g, y.data(), argmax->data());
-    basic_tensor<T> out(std::move(y));
-    record(OpKind::max_pool2d, {x}, out, [argmax = Argmax(argmax), g](const basic_tensor<T>& gy, auto& grads) {
-        // dx: each gy element goes to its window's first maximum
-        grads.add(0, max_pool2d_backward(gy, argmax, g));
-    });
-    return out;
+    return max_pool_impl(OpKind::max_pool2d, x, o);
+}
+
+template <class T>
+basic_tensor<T> relu_max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
+    return max_pool_impl(OpKind::relu_max_pool2d, x, o);
 }
 
 template <class T>
@@ -130,6 +146,7 @@ basic_tensor<T> global_avg_pool2d(const basic_tensor<T>& x) {
 
 #define XGRAD_INSTANTIATE(T)                                                              \
     template basic_tensor<T> max_pool2d(const basic_tensor<T>&, const Pool2dOptions&);    \
+    template basic_tensor<T> relu_max_pool2d(const basic_tensor<T>&, const Pool2dOptions&); \
     template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, const Pool2dOptions&);    \
     template basic_tensor<T> global_avg_pool2d(const basic_tensor<T>&);
 XGRAD_INSTANTIATE(float)
@@ -167,6 +184,7 @@ void register_pool_cases(CaseRegistry& r) {
     };
     for (const auto& c : cases) {
         r.add(OpKind::max_pool2d, c.name, {{c.x}}, [o = c.o](const V& v) { return max_pool2d(v[0], o); });
+        r.add(OpKind::relu_max_pool2d, c.name, {{c.x}}, [o = c.o](const V& v) { return relu_max_pool2d(v[0], o); });
         r.add(OpKind::avg_pool2d, c.name, {{c.x}}, [o = c.o](const V& v) { return avg_pool2d(v[0], o); });
         // The gradient kernels as ops: the argmax of a fixed input with distinct values, and
         // the backward pass of avg_pool2d.

@@ -47,6 +47,9 @@ public:
     basic_conv2d(std::size_t in_channels, std::size_t filters, Size2 kernel, Conv2dOptions options = {},
                  Activation activation = Activation::none, bool bias = true, Init init = Init::he_uniform);
     Tensor forward(const Tensor& x) override;
+    /// The convolution and bias without the activation.
+    Tensor forward_without_activation(const Tensor& x) const;
+    Activation activation() const { return activation_; }
     std::string type_name() const override { return "Conv2D"; }
 
     Tensor weight, bias;
@@ -66,6 +69,7 @@ public:
 
     explicit basic_max_pool2d(Pool2dOptions options = {}) : options_(options) {}
     Tensor forward(const Tensor& x) override;
+    const Pool2dOptions& options() const { return options_; }
     std::string type_name() const override { return "MaxPool2D"; }
 
 private:

@@ -72,6 +72,16 @@ template <class T>
 basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
                        const Conv2dOptions& options = {});
 
+/// relu(conv2d(x, w[, b])) as one op: the bias and relu are applied to each block of output
+/// while the convolution's pass has it in cache, and the rule masks dL/dy once before the
+/// convolution's gradients. The same numbers as the two ops (nn::Conv2D with
+/// Activation::relu uses it). `xgrad::conv2d_relu(x, w, b, {.padding = xgrad::Padding::same})`.
+template <class T>
+basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options = {});
+template <class T>
+basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                            const Conv2dOptions& options = {});
+
 /// The gradient of conv2d with respect to its input, as an op: dx [N, H, W, C] = the
 /// transposed convolution of gy [N, OH, OW, F] with w, for an input of shape `x_shape` and the
 /// same options (options.backward chooses the variant). Linear in gy and in w; its own

@@ -16,5 +16,11 @@ template <class T>
 basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b);
 /// Dense layer without bias: x [N, in] · w [in, out] -> [N, out]. Throws ShapeError.
 template <class T> basic_tensor<T> linear(const basic_tensor<T>& x, const basic_tensor<T>& w);
+/// relu(linear(x, w[, b])) as one op: relu is applied to the product while it is in cache and
+/// the rule masks gy once (nn::Dense with Activation::relu uses it). The same numbers as the
+/// two ops. Throws ShapeError as linear.
+template <class T>
+basic_tensor<T> linear_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b);
+template <class T> basic_tensor<T> linear_relu(const basic_tensor<T>& x, const basic_tensor<T>& w);
 
 }  // namespace xgrad

@@ -26,6 +26,11 @@ struct Pool2dOptions {
 /// larger than the padded input) and ValueError (kernel or stride below 1, padding negative
 /// or above half the kernel).
 template <class T> basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
+/// max_pool2d(relu(x)) in one pass: relu is applied to the pooled values (relu and max
+/// commute, NaN included: the same numbers) and the gradient is masked on the pooled tensor,
+/// not the full one. Write it where a relu feeds a max-pool (nn::Sequential does, for a layer
+/// with Activation::relu followed by MaxPool2D).
+template <class T> basic_tensor<T> relu_max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
 /// x [N, H, W, C] -> [N, OH, OW, C], the mean of each window. Throws as max_pool2d.
 template <class T> basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
 /// x [N, H, W, C] -> [N, C], the mean over H and W (Keras' GlobalAveragePooling2D).
