@@ -84,16 +84,41 @@ void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* a
 
 template <class T>
 void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx) {
-    const std::size_t outputs = g.oh * g.ow;
+    const std::size_t outputs = g.oh * g.ow, pixels = g.h * g.w * g.c;
+    // Windows that tile the image (stride = kernel, no padding, as the usual 2x2 pool) cover
+    // each pixel at most once: every pixel is written in one pass, gy at the argmax and 0
+    // elsewhere, with no zero-fill first. Otherwise zeros, then gy added at each argmax.
+    const bool tiled = g.sh == g.kh && g.sw == g.kw && g.ph == 0 && g.pw == 0;
     // Overlapping windows may share an argmax within an image, never across images.
 #pragma omp parallel for schedule(static)
     for (Index ni = 0; ni < static_cast<Index>(g.n); ++ni) {
         const std::size_t n = static_cast<std::size_t>(ni);
-        T* image = dx + n * g.h * g.w * g.c;
-        for (std::size_t o = n * outputs; o < (n + 1) * outputs; ++o) {
-            const T* grad = gy + o * g.c;
-            const std::int32_t* at = argmax + o * g.c;
-            for (std::size_t c = 0; c < g.c; ++c) image[static_cast<std::size_t>(at[c]) * g.c + c] += grad[c];
+        T* image = dx + n * pixels;
+        if (!tiled) {
+            std::fill_n(image, pixels, T(0));
+            for (std::size_t o = n * outputs; o < (n + 1) * outputs; ++o) {
+                const T* grad = gy + o * g.c;
+                const std::int32_t* at = argmax + o * g.c;
+                for (std::size_t c = 0; c < g.c; ++c) image[static_cast<std::size_t>(at[c]) * g.c + c] += grad[c];
+            }
+            continue;
+        }
+        for (std::size_t iy = 0; iy < g.h; ++iy) {
+            T* row = image + iy * g.w * g.c;
+            const std::size_t oy = iy / g.kh;
+            if (oy >= g.oh) {  // rows below the last window (floor mode)
+                std::fill_n(row, g.w * g.c, T(0));
+                continue;
+            }
+            for (std::size_t ix = 0; ix < g.ow * g.kw; ++ix) {
+                const std::size_t o = (n * g.oh + oy) * g.ow + ix / g.kw;
+                const T* __restrict grad = gy + o * g.c;
+                const std::int32_t* __restrict at = argmax + o * g.c;
+                const auto pos = static_cast<std::int32_t>(iy * g.w + ix);
+                T* __restrict d = row + ix * g.c;
+                for (std::size_t c = 0; c < g.c; ++c) d[c] = at[c] == pos ? grad[c] : T(0);
+            }
+            std::fill_n(row + g.ow * g.kw * g.c, (g.w - g.ow * g.kw) * g.c, T(0));  // columns right of the last
         }
     }
 }

@@ -19,7 +19,8 @@ struct PoolGeometry {
 template <class T>
 void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax, bool relu = false);
 
-// dx [N, H, W, C] += gy routed to the argmax of each window.
+// dx [N, H, W, C] = gy routed to the argmax of each window (dx's previous contents are
+// ignored: every element is written).
 template <class T>
 void max_pool2d_backward(const T* gy, const std::int32_t* argmax, const PoolGeometry& g, T* dx);
 

@@ -58,7 +58,7 @@ basic_tensor<T> max_pool2d_gather(const basic_tensor<T>& x, const Argmax& argmax
 // and so its gradient, is max_pool2d_gather with the same indices.
 template <class T>
 basic_tensor<T> max_pool2d_backward(const basic_tensor<T>& gy, const Argmax& argmax, const kernels::PoolGeometry& g) {
-    xt::xarray<T> dx = xt::zeros<T>(Shape{g.n, g.h, g.w, g.c});
+    xt::xarray<T> dx = xt::empty<T>(Shape{g.n, g.h, g.w, g.c});  // the kernel writes every element
     kernels::max_pool2d_backward<T>(gy.value().data(), argmax->data(), g, dx.data());
     basic_tensor<T> out(std::move(dx));
     record(OpKind::max_pool2d_backward, {gy}, out, [argmax, g](const basic_tensor<T>& gx, auto& grads) {
