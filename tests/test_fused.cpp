@@ -58,7 +58,9 @@ struct ConvGeometryCase {
 std::vector<ConvGeometryCase> conv_paths() {
     const xgrad::Conv2dOptions same{.padding = Padding::same};
     return {
-        {"one input channel (W1's first layer)", {3, 12, 12, 1}, {3, 3, 1, 8}, same},
+        {"one input channel (W1's first layer)", {3, 12, 20, 1}, {3, 3, 1, 32}, same},
+        {"one input channel, strided, dilated", {2, 9, 31, 1}, {3, 2, 1, 16},
+         {.stride = {2, 3}, .dilation = 2, .padding = {1, 0, 3, 2}}},
         {"three channels, img2col per chunk", {2, 20, 20, 3}, {3, 3, 3, 5}, same},
         {"16+ channels, direct", {2, 9, 9, 16}, {3, 3, 16, 8}, same},
         {"strided direct", {2, 9, 9, 16}, {3, 3, 16, 4}, {.stride = 2, .padding = Padding::same}},

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -355,14 +356,69 @@ inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::
     }
 }
 
+// 64 bytes of T as one GCC vector (an AVX-512 register; two AVX2 ones).
+template <class T>
+struct Vector;
+template <>
+struct Vector<float> {
+    typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vector<double> {
+    typedef double type __attribute__((vector_size(64)));
+};
+
+// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + one vector), all of
+// whose taps along a row lie inside the image: the sums stay in registers over every tap.
+template <std::size_t kPixels, class T>
+inline void single_channel_block(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t n,
+                                 std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
+    using Vec = typename Vector<T>::type;
+    Vec init{};
+    if (e.bias) std::memcpy(&init, e.bias + f0, sizeof(Vec));
+    Vec acc[kPixels];
+    for (std::size_t p = 0; p < kPixels; ++p) acc[p] = init;
+    for (std::size_t ky = 0; ky < g.kh; ++ky) {
+        const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+        if (iy < 0) continue;
+        // pixel ox0's tap 0; in range for every tap by the caller's choice of ox0
+        const T* row = x + (n * g.h + static_cast<std::size_t>(iy)) * g.w + (ox0 * g.sw - g.pl);
+        for (std::size_t kx = 0; kx < g.kw; ++kx) {
+            Vec wk;
+            std::memcpy(&wk, w + (ky * g.kw + kx) * g.f + f0, sizeof(Vec));
+            const T* px = row + kx * g.dw;
+            for (std::size_t p = 0; p < kPixels; ++p) acc[p] += px[p * g.sw] * wk;
+        }
+    }
+    for (std::size_t p = 0; p < kPixels; ++p) {
+        if (e.relu) acc[p] = acc[p] <= T(0) ? Vec{} : acc[p];  // NaN passes, as relu()
+        std::memcpy(line + (ox0 + p) * g.f + f0, &acc[p], sizeof(Vec));
+    }
+}
+
 template <class T>
 void conv2d_forward_single_channel(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+    constexpr std::size_t kPixels = 8, kLanes = 64 / sizeof(T);  // filters per vector
+    // Output columns whose taps all lie inside their row: ox·sw ≥ pl and
+    // ox·sw + (KW - 1)·dw - pl < W.
+    const std::size_t reach = (g.kw - 1) * g.dw;
+    const std::size_t ox_lo = std::min(g.ow, (g.pl + g.sw - 1) / g.sw);
+    const std::size_t ox_hi = g.w + g.pl > reach ? std::clamp((g.w + g.pl - reach + g.sw - 1) / g.sw, ox_lo, g.ow) : ox_lo;
+    const bool blocked = g.f % kLanes == 0;
     const Index lines = static_cast<Index>(g.n * g.oh);
 #pragma omp parallel for schedule(static)
     for (Index line = 0; line < lines; ++line) {
         const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
-        for (std::size_t ox = 0; ox < g.ow; ++ox) {
-            T* __restrict out = y + ((n * g.oh + oy) * g.ow + ox) * g.f;
+        T* out_line = y + static_cast<std::size_t>(line) * g.ow * g.f;
+        std::size_t ox = 0;
+        for (; ox < g.ow; ++ox) {
+            if (blocked && ox >= ox_lo && ox + kPixels <= ox_hi) {
+                for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes)
+                    single_channel_block<kPixels>(x, w, e, g, n, oy, ox, f0, out_line);
+                ox += kPixels - 1;
+                continue;
+            }
+            T* __restrict out = out_line + ox * g.f;
             for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
             for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
                 const T* __restrict wk = w + tap * g.f;
@@ -401,7 +457,7 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
                     bool keep_cols) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     cols = Buffer<T>();
-    if (direct_single_channel<T>(g)) {
+    if (g.single_channel()) {  // the weight gradient builds its img2col columns itself
         conv2d_forward_single_channel(x, w, e, g, y);
         return;
     }
