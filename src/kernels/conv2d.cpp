@@ -340,9 +340,9 @@ void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx) {
 
 namespace {
 
-// y [N, OH, OW, F] (+)= Σ taps x · w[tap] for a single input channel, vectorised over F.
-// Calls f(tap, x at that tap) for every kernel tap of output pixel (n, oy, ox) of a
-// single-channel input that falls inside the image (taps in the padding read zero).
+// Calls f(row of w, x there) for every kernel tap and input channel of output pixel
+// (n, oy, ox) that falls inside the image (taps in the padding read zero); the row of
+// w [KH·KW·C, F] is (ky·KW + kx)·C + c. One group only.
 template <class T, class F>
 inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::size_t oy, std::size_t ox, F f) {
     for (std::size_t ky = 0; ky < g.kh; ++ky) {
@@ -350,8 +350,9 @@ inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::
         if (iy < 0) continue;
         for (std::size_t kx = 0; kx < g.kw; ++kx) {
             const Index ix = source(ox, kx, g.sw, g.dw, g.pl, g.w);
-            if (ix >= 0)
-                f(ky * g.kw + kx, x[(n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)]);
+            if (ix < 0) continue;
+            const T* px = x + ((n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)) * g.c;
+            for (std::size_t c = 0; c < g.c; ++c) f((ky * g.kw + kx) * g.c + c, px[c]);
         }
     }
 }
@@ -368,10 +369,11 @@ struct Vector<double> {
     typedef double type __attribute__((vector_size(64)));
 };
 
-// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + one vector), all of
-// whose taps along a row lie inside the image: the sums stay in registers over every tap.
-template <std::size_t kPixels, class T>
-inline void single_channel_block(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t n,
+// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + one vector): the sums
+// stay in registers over every tap and channel. Every tap along a row of these pixels lies
+// inside the image, unless kEdge (one pixel, whose taps in the padding are skipped).
+template <std::size_t kPixels, std::size_t kC, bool kEdge, class T>
+inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t n,
                                  std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
     using Vec = typename Vector<T>::type;
     Vec init{};
@@ -381,13 +383,17 @@ inline void single_channel_block(const T* x, const T* w, const Epilogue<T>& e, c
     for (std::size_t ky = 0; ky < g.kh; ++ky) {
         const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
         if (iy < 0) continue;
-        // pixel ox0's tap 0; in range for every tap by the caller's choice of ox0
-        const T* row = x + (n * g.h + static_cast<std::size_t>(iy)) * g.w + (ox0 * g.sw - g.pl);
+        const T* row = x + (n * g.h + static_cast<std::size_t>(iy)) * g.w * kC;
+        const std::size_t step = g.sw * kC;  // from one output pixel's tap to the next's
         for (std::size_t kx = 0; kx < g.kw; ++kx) {
-            Vec wk;
-            std::memcpy(&wk, w + (ky * g.kw + kx) * g.f + f0, sizeof(Vec));
-            const T* px = row + kx * g.dw;
-            for (std::size_t p = 0; p < kPixels; ++p) acc[p] += px[p * g.sw] * wk;
+            const Index ix = static_cast<Index>(ox0 * g.sw + kx * g.dw) - static_cast<Index>(g.pl);  // pixel ox0's
+            if (kEdge && (ix < 0 || ix >= static_cast<Index>(g.w))) continue;
+            for (std::size_t c = 0; c < kC; ++c) {
+                Vec wk;
+                std::memcpy(&wk, w + ((ky * g.kw + kx) * kC + c) * g.f + f0, sizeof(Vec));
+                const T* px = row + static_cast<std::size_t>(ix) * kC + c;
+                for (std::size_t p = 0; p < kPixels; ++p) acc[p] += px[p * step] * wk;
+            }
         }
     }
     for (std::size_t p = 0; p < kPixels; ++p) {
@@ -396,8 +402,21 @@ inline void single_channel_block(const T* x, const T* w, const Epilogue<T>& e, c
     }
 }
 
+// A block of kPixels interior pixels, or the single edge pixel ox0.
+template <std::size_t kPixels, std::size_t kC, class T>
+inline void few_channels(bool interior, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
+                         std::size_t n, std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
+    if (interior)
+        few_channels_block<kPixels, kC, false>(x, w, e, g, n, oy, ox0, f0, line);
+    else
+        few_channels_block<1, kC, true>(x, w, e, g, n, oy, ox0, f0, line);
+}
+
+// y = conv(x, w) for a few input channels (one group), finished by the epilogue: inner
+// dimension KH·KW·C is too short for img2col + GEMM (conv A, one channel: 0.93 ms through
+// libxsmm at 2 threads, 0.38 ms here).
 template <class T>
-void conv2d_forward_single_channel(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
     constexpr std::size_t kPixels = 8, kLanes = 64 / sizeof(T);  // filters per vector
     // Output columns whose taps all lie inside their row: ox·sw ≥ pl and
     // ox·sw + (KW - 1)·dw - pl < W.
@@ -410,22 +429,29 @@ void conv2d_forward_single_channel(const T* x, const T* w, const Epilogue<T>& e,
     for (Index line = 0; line < lines; ++line) {
         const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
         T* out_line = y + static_cast<std::size_t>(line) * g.ow * g.f;
-        std::size_t ox = 0;
-        for (; ox < g.ow; ++ox) {
-            if (blocked && ox >= ox_lo && ox + kPixels <= ox_hi) {
-                for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes)
-                    single_channel_block<kPixels>(x, w, e, g, n, oy, ox, f0, out_line);
-                ox += kPixels - 1;
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            if (!blocked) {
+                T* __restrict out = out_line + ox * g.f;
+                for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
+                for_each_tap(x, g, n, oy, ox, [&](std::size_t row, T v) {
+                    const T* __restrict wk = w + row * g.f;
+                    for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
+                });
+                if (e.relu)
+                    for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
                 continue;
             }
-            T* __restrict out = out_line + ox * g.f;
-            for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
-            for_each_tap(x, g, n, oy, ox, [&](std::size_t tap, T v) {
-                const T* __restrict wk = w + tap * g.f;
-                for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
-            });
-            if (e.relu)
-                for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
+            const bool interior = ox >= ox_lo && ox_lo + kPixels <= ox_hi && ox < ox_hi;
+            // The last block of the interior ends at ox_hi: it may recompute (to the same
+            // values) pixels of the block before.
+            if (interior) ox = std::min(ox, ox_hi - kPixels);
+            for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes) switch (g.c) {  // the channels known at compile time
+                    case 1: few_channels<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
+                    case 2: few_channels<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
+                    case 3: few_channels<kPixels, 3>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
+                    default: few_channels<kPixels, 4>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
+                }
+            if (interior) ox += kPixels - 1;
         }
     }
 }
@@ -457,8 +483,8 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
                     bool keep_cols) {
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     cols = Buffer<T>();
-    if (g.single_channel()) {  // the weight gradient builds its img2col columns itself
-        conv2d_forward_single_channel(x, w, e, g, y);
+    if (g.few_channels()) {  // the weight gradient builds its img2col columns itself
+        conv2d_forward_few_channels(x, w, e, g, y);
         return;
     }
     if (g.pointwise()) {

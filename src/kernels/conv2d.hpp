@@ -29,6 +29,9 @@ struct ConvGeometry {
     }
     // One input channel (a first layer on grey images): see direct_single_channel().
     bool single_channel() const { return c == 1 && !pointwise(); }
+    // Up to four input channels, one group (a first layer on grey or colour images): the
+    // forward pass is a direct loop (conv2d_forward_few_channels).
+    bool few_channels() const { return c <= 4 && groups == 1 && !pointwise(); }
 };
 
 // cols [N·OH·OW, KH·KW·Cg] for one group: row (n, oy, ox), column (ky, kx, c).

@@ -296,11 +296,15 @@ std::vector<ConvCase> conv_cases() {
         {"5x5 same s3 one channel", {1, 8, 7, 1}, {5, 5, 1, 2}, true, opts(3, same)},
         {"3x3 same one channel batch 2", {2, 6, 7, 1}, {3, 3, 1, 4}, true, opts(1, same)},
         {"2x3 dilation 2 explicit one channel", {1, 9, 8, 1}, {2, 3, 1, 3}, false, opts({2, 1}, {1, 0, 2, 1}, 2)},
-        // One channel and a whole vector of filters (8 doubles): blocks of 8 output pixels
-        // whose taps lie inside the row keep their sums in registers; the rest go pixel by pixel.
+        // Up to four channels and whole vectors of filters (8 doubles): blocks of 8 output
+        // pixels whose taps lie inside the row keep their sums in registers; the rest go pixel
+        // by pixel.
         {"3x3 same one channel 8 filters (register blocks)", {2, 4, 19, 1}, {3, 3, 1, 8}, true, opts(1, same)},
         {"3x2 explicit {1,0,3,2} s2 dilation 2 one channel 8 filters", {1, 6, 30, 1}, {3, 2, 1, 8}, false,
          opts(2, {1, 0, 3, 2}, 2)},
+        {"3x3 same three channels 16 filters (register blocks)", {1, 3, 21, 3}, {3, 3, 3, 16}, true, opts(1, same)},
+        {"2x3 valid s1x2 four channels 8 filters (register blocks)", {2, 3, 22, 4}, {2, 3, 4, 8}, false,
+         opts({1, 2}, valid)},
         {"3x5 explicit {1,2,0,3} stride 2x1", {2, 7, 9, 2}, {3, 5, 2, 3}, true, opts({2, 1}, {1, 2, 0, 3})},
         {"3x3 dilation 2 same", {1, 9, 9, 2}, {3, 3, 2, 2}, false, opts(1, same, 2)},
         {"3x3 dilation 2 valid s2", {1, 11, 10, 2}, {3, 3, 2, 2}, true, opts(2, valid, 2)},
