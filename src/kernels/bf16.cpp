@@ -1,0 +1,175 @@
+#include "kernels/bf16.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace xgrad::kernels {
+
+namespace {
+
+Bf16Level detect() {
+    Bf16Level best = Bf16Level::portable;
+    // __builtin_cpu_supports also checks that the OS saves the AVX-512 registers (XCR0).
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512bf16"))
+        best = Bf16Level::avx512_bf16;
+    const char* cap = std::getenv("XGRAD_BF16_LEVEL");
+    if (cap && std::strcmp(cap, "portable") == 0) best = Bf16Level::portable;
+    return best;
+}
+
+// One pair of K for one element: acc += a1·b1, then acc += a0·b0 (each product exact).
+inline float dot_pair(float acc, const bf16* a, const bf16* b) {
+    acc += from_bf16(a[1]) * from_bf16(b[1]);
+    acc += from_bf16(a[0]) * from_bf16(b[0]);
+    return acc;
+}
+
+// Not loop-vectorised: g++ 12 at -O3 vectorises this in-order float sum over interleaved pairs
+// wrongly (a 10-line reproduction, the sum of 1·1 .. 1·16, gives 140 instead of 136; see
+// docs/notes.md, traps), and the order of the sum is the contract.
+__attribute__((optimize("no-tree-loop-vectorize"))) void gemm_portable(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
+                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+    for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < n; ++j) {
+            float acc = accumulate ? c[r * ldc + j] : 0.0f;
+            for (std::size_t i = 0; i < count; ++i)
+                for (std::size_t q = 0; q < p; ++q) acc = dot_pair(acc, a[i] + r * lda + 2 * q, b[i] + (q * n + j) * 2);
+            c[r * ldc + j] = acc;
+        }
+}
+
+#define XGRAD_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+// Rows [m0, m0 + R) and columns [n0, n0 + cols) of C, cols <= 16·V: R·V sums in registers
+// over every pair of every product.
+template <int R, int V>
+XGRAD_AVX512_BF16 void block_avx512(std::size_t m0, std::size_t n0, std::size_t cols, std::size_t n, std::size_t p,
+                                    const bf16* const* a, std::size_t lda, const bf16* const* b, std::size_t count,
+                                    float* c, std::size_t ldc, bool accumulate) {
+    __mmask16 mask[V];
+    #pragma GCC unroll 16
+    for (int v = 0; v < V; ++v) {
+        const std::size_t left = cols > 16u * static_cast<unsigned>(v) ? cols - 16u * static_cast<unsigned>(v) : 0;
+        mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+    }
+    __m512 acc[R][V];
+    #pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+        #pragma GCC unroll 16
+        for (int v = 0; v < V; ++v)
+            acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(mask[v], c + (m0 + static_cast<std::size_t>(r)) * ldc + n0 + 16u * static_cast<unsigned>(v))
+                                   : _mm512_setzero_ps();
+    for (std::size_t i = 0; i < count; ++i) {
+        const bf16* ai = a[i] + m0 * lda;
+        const bf16* bi = b[i] + n0 * 2;
+        for (std::size_t q = 0; q < p; ++q) {
+            __m512i bv[V];
+            #pragma GCC unroll 16
+            for (int v = 0; v < V; ++v)
+                bv[v] = _mm512_maskz_loadu_epi32(mask[v], bi + (q * n + 16u * static_cast<unsigned>(v)) * 2);
+            #pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                std::int32_t pair;
+                std::memcpy(&pair, ai + static_cast<std::size_t>(r) * lda + 2 * q, sizeof pair);
+                const __m512i av = _mm512_set1_epi32(pair);
+                #pragma GCC unroll 16
+                for (int v = 0; v < V; ++v)
+                    acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)av, (__m512bh)bv[v]);
+            }
+        }
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+        #pragma GCC unroll 16
+        for (int v = 0; v < V; ++v)
+            _mm512_mask_storeu_ps(c + (m0 + static_cast<std::size_t>(r)) * ldc + n0 + 16u * static_cast<unsigned>(v), mask[v],
+                                  acc[r][v]);
+}
+
+// The rows of one column block: blocks of kRows, then one block of the rest.
+template <int V, int kRows, int... Rs>
+XGRAD_AVX512_BF16 void rows_avx512(std::integer_sequence<int, Rs...>, std::size_t m, std::size_t n0, std::size_t cols,
+                                   std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
+                                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+    std::size_t m0 = 0;
+    for (; m0 + kRows <= m; m0 += kRows) block_avx512<kRows, V>(m0, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate);
+    const int rest = static_cast<int>(m - m0);
+    // Rs = 0 .. kRows - 1: the one block of `rest` rows, R known at compile time
+    ((Rs == rest && Rs > 0 ? block_avx512<(Rs > 0 ? Rs : 1), V>(m0, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate)
+                           : void()),
+     ...);
+}
+
+// Registers: R·V sums + V columns of B + 1 broadcast of A, at most 32.
+template <int V>
+constexpr int rows_for() {
+    return V == 4 ? 4 : V == 3 ? 6 : V == 2 ? 8 : 12;
+}
+
+template <int V>
+XGRAD_AVX512_BF16 void columns_avx512(std::size_t m, std::size_t n0, std::size_t cols, std::size_t n, std::size_t p,
+                                      const bf16* const* a, std::size_t lda, const bf16* const* b, std::size_t count,
+                                      float* c, std::size_t ldc, bool accumulate) {
+    constexpr int kRows = rows_for<V>();
+    rows_avx512<V, kRows>(std::make_integer_sequence<int, kRows>{}, m, n0, cols, n, p, a, lda, b, count, c, ldc,
+                          accumulate);
+}
+
+XGRAD_AVX512_BF16 void gemm_avx512(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
+                                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+    for (std::size_t n0 = 0; n0 < n; n0 += 64) {
+        const std::size_t cols = std::min<std::size_t>(64, n - n0);
+        switch ((cols + 15) / 16) {
+            case 1: columns_avx512<1>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
+            case 2: columns_avx512<2>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
+            case 3: columns_avx512<3>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
+            default: columns_avx512<4>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
+        }
+    }
+}
+
+}  // namespace
+
+Bf16Level bf16_level() {
+    static const Bf16Level level = detect();
+    return level;
+}
+
+const char* bf16_level_name(Bf16Level level) {
+    return level == Bf16Level::avx512_bf16 ? "avx512_bf16" : "portable";
+}
+
+void pack_rows_bf16(const float* a, std::size_t rows, std::size_t cols, std::size_t ld, bf16* out) {
+    const std::size_t width = 2 * pairs(cols);
+    for (std::size_t r = 0; r < rows; ++r) {
+        bf16* dst = out + r * width;
+        for (std::size_t j = 0; j < cols; ++j) dst[j] = to_bf16(a[r * ld + j]);
+        if (width > cols) dst[cols] = 0;
+    }
+}
+
+void pack_pairs_bf16(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out) {
+    for (std::size_t q = 0; q < pairs(k); ++q)
+        for (std::size_t j = 0; j < n; ++j)
+            for (std::size_t h = 0; h < 2; ++h) {
+                const std::size_t row = 2 * q + h;
+                out[(q * n + j) * 2 + h] = row < k ? to_bf16(trans ? b[j * ld + row] : b[row * ld + j]) : bf16(0);
+            }
+}
+
+void gemm_bf16(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
+               const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate,
+               Bf16Level level) {
+    if (m == 0 || n == 0) return;
+    if (level == Bf16Level::avx512_bf16 && bf16_level() == Bf16Level::avx512_bf16)
+        gemm_avx512(m, n, p, a, lda, b, count, c, ldc, accumulate);
+    else
+        gemm_portable(m, n, p, a, lda, b, count, c, ldc, accumulate);
+}
+
+}  // namespace xgrad::kernels
