@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     std::uint64_t seed = 1;
     std::string data_dir = xgrad::data::kFashionMnistDir, save, checkpoint;
     bool resume = false;
-    bool quiet = false, distributed = false;
+    bool quiet = false, distributed = false, bf16 = false;
     std::string schedule = "cosine", optimizer = "sgd";
     app.add_option("--epochs", epochs, "Training epochs")->check(CLI::PositiveNumber);
     app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber);
@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
     app.add_option("--checkpoint", checkpoint, "Save a checkpoint here after every epoch (written atomically)");
     app.add_flag("--resume", resume, "Continue from --checkpoint when it exists");
     app.add_flag("--quiet", quiet, "No progress output");
+    app.add_flag("--bf16", bf16, "bf16 mixed precision: convolutions and dense layers take bf16 operands, sum in float32 "
+                                 "(float32 weights, optimizer and everything else; xgrad/precision.hpp)");
     app.add_flag("--distributed", distributed,
                  "Data-parallel training under mpirun: --batch is per rank, threads default to cores / local ranks");
     CLI11_PARSE(app, argc, argv);
@@ -91,12 +93,14 @@ int main(int argc, char** argv) {
         }
         if (!dist::is_main()) quiet = true;
         if (threads > 0) xgrad::set_num_threads(threads);
+        std::optional<xgrad::AutocastGuard> mixed;  // training and evaluation, for the whole run
+        if (bf16) mixed.emplace(xgrad::Precision::bf16);
         xgrad::manual_seed(seed);
         const auto train = xgrad::data::load_fashion_mnist(xgrad::data::Split::train, data_dir);
         const auto test = xgrad::data::load_fashion_mnist(xgrad::data::Split::test, data_dir);
         if (dist::is_main())
-            fmt::print("Fashion-MNIST: {} training and {} test images; {} threads{}\n", train.size(), test.size(),
-                       xgrad::num_threads(),
+            fmt::print("Fashion-MNIST: {} training and {} test images; {} threads{}{}\n", train.size(), test.size(),
+                       xgrad::num_threads(), bf16 ? fmt::format(", bf16 mixed precision ({} kernels)", xgrad::bf16_kernels()) : "",
                        distributed ? fmt::format(" x {} ranks, global batch {}", dist::world_size(),
                                                  batch * static_cast<std::size_t>(dist::world_size()))
                                    : "");

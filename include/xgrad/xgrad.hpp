@@ -14,6 +14,7 @@
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
 #include "xgrad/parallel.hpp"
+#include "xgrad/precision.hpp"
 #include "xgrad/progress.hpp"
 #include "xgrad/data/dataset.hpp"
 #include "xgrad/distributed.hpp"

@@ -1,11 +1,15 @@
 #include "kernels/bf16.hpp"
 
+#include <omp.h>
+
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+
+#include "kernels/buffer.hpp"
 
 namespace xgrad::kernels {
 
@@ -33,12 +37,14 @@ inline float dot_pair(float acc, const bf16* a, const bf16* b) {
 // wrongly (a 10-line reproduction, the sum of 1·1 .. 1·16, gives 140 instead of 136; see
 // docs/notes.md, traps), and the order of the sum is the contract.
 __attribute__((optimize("no-tree-loop-vectorize"))) void gemm_portable(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
-                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate,
+                   std::size_t a_pair) {
     for (std::size_t r = 0; r < m; ++r)
         for (std::size_t j = 0; j < n; ++j) {
             float acc = accumulate ? c[r * ldc + j] : 0.0f;
             for (std::size_t i = 0; i < count; ++i)
-                for (std::size_t q = 0; q < p; ++q) acc = dot_pair(acc, a[i] + r * lda + 2 * q, b[i] + (q * n + j) * 2);
+                for (std::size_t q = 0; q < p; ++q)
+                    acc = dot_pair(acc, a[i] + r * lda + q * a_pair, b[i] + (q * n + j) * 2);
             c[r * ldc + j] = acc;
         }
 }
@@ -49,8 +55,8 @@ __attribute__((optimize("no-tree-loop-vectorize"))) void gemm_portable(std::size
 // over every pair of every product.
 template <int R, int V>
 XGRAD_AVX512_BF16 void block_avx512(std::size_t m0, std::size_t n0, std::size_t cols, std::size_t n, std::size_t p,
-                                    const bf16* const* a, std::size_t lda, const bf16* const* b, std::size_t count,
-                                    float* c, std::size_t ldc, bool accumulate) {
+                                    const bf16* const* a, std::size_t lda, std::size_t a_pair, const bf16* const* b,
+                                    std::size_t count, float* c, std::size_t ldc, bool accumulate) {
     __mmask16 mask[V];
     #pragma GCC unroll 16
     for (int v = 0; v < V; ++v) {
@@ -75,7 +81,7 @@ XGRAD_AVX512_BF16 void block_avx512(std::size_t m0, std::size_t n0, std::size_t 
             #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
                 std::int32_t pair;
-                std::memcpy(&pair, ai + static_cast<std::size_t>(r) * lda + 2 * q, sizeof pair);
+                std::memcpy(&pair, ai + static_cast<std::size_t>(r) * lda + q * a_pair, sizeof pair);
                 const __m512i av = _mm512_set1_epi32(pair);
                 #pragma GCC unroll 16
                 for (int v = 0; v < V; ++v)
@@ -95,13 +101,16 @@ XGRAD_AVX512_BF16 void block_avx512(std::size_t m0, std::size_t n0, std::size_t 
 template <int V, int kRows, int... Rs>
 XGRAD_AVX512_BF16 void rows_avx512(std::integer_sequence<int, Rs...>, std::size_t m, std::size_t n0, std::size_t cols,
                                    std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
-                                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+                                   std::size_t a_pair, const bf16* const* b, std::size_t count, float* c,
+                                   std::size_t ldc, bool accumulate) {
     std::size_t m0 = 0;
-    for (; m0 + kRows <= m; m0 += kRows) block_avx512<kRows, V>(m0, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate);
+    for (; m0 + kRows <= m; m0 += kRows)
+        block_avx512<kRows, V>(m0, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate);
     const int rest = static_cast<int>(m - m0);
     // Rs = 0 .. kRows - 1: the one block of `rest` rows, R known at compile time
-    ((Rs == rest && Rs > 0 ? block_avx512<(Rs > 0 ? Rs : 1), V>(m0, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate)
-                           : void()),
+    ((Rs == rest && Rs > 0
+          ? block_avx512<(Rs > 0 ? Rs : 1), V>(m0, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate)
+          : void()),
      ...);
 }
 
@@ -113,22 +122,24 @@ constexpr int rows_for() {
 
 template <int V>
 XGRAD_AVX512_BF16 void columns_avx512(std::size_t m, std::size_t n0, std::size_t cols, std::size_t n, std::size_t p,
-                                      const bf16* const* a, std::size_t lda, const bf16* const* b, std::size_t count,
-                                      float* c, std::size_t ldc, bool accumulate) {
+                                      const bf16* const* a, std::size_t lda, std::size_t a_pair,
+                                      const bf16* const* b, std::size_t count, float* c, std::size_t ldc,
+                                      bool accumulate) {
     constexpr int kRows = rows_for<V>();
-    rows_avx512<V, kRows>(std::make_integer_sequence<int, kRows>{}, m, n0, cols, n, p, a, lda, b, count, c, ldc,
-                          accumulate);
+    rows_avx512<V, kRows>(std::make_integer_sequence<int, kRows>{}, m, n0, cols, n, p, a, lda, a_pair, b, count, c,
+                          ldc, accumulate);
 }
 
 XGRAD_AVX512_BF16 void gemm_avx512(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
-                                   const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate) {
+                                   std::size_t a_pair, const bf16* const* b, std::size_t count, float* c,
+                                   std::size_t ldc, bool accumulate) {
     for (std::size_t n0 = 0; n0 < n; n0 += 64) {
         const std::size_t cols = std::min<std::size_t>(64, n - n0);
         switch ((cols + 15) / 16) {
-            case 1: columns_avx512<1>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
-            case 2: columns_avx512<2>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
-            case 3: columns_avx512<3>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
-            default: columns_avx512<4>(m, n0, cols, n, p, a, lda, b, count, c, ldc, accumulate); break;
+            case 1: columns_avx512<1>(m, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate); break;
+            case 2: columns_avx512<2>(m, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate); break;
+            case 3: columns_avx512<3>(m, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate); break;
+            default: columns_avx512<4>(m, n0, cols, n, p, a, lda, a_pair, b, count, c, ldc, accumulate); break;
         }
     }
 }
@@ -154,22 +165,71 @@ void pack_rows_bf16(const float* a, std::size_t rows, std::size_t cols, std::siz
 }
 
 void pack_pairs_bf16(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out) {
-    for (std::size_t q = 0; q < pairs(k); ++q)
-        for (std::size_t j = 0; j < n; ++j)
-            for (std::size_t h = 0; h < 2; ++h) {
-                const std::size_t row = 2 * q + h;
-                out[(q * n + j) * 2 + h] = row < k ? to_bf16(trans ? b[j * ld + row] : b[row * ld + j]) : bf16(0);
+    for (std::size_t q = 0; q < pairs(k); ++q) {
+        bf16* dst = out + q * n * 2;
+        const std::size_t r0 = 2 * q, r1 = r0 + 1;
+        if (trans) {
+            for (std::size_t j = 0; j < n; ++j) {
+                dst[2 * j] = to_bf16(b[j * ld + r0]);
+                dst[2 * j + 1] = r1 < k ? to_bf16(b[j * ld + r1]) : bf16(0);
             }
+        } else if (r1 < k) {  // two rows in order
+            const float* row0 = b + r0 * ld;
+            const float* row1 = b + r1 * ld;
+            for (std::size_t j = 0; j < n; ++j) {
+                dst[2 * j] = to_bf16(row0[j]);
+                dst[2 * j + 1] = to_bf16(row1[j]);
+            }
+        } else {
+            const float* row0 = b + r0 * ld;
+            for (std::size_t j = 0; j < n; ++j) {
+                dst[2 * j] = to_bf16(row0[j]);
+                dst[2 * j + 1] = 0;
+            }
+        }
+    }
+}
+
+void round_bf16(const float* in, std::size_t n, float* out) {
+    const auto count = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (count > (std::ptrdiff_t{1} << 16))
+    for (std::ptrdiff_t i = 0; i < count; ++i) out[i] = round_bf16(in[i]);
+}
+
+void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, bool accumulate, float* c, std::size_t ldc) {
+    if (m == 0 || n == 0) return;
+    // A [M, K] as packed rows; stored transposed ([K, M]), as packed pairs [P, M, 2], which
+    // reads it in order
+    const std::size_t width = 2 * pairs(k);
+    Buffer<bf16> pa(m * width), pb(pairs(k) * n * 2);
+    if (trans_a)
+        pack_pairs_bf16(a, k, m, lda, false, pa.data());
+    else
+        pack_rows_bf16(a, m, k, lda, pa.data());
+    pack_pairs_bf16(b, k, n, ldb, trans_b, pb.data());
+    // row r0's first pair and the step from one row to the next, one pair to the next
+    const std::size_t row_step = trans_a ? 2 : width, pair_step = trans_a ? 2 * m : 2;
+    constexpr std::size_t kRows = 48;  // rows of C per task
+    const auto tasks = static_cast<std::ptrdiff_t>((m + kRows - 1) / kRows);
+    const Bf16Level level = bf16_level();
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t t = 0; t < tasks; ++t) {
+        const std::size_t r0 = static_cast<std::size_t>(t) * kRows, rows = std::min(kRows, m - r0);
+        const bf16* ap = pa.data() + r0 * row_step;
+        const bf16* bp = pb.data();
+        gemm_bf16(rows, n, pairs(k), &ap, row_step, &bp, 1, c + r0 * ldc, ldc, accumulate, level, pair_step);
+    }
 }
 
 void gemm_bf16(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
                const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate,
-               Bf16Level level) {
+               Bf16Level level, std::size_t a_pair) {
     if (m == 0 || n == 0) return;
     if (level == Bf16Level::avx512_bf16 && bf16_level() == Bf16Level::avx512_bf16)
-        gemm_avx512(m, n, p, a, lda, b, count, c, ldc, accumulate);
+        gemm_avx512(m, n, p, a, lda, a_pair, b, count, c, ldc, accumulate);
     else
-        gemm_portable(m, n, p, a, lda, b, count, c, ldc, accumulate);
+        gemm_portable(m, n, p, a, lda, b, count, c, ldc, accumulate, a_pair);
 }
 
 }  // namespace xgrad::kernels

@@ -59,11 +59,21 @@ void pack_rows_bf16(const float* a, std::size_t rows, std::size_t cols, std::siz
 void pack_pairs_bf16(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out);
 inline std::size_t pairs(std::size_t k) { return (k + 1) / 2; }
 
-/// C [M, N] (+)= Σ_i A_i · B_i over `count` pairs: A_i [M, 2·P] packed rows (row stride lda
-/// elements, even), B_i [P, N, 2] packed pairs, float32 C with row stride ldc; P pairs of K.
-/// `accumulate` adds to C; otherwise C is overwritten (zeros when count is 0). Single-threaded.
+/// C [M, N] (+)= Σ_i A_i · B_i over `count` pairs, P pairs of K: pair q of row r of A_i at
+/// A_i + r·lda + q·a_pair (a_pair 2: packed rows; lda 2, a_pair 2·M: packed pairs [P, M, 2]),
+/// B_i [P, N, 2] packed pairs, float32 C with row stride ldc. `accumulate` adds to C;
+/// otherwise C is overwritten (zeros when count is 0). Single-threaded.
 void gemm_bf16(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
                const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate,
-               Bf16Level level);
+               Bf16Level level, std::size_t a_pair = 2);
+
+/// n floats rounded to bf16 values into out (may be in), on the OpenMP threads.
+void round_bf16(const float* in, std::size_t n, float* out);
+
+/// C [M, N] = op(A) · op(B) (+ C when accumulate) for float matrices holding bf16 values, as
+/// kernels::gemm's arguments (op transposes when asked; row strides as stored): packs both
+/// operands, then gemm_bf16 on blocks of rows, on the OpenMP threads. float32 sums.
+void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, bool accumulate, float* c, std::size_t ldc);
 
 }  // namespace xgrad::kernels

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/bf16.hpp"
 #include "kernels/gemm.hpp"
 
 namespace xgrad::kernels {
@@ -152,6 +153,61 @@ std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
                                               std::vector<const T*>(size));
 }
 
+// n elements of v rounded to bf16 values in `storage`: the operand of a bf16 product that runs
+// on the float32 kernels (a path without bf16 kernels, or the portable level).
+template <class T>
+const T* rounded(const T* v, std::size_t n, Buffer<T>& storage) {
+    if constexpr (std::is_same_v<T, float>) {
+        storage = Buffer<T>(n);
+        round_bf16(v, n, storage.data());
+        return storage.data();
+    }
+    return v;
+}
+
+// One thread's scratch for the bf16 products of the batch-split kernels: packed operands.
+struct Bf16Scratch {
+    Buffer<bf16> a, b;
+};
+
+// Scratch for an A of up to m x k and a B of up to k x n on every thread, allocated on this one.
+std::vector<Bf16Scratch> bf16_scratch(bool use_bf16, std::size_t m, std::size_t n, std::size_t k) {
+    std::vector<Bf16Scratch> s(static_cast<std::size_t>(omp_get_max_threads()));
+    if (use_bf16)
+        for (auto& t : s) {
+            t.a = Buffer<bf16>(m * 2 * pairs(k));
+            t.b = Buffer<bf16>(pairs(k) * n * 2);
+        }
+    return s;
+}
+
+// C [M, N] (+)= op(A) [M, K] · B [K, N] for one thread (B not transposed; beta 0 or 1): with
+// bf16, the operands (bf16 values in floats) packed into `s` (B only when not given packed)
+// and multiplied by gemm_bf16 with float32 sums; otherwise gemm_per_thread.
+template <class T>
+void thread_product(bool use_bf16, Bf16Scratch& s, bool trans_a, std::size_t m, std::size_t n, std::size_t k, const T* a,
+                    std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
+                    const bf16* packed_b = nullptr) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (use_bf16) {
+            // op(A) as packed rows, or (stored [K, M]) as packed pairs [P, M, 2], read in order
+            if (trans_a)
+                pack_pairs_bf16(a, k, m, lda, false, s.a.data());
+            else
+                pack_rows_bf16(a, m, k, lda, s.a.data());
+            if (!packed_b) {
+                pack_pairs_bf16(b, k, n, ldb, false, s.b.data());
+                packed_b = s.b.data();
+            }
+            const bf16* ap = s.a.data();
+            gemm_bf16(m, n, pairs(k), &ap, trans_a ? 2 : 2 * pairs(k), &packed_b, 1, c, ldc, beta != 0, bf16_level(),
+                      trans_a ? 2 * m : 2);
+            return;
+        }
+    }
+    gemm_per_thread<T>(trans_a, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+}
+
 // Runs `body(partial)` on every thread of a new parallel region, each with its own partial
 // sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
 // loops), then adds the partials to `out` in thread order: the same sums in the same order on
@@ -267,6 +323,52 @@ void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const C
     }
 }
 
+// conv2d_forward_direct with bf16 products: each thread packs its current image (zero-bordered,
+// channels padded to an even count) and the weights once per call as pairs along C.
+void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<float>& e, const ConvGeometry& g,
+                                float* y) {
+    const std::size_t c2 = 2 * pairs(g.c);  // bf16 channels per pixel
+    const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
+    const std::size_t taps = g.kh * g.kw, tap_size = pairs(g.c) * g.f * 2;
+    Buffer<bf16> packed_w(taps * tap_size);
+    for (std::size_t t = 0; t < taps; ++t) pack_pairs_bf16(w + t * g.c * g.f, g.c, g.f, g.f, false, packed_w.data() + t * tap_size);
+    const Index lines = static_cast<Index>(g.n * g.oh);
+    auto images = per_thread<bf16>(hp * wp * c2);
+    auto as = per_thread_lists<bf16>(taps), bs = per_thread_lists<bf16>(taps);
+    const Bf16Level level = bf16_level();
+#pragma omp parallel
+    {
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        Buffer<bf16>& image = images[t];
+        std::fill_n(image.data(), image.size(), bf16(0));  // its border stays zero
+        std::size_t copied = g.n;                          // the image in `image`, none yet
+        std::vector<const bf16*>& a = as[t];
+        std::vector<const bf16*>& b = bs[t];
+#pragma omp for schedule(static)
+        for (Index line = 0; line < lines; ++line) {
+            const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+            if (copied != n) {
+                for (std::size_t iy = 0; iy < g.h; ++iy)
+                    pack_rows_bf16(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, g.c,
+                                   image.data() + ((iy + g.pt) * wp + g.pl) * c2);
+                copied = n;
+            }
+            std::size_t count = 0;
+            for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
+                if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
+                for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
+                    a[count] = image.data() + (iy * wp + kx * g.dw) * c2;
+                    b[count] = packed_w.data() + (ky * g.kw + kx) * tap_size;
+                }
+            }
+            float* out = y + static_cast<std::size_t>(line) * g.ow * g.f;
+            gemm_bf16(g.ow, g.f, pairs(g.c), a.data(), g.sw * c2, b.data(), count, out, g.f, false, level);
+            finish(e, g.ow, g.f, out);
+        }
+    }
+}
+
 // dx [N, H, W, C] += every tap's block of dcols = dY · Wᵀ, added straight into the pixels the
 // tap read, without the dcols matrix (stride 1 only): for input row iy and kernel column kx,
 // the output pixels whose tap (ky, kx) lands on that row for some ky are one output line's
@@ -313,6 +415,58 @@ void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
                     b[count++] = wt + (ky * g.kw + kx) * g.c;
                 }
                 gemms[kx](a.data(), b.data(), count, dx + ((n * g.h + iy) * g.w + col.ix0) * g.c);
+            }
+        }
+    }
+}
+
+// scatter_direct with bf16 products: dY packed once (rows of pairs along F), Wᵀ per tap as
+// pairs along F.
+void scatter_direct_bf16(const float* gy, const float* w, const ConvGeometry& g, float* dx) {
+    assert(g.sh == 1 && g.sw == 1);
+    const std::size_t f2 = 2 * pairs(g.f), taps = g.kh * g.kw, tap_size = pairs(g.f) * g.c * 2;
+    const std::size_t outputs = g.n * g.oh * g.ow;
+    Buffer<bf16> packed_gy(outputs * f2), packed_wt(taps * tap_size);
+#pragma omp parallel for schedule(static)
+    for (Index line = 0; line < static_cast<Index>(g.n * g.oh); ++line)
+        pack_rows_bf16(gy + static_cast<std::size_t>(line) * g.ow * g.f, g.ow, g.f, g.f,
+                       packed_gy.data() + static_cast<std::size_t>(line) * g.ow * f2);
+    // Wᵀ[tap] [F, C] is w[tap] [C, F] transposed
+    for (std::size_t t = 0; t < taps; ++t)
+        pack_pairs_bf16(w + t * g.c * g.f, g.f, g.c, g.f, true, packed_wt.data() + t * tap_size);
+    struct Column {  // kernel column kx: its output run and the input pixel of its first
+        std::size_t ox0 = 0, ox1 = 0, ix0 = 0;
+    };
+    std::vector<Column> columns(g.kw);
+    for (std::size_t kx = 0; kx < g.kw; ++kx) {
+        auto& col = columns[kx];
+        const Index shift = static_cast<Index>(kx * g.dw) - static_cast<Index>(g.pl);
+        std::tie(col.ox0, col.ox1) = inside(shift, g.ow, g.w);
+        col.ix0 = col.ox1 > col.ox0 ? static_cast<std::size_t>(static_cast<Index>(col.ox0) + shift) : 0;
+    }
+    const Index rows = static_cast<Index>(g.n * g.h);
+    auto as = per_thread_lists<bf16>(g.kh), bs = per_thread_lists<bf16>(g.kh);
+    const Bf16Level level = bf16_level();
+#pragma omp parallel
+    {
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        std::vector<const bf16*>& a = as[t];
+        std::vector<const bf16*>& b = bs[t];
+#pragma omp for schedule(static)
+        for (Index r = 0; r < rows; ++r) {
+            const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
+            for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                const auto& col = columns[kx];
+                if (col.ox1 == col.ox0) continue;
+                std::size_t count = 0;
+                for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                    const Index oy = static_cast<Index>(iy + g.pt) - static_cast<Index>(ky * g.dh);
+                    if (oy < 0 || oy >= static_cast<Index>(g.oh)) continue;
+                    a[count] = packed_gy.data() + ((n * g.oh + static_cast<std::size_t>(oy)) * g.ow + col.ox0) * f2;
+                    b[count++] = packed_wt.data() + (ky * g.kw + kx) * tap_size;
+                }
+                gemm_bf16(col.ox1 - col.ox0, g.c, pairs(g.f), a.data(), f2, b.data(), count,
+                          dx + ((n * g.h + iy) * g.w + col.ix0) * g.c, g.c, true, level);
             }
         }
     }
@@ -480,7 +634,14 @@ void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGe
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols,
-                    bool keep_cols) {
+                    bool keep_cols, bool use_bf16) {
+    use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    Buffer<T> x_bf16, w_bf16;
+    if (use_bf16 && !(bf16_level() != Bf16Level::portable && !g.few_channels() && (direct<T>(g) || batch_split<T>(g)))) {
+        x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
+        w = rounded(w, g.kh * g.kw * g.cg() * g.f, w_bf16);
+        use_bf16 = false;  // float32 kernels on bf16 values
+    }
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     cols = Buffer<T>();
     if (g.few_channels()) {  // the weight gradient builds its img2col columns itself
@@ -495,6 +656,9 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
     }
     if (direct<T>(g)) {
         // the weight gradient rebuilds img2col, a kernel row at a time
+        if constexpr (std::is_same_v<T, float>) {
+            if (use_bf16) return conv2d_forward_direct_bf16(x, w, e, g, y);
+        }
         conv2d_forward_direct(x, w, e, g, y);
         return;
     }
@@ -504,12 +668,19 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
         // per-thread buffer otherwise.
         if (keep_cols) cols = Buffer<T>(rows * patch);
         auto scratch = per_thread<T>(keep_cols ? 0 : chunks.images * chunks.per_image * patch);
+        auto packed = bf16_scratch(use_bf16, chunks.images * chunks.per_image, 0, patch);
+        Buffer<bf16> packed_w(use_bf16 ? pairs(patch) * g.f * 2 : 0);
+        if constexpr (std::is_same_v<T, float>) {
+            if (use_bf16) pack_pairs_bf16(w, patch, g.f, g.f, false, packed_w.data());
+        }
 #pragma omp parallel for schedule(static)
         for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
             const auto k = chunks[i];
-            T* c = keep_cols ? cols.data() + k.row * patch : scratch[static_cast<std::size_t>(omp_get_thread_num())].data();
+            const auto t = static_cast<std::size_t>(omp_get_thread_num());
+            T* c = keep_cols ? cols.data() + k.row * patch : scratch[t].data();
             img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, 0, g.kh, c);
-            gemm_per_thread<T>(false, false, k.rows, g.f, patch, 1, c, patch, w, g.f, 0, y + k.row * g.f, g.f);
+            thread_product<T>(use_bf16, packed[t], false, k.rows, g.f, patch, c, patch, w, g.f, 0, y + k.row * g.f, g.f,
+                              packed_w.data());
             finish(e, k.rows, g.f, y + k.row * g.f);
         }
         return;
@@ -537,7 +708,20 @@ void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
 }
 
 template <class T>
-void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw) {
+void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw,
+                            bool use_bf16) {
+    use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    Buffer<T> x_bf16, gy_bf16, cols_bf16;
+    if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
+        x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
+        gy = rounded(gy, g.rows() * g.f, gy_bf16);
+        if (!cols.empty()) {
+            rounded(cols.data(), cols.size(), cols_bf16);
+            conv2d_backward_weight<T>(x, cols_bf16, gy, g, dw, false);
+            return;
+        }
+        use_bf16 = false;  // float32 kernels on bf16 values
+    }
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     if (direct_single_channel<T>(g)) {
         conv2d_backward_weight_single_channel(x, gy, g, dw);
@@ -557,20 +741,22 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
         const Chunks chunks(g);
         const std::size_t row_patch = g.kw * g.c;  // columns per kernel row
         auto columns = per_thread<T>(direct<T>(g) ? chunks.images * chunks.per_image * row_patch : 0);
+        auto packed = bf16_scratch(use_bf16, patch, g.f, chunks.images * chunks.per_image);
         accumulate_per_thread(patch * g.f, dw, [&](T* partial) {
-            Buffer<T>& c = columns[static_cast<std::size_t>(omp_get_thread_num())];
+            const auto t = static_cast<std::size_t>(omp_get_thread_num());
+            Buffer<T>& c = columns[t];
 #pragma omp for schedule(static) nowait
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
                 const auto k = chunks[i];
                 if (!direct<T>(g)) {
-                    gemm_per_thread<T>(true, false, patch, g.f, k.rows, 1, cols.data() + k.row * patch, patch,
-                                       gy + k.row * g.f, g.f, 1, partial, g.f);
+                    thread_product<T>(use_bf16, packed[t], true, patch, g.f, k.rows, cols.data() + k.row * patch, patch,
+                                      gy + k.row * g.f, g.f, 1, partial, g.f);
                     continue;
                 }
                 for (std::size_t ky = 0; ky < g.kh; ++ky) {
                     img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, ky, ky + 1, c.data());
-                    gemm_per_thread<T>(true, false, row_patch, g.f, k.rows, 1, c.data(), row_patch,
-                                       gy + k.row * g.f, g.f, 1, partial + ky * row_patch * g.f, g.f);
+                    thread_product<T>(use_bf16, packed[t], true, row_patch, g.f, k.rows, c.data(), row_patch,
+                                      gy + k.row * g.f, g.f, 1, partial + ky * row_patch * g.f, g.f);
                 }
             }
         });
@@ -583,7 +769,14 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 }
 
 template <class T>
-void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
+    use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    Buffer<T> gy_bf16, w_bf16;
+    if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
+        gy = rounded(gy, g.rows() * g.f, gy_bf16);
+        w = rounded(w, g.kh * g.kw * g.cg() * g.f, w_bf16);
+        use_bf16 = false;  // float32 kernels on bf16 values
+    }
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     if (g.pointwise()) {
         // dx [N·H·W, C] += dY [N·H·W, F] · wᵀ [F, C]
@@ -598,20 +791,29 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         // Strided convs keep GEMM + col2img: an input row then collects one or two taps per
         // kernel column, too few for the batch-reduce GEMM (conv D: 8.1 ms against 8.3).
         if (direct<T>(g) && g.sh == 1 && g.sw == 1) {
+            if constexpr (std::is_same_v<T, float>) {
+                if (use_bf16) return scatter_direct_bf16(gy, w, g, dx);
+            }
             scatter_direct(gy, wt.data(), g, dx);
             return;
         }
         // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
         const Chunks chunks(g);
         auto scratch = per_thread<T>(chunks.images * chunks.per_image * patch);
+        auto packed = bf16_scratch(use_bf16, chunks.images * chunks.per_image, 0, g.f);
+        Buffer<bf16> packed_wt(use_bf16 ? pairs(g.f) * patch * 2 : 0);
+        if constexpr (std::is_same_v<T, float>) {
+            if (use_bf16) pack_pairs_bf16(wt.data(), g.f, patch, patch, false, packed_wt.data());
+        }
 #pragma omp parallel
         {
-            Buffer<T>& dcols = scratch[static_cast<std::size_t>(omp_get_thread_num())];
+            const auto t = static_cast<std::size_t>(omp_get_thread_num());
+            Buffer<T>& dcols = scratch[t];
 #pragma omp for schedule(static)
             for (Index i = 0; i < static_cast<Index>(chunks.count); ++i) {
                 const auto k = chunks[i];
-                gemm_per_thread<T>(false, false, k.rows, patch, g.f, 1, gy + k.row * g.f, g.f, wt.data(), patch, 0,
-                                   dcols.data(), patch);
+                thread_product<T>(use_bf16, packed[t], false, k.rows, patch, g.f, gy + k.row * g.f, g.f, wt.data(), patch,
+                                  0, dcols.data(), patch, packed_wt.data());
                 col2img_images(dcols.data(), g, 0, k.first, k.last, dx);
             }
         }
@@ -626,7 +828,7 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
 }
 
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;  // padded input
     const std::size_t hu = hp + ekh - 1, wu = wp + ekw - 1;            // dilated, padded dY
@@ -654,7 +856,7 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     // dx_padded [N, HP, WP, C] = valid, stride-1 conv of u with wf at the same dilation.
     const ConvGeometry gu{g.n, hu, wu, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw, 0, 0, 0, 0, hp, wp};
     Buffer<T> dxp(g.n * hp * wp * g.c), cols;
-    conv2d_forward<T>(u.data(), wf.data(), {}, gu, dxp.data(), cols, false);
+    conv2d_forward<T>(u.data(), wf.data(), {}, gu, dxp.data(), cols, false, use_bf16);
 
     // dx += dx_padded without its padding
     for (std::size_t n = 0; n < g.n; ++n)
@@ -669,11 +871,11 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
 #define XGRAD_INSTANTIATE(T)                                                                            \
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
-    template void conv2d_forward<T>(const T*, const T*, Epilogue<T>, const ConvGeometry&, T*, Buffer<T>&, bool); \
+    template void conv2d_forward<T>(const T*, const T*, Epilogue<T>, const ConvGeometry&, T*, Buffer<T>&, bool, bool); \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
-    template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*); \
-    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*);        \
-    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*);
+    template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*, bool); \
+    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool);  \
+    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -43,6 +43,11 @@ void img2col(const T* x, const ConvGeometry& g, std::size_t group, T* cols);
 template <class T>
 void col2img(const T* cols, const ConvGeometry& g, std::size_t group, T* dx);
 
+// bf16 (float only): the products take bf16 operands (rounded to nearest even) and sum in
+// float32 (xgrad/precision.hpp): the batch-split and direct paths on a CPU with bf16 kernels
+// pack their operands to bf16 (kernels/bf16.hpp); every other path, and the portable level,
+// runs the float32 kernels on rounded copies of the operands.
+
 // What the forward pass does to each block of its output while the block is still in cache:
 // add the bias b [F] (none when null), then apply relu (NaN passes, as relu()).
 template <class T>
@@ -58,7 +63,7 @@ struct Epilogue {
 // empty and the batch-split path builds each chunk's columns in a per-thread buffer.
 template <class T>
 void conv2d_forward(const T* x, const T* w, Epilogue<T> epilogue, const ConvGeometry& g, T* y, Buffer<T>& cols,
-                    bool keep_cols = true);
+                    bool keep_cols = true, bool bf16 = false);
 
 // The img2col columns conv2d_forward leaves in `cols` for the same x (empty where it leaves
 // none): for a weight gradient computed without the forward pass.
@@ -66,16 +71,17 @@ template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols);
 // dw [KH·KW·Cg, F] += colsᵀ · dY per group, with cols as conv2d_forward left them.
 template <class T>
-void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw);
+void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw,
+                            bool bf16 = false);
 
 
 // dx += dY · Wᵀ per group, scattered back with col2img (at stride 1 with 16+ channels and
 // libxsmm, each tap's block is added straight into dx, without the dcols matrix).
 template <class T>
-void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx);
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
 // dx += conv(dY dilated by the stride and padded, W flipped in H and W with C and F swapped).
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx);
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
 }  // namespace xgrad::kernels

@@ -10,6 +10,7 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/precision.hpp"
 #include "kernels/conv2d.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -129,15 +130,17 @@ basic_tensor<T> weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy,
     check_gy("conv2d_weight_grad", gy, g, fmt::format("x {}, gy {}, w {}", to_string(x.shape()),
                                                      to_string(gy.shape()), to_string(w_shape)));
     xt::xarray<T> dw = allocate<T>("conv2d_weight_grad", w_shape, true);
+    const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
     with_scratch(g, [&] {
         kernels::Buffer<T> cols;
         if (!kept_cols) kernels::conv2d_columns<T>(x.value().data(), g, cols);
         // dW [KH·KW·Cg, F] = colsᵀ [KH·KW·Cg, N·OH·OW] · dY [N·OH·OW, F], per group
         kernels::conv2d_backward_weight<T>(x.value().data(), kept_cols ? *kept_cols : cols, gy.value().data(), g,
-                                           dw.data());
+                                           dw.data(), bf16);
     });
     basic_tensor<T> out(std::move(dw));
-    record(OpKind::conv2d_weight_grad, {x, gy}, out, [x, gy, o](const basic_tensor<T>& gw, auto& grads) {
+    record(OpKind::conv2d_weight_grad, {x, gy}, out, [x, gy, o, bf16](const basic_tensor<T>& gw, auto& grads) {
+        detail::PrecisionScope scope(bf16);
         // dW is bilinear in x and dY: its adjoints are the conv's input gradient and the conv
         if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, gw, x.shape(), o));
         if (grads.needs(1)) grads.add(1, conv2d(x, gw, o));
@@ -158,15 +161,17 @@ basic_tensor<T> conv2d_impl(OpKind kind, const basic_tensor<T>& x, const basic_t
     xt::xarray<T> y = allocate<T>(name, output_shape(g), false);
     // The img2col columns are kept only for a weight gradient (none in inference).
     const bool keep_cols = grad_enabled() && w.requires_grad();
+    const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
     kernels::Buffer<T> cols;
     with_scratch(g, [&] {
         kernels::conv2d_forward<T>(x.value().data(), w.value().data(), {b ? b->value().data() : nullptr, relu}, g,
-                                   y.data(), cols, keep_cols);
+                                   y.data(), cols, keep_cols, bf16);
     });
     basic_tensor<T> out(std::move(y));
     // Shared, because a backward rule must be copyable (std::function) and a Buffer is not.
-    auto backward = [x, w, o, relu, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
+    auto backward = [x, w, o, relu, bf16, cols = std::make_shared<kernels::Buffer<T>>(std::move(cols))](
                         const basic_tensor<T>& gy_out, auto& grads) {
+        detail::PrecisionScope scope(bf16);  // the gradients' products in the forward pass's precision
         const basic_tensor<T> gy = relu ? relu_backward(gy_out, grads.output()) : gy_out;  // dL/d(conv + b)
         if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, w, x.shape(), o));
         if (grads.needs(1)) grads.add(1, weight_grad<T>(x, gy, w.shape(), o, cols->size() ? cols.get() : nullptr));
@@ -215,15 +220,17 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
     Conv2dOptions o = options;
     o.backward = options.backward.value_or(default_conv_backward());
     xt::xarray<T> dx = allocate<T>("conv2d_input_grad", x_shape, true);
+    const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
     with_scratch(g, [&] {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
         if (*o.backward == ConvBackward::col2img)
-            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data());
+            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
         else
-            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data());
+            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
     });
     basic_tensor<T> out(std::move(dx));
-    record(OpKind::conv2d_input_grad, {gy, w}, out, [gy, w, o](const basic_tensor<T>& gx, auto& grads) {
+    record(OpKind::conv2d_input_grad, {gy, w}, out, [gy, w, o, bf16](const basic_tensor<T>& gx, auto& grads) {
+        detail::PrecisionScope scope(bf16);
         // dx is bilinear in dY and w: its adjoints are the conv itself and the weight gradient
         if (grads.needs(0)) grads.add(0, conv2d(gx, w, o));
         if (grads.needs(1)) grads.add(1, weight_grad<T>(gx, gy, w.shape(), o, nullptr));

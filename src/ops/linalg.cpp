@@ -10,6 +10,9 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/precision.hpp"
+#include "kernels/bf16.hpp"
+#include "kernels/buffer.hpp"
 #include "kernels/gemm.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -21,6 +24,25 @@ namespace xgrad {
 using kernels::gemm;
 
 namespace {
+
+// C = op(A) · op(B) (+ C when beta is 1): gemm, or with bf16 products the bf16 kernels (or,
+// on the portable level, gemm on rounded copies of A and B).
+template <class T>
+void product(bool bf16, bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
+             const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16 && detail::bf16_fast_kernels())
+            return kernels::gemm_bf16_float(ta, tb, m, n, k, a, lda, b, ldb, beta != 0, c, ldc);
+        if (bf16) {
+            const std::size_t as = (ta ? k : m) * lda, bs = (tb ? n : k) * ldb;  // elements as stored
+            kernels::Buffer<float> ar(as), br(bs);
+            kernels::round_bf16(a, as, ar.data());
+            kernels::round_bf16(b, bs, br.data());
+            return gemm<T>(ta, tb, m, n, k, 1, ar.data(), lda, br.data(), ldb, beta, c, ldc);
+        }
+    }
+    gemm<T>(ta, tb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+}
 
 // op(a) · op(b), op transposing the last two axes when asked: the one product every matmul
 // and linear gradient is, recorded as matmul. a and b share their batch axes, or b is 2-D
@@ -42,16 +64,18 @@ basic_tensor<T> matmul_t(const basic_tensor<T>& a, const basic_tensor<T>& b, boo
     ys[ys.size() - 2] = m;
     ys.back() = n;
     xt::xarray<T> y = xt::empty<T>(ys);
+    const bool bf16 = detail::bf16_products<T>();  // product() rounds the operands
     const T* A = a.value().data();
     const T* B = b.value().data();
     if (shared_b) {
-        gemm<T>(false, tb, batch * m, n, k, 1, A, ca, B, cb, 0, y.data(), n);
+        product<T>(bf16, false, tb, batch * m, n, k, A, ca, B, cb, 0, y.data(), n);
     } else {
         for (std::size_t i = 0; i < batch; ++i)
-            gemm<T>(ta, tb, m, n, k, 1, A + i * m * k, ca, B + i * k * n, cb, 0, y.data() + i * m * n, n);
+            product<T>(bf16, ta, tb, m, n, k, A + i * m * k, ca, B + i * k * n, cb, 0, y.data() + i * m * n, n);
     }
     basic_tensor<T> out(std::move(y));
-    record(OpKind::matmul, {a, b}, out, [a, b, ta, tb, shared_b](const basic_tensor<T>& gy, auto& grads) {
+    record(OpKind::matmul, {a, b}, out, [a, b, ta, tb, shared_b, bf16](const basic_tensor<T>& gy, auto& grads) {
+        detail::PrecisionScope scope(bf16);  // the gradients' products in the forward pass's precision
         // C = op(A) op(B): dA = gC op(B)ᵀ (its transpose when A is stored transposed), and
         // dB = op(A)ᵀ gC (likewise); a shared B sums over a's batch in one product.
         if (grads.needs(0)) grads.add(0, ta ? matmul_t(b, gy, tb, true) : matmul_t(gy, b, false, !tb));
@@ -112,13 +136,16 @@ basic_tensor<T> linear_impl(OpKind kind, const basic_tensor<T>& x, const basic_t
             std::copy_n(b->value().data(), nout, y.data() + i * nout);
     }
     // y [N, out] = x [N, in] · w [in, out] (+ b, already in y)
-    gemm<T>(false, false, batch, nout, in, 1, x.value().data(), w.value().data(), b ? 1 : 0, y.data());
+    const bool bf16 = detail::bf16_products<T>();  // product() rounds the operands
+    product<T>(bf16, false, false, batch, nout, in, x.value().data(), in, w.value().data(), nout, b ? 1 : 0, y.data(),
+               nout);
     if (relu) {
         T* v = y.data();
         for (std::size_t i = 0; i < y.size(); ++i) v[i] = !(v[i] <= T(0)) ? v[i] : T(0);  // NaN passes, as relu()
     }
     basic_tensor<T> out(std::move(y));
-    auto backward = [x, w, relu](const basic_tensor<T>& gy_out, auto& grads) {
+    auto backward = [x, w, relu, bf16](const basic_tensor<T>& gy_out, auto& grads) {
+        detail::PrecisionScope scope(bf16);  // the gradients' products in the forward pass's precision
         const basic_tensor<T> gy = relu ? relu_backward(gy_out, grads.output()) : gy_out;  // dL/d(x·w + b)
         if (grads.needs(0)) grads.add(0, matmul_t(gy, w, false, true));  // dx [N, in] = gy [N, out] · wᵀ
         if (grads.needs(1)) grads.add(1, matmul_t(x, gy, true, false));  // dw [in, out] = xᵀ · gy

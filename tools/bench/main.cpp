@@ -264,6 +264,8 @@ int main(int argc, char** argv) {
     int threads = 0, reps = 10;
     app.add_option("--threads", threads, "Threads for OpenMP and OpenBLAS (default: all cores)");
     app.add_option("--reps", reps, "Timed repetitions per figure (median reported)");
+    bool bf16 = false;
+    app.add_flag("--bf16", bf16, "bf16 mixed precision for every figure (xgrad/precision.hpp; gemm: the bf16 products)");
     app.require_subcommand(1);
     app.fallthrough();  // --threads and --reps may follow the subcommand
     std::string only;
@@ -285,7 +287,12 @@ int main(int argc, char** argv) {
     try {
         if (distributed) mpi.emplace(argc, argv);
         if (threads > 0) xgrad::set_num_threads(threads);
-        if (xgrad::distributed::is_main()) fmt::print("threads: {}\n", xgrad::num_threads());
+        if (xgrad::distributed::is_main())
+            fmt::print("threads: {}; products: {}\n", xgrad::num_threads(),
+                       bf16 ? fmt::format("bf16 mixed precision on the {} kernels", xgrad::bf16_kernels()) : "float32");
+        if (bf16) result("precision", fmt::format("\"bf16\": true, \"kernels\": \"{}\"", xgrad::bf16_kernels()));
+        std::optional<xgrad::AutocastGuard> mixed;
+        if (bf16) mixed.emplace(xgrad::Precision::bf16);
         if (*ops) bench_ops(reps, only);
         if (*gemm) bench_gemm(reps, size);
         if (*w1 && !bench_w1(batches, max_growth)) return 1;

@@ -1,0 +1,185 @@
+// bf16 mixed precision (xgrad/precision.hpp): product ops take bf16 operands and sum in
+// float32, forward and backward, on every kernel path; everything else stays float32. The
+// suite runs this file a second time with XGRAD_BF16_LEVEL=portable (tests/meson.build).
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "helpers.hpp"
+#include "xgrad/xgrad.hpp"
+
+using xgrad::Padding;
+using xgrad::Shape;
+using xgrad::Tensor;
+using xgrad::Tensor64;
+
+namespace {
+
+// x rounded to bf16 (nearest even), in double.
+xt::xarray<double> rounded(const xt::xarray<float>& x) {
+    xt::xarray<double> out = xt::empty<double>(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        std::uint32_t u;
+        const float f = x.data()[i];
+        std::memcpy(&u, &f, sizeof u);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        u &= 0xffff0000u;
+        float r;
+        std::memcpy(&r, &u, sizeof r);
+        out.data()[i] = r;
+    }
+    return out;
+}
+
+// |a - b| <= tol · (max |b| + 1e-3), elementwise: float32 sums of exact bf16 products differ
+// from a float64 sum by a few float32 roundings of the running sum.
+bool close(const xt::xarray<float>& a, const xt::xarray<double>& b, double tol = 2e-5) {
+    if (a.shape() != b.shape()) return false;
+    double scale = 1e-3;
+    for (std::size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(b.data()[i]));
+    for (std::size_t i = 0; i < b.size(); ++i)
+        if (!(std::abs(a.data()[i] - b.data()[i]) <= tol * scale)) return false;
+    return true;
+}
+
+struct ConvPath {
+    const char* name;
+    Shape x, w;
+    xgrad::Conv2dOptions o;
+};
+
+// A geometry for each kernel path of the convolution (and so of its bf16 kernels).
+std::vector<ConvPath> conv_paths() {
+    const xgrad::Conv2dOptions same{.padding = Padding::same};
+    return {
+        {"16 channels, direct (bf16 batch-reduce lines, bf16 scatter)", {2, 7, 9, 16}, {3, 3, 16, 32}, same},
+        {"odd channels and filters, direct", {1, 6, 6, 17}, {3, 3, 17, 19}, same},
+        {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = Padding::same}},
+        {"8 channels, img2col per chunk", {2, 20, 20, 8}, {3, 3, 8, 16}, same},
+        {"one channel", {2, 12, 20, 1}, {3, 3, 1, 32}, same},
+        {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},
+        {"grouped", {2, 6, 6, 4}, {3, 3, 2, 6}, {.padding = Padding::same, .groups = 2}},
+    };
+}
+
+}  // namespace
+
+TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 sums of bf16 products",
+          "[precision]") {
+    INFO("bf16 kernels: " << xgrad::bf16_kernels());
+    for (const auto& c : conv_paths()) {
+        for (auto variant : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped}) {
+            INFO(c.name << (variant == xgrad::ConvBackward::col2img ? " [col2img]" : " [flipped]"));
+            xgrad::manual_seed(3);
+            Tensor x = xgrad::randn<float>(c.x, true), w = xgrad::randn<float>(c.w, true);
+            Tensor b = xgrad::randn<float>({c.w[3]}, true);
+            auto o = c.o;
+            o.backward = variant;
+            Tensor y;
+            {
+                xgrad::AutocastGuard bf16;
+                y = xgrad::conv2d(x, w, b, o);
+            }
+            const auto gy = xgrad::randn<float>(y.shape());
+            y.backward(gy.value());  // after the guard: the rule keeps the forward pass's precision
+            // float64 on the bf16-rounded operands; the bias is added in float32, unrounded
+            Tensor64 x64(rounded(x.value()), true), w64(rounded(w.value()), true), b64(xt::cast<double>(b.value()), true);
+            auto y64 = xgrad::conv2d(x64, w64, b64, o);
+            y64.backward(rounded(gy.value()));
+            CHECK(close(y.value(), y64.value()));
+            CHECK(close(x.grad(), x64.grad()));
+            CHECK(close(w.grad(), w64.grad()));
+            // db = Σ gy over N, OH, OW, float32 and unrounded
+            xt::xarray<double> db = xt::zeros<double>({c.w[3]});
+            for (std::size_t i = 0; i < gy.size(); ++i) db(i % c.w[3]) += gy.value().data()[i];
+            CHECK(close(b.grad(), db));
+            // and it is not the float32 result: the operands were rounded
+            xgrad::NoGradGuard off;
+            CHECK(!xgrad_test::array_diff(y.value(), xgrad::conv2d(x, w, b, o).value(), 1e-7, 1e-7).empty());
+        }
+    }
+}
+
+TEST_CASE("precision: bf16 linear, linear_relu and matmul, forward and backward", "[precision]") {
+    xgrad::manual_seed(4);
+    for (bool relu : {false, true}) {
+        INFO((relu ? "linear_relu" : "linear"));
+        Tensor x = xgrad::randn<float>({37, 70}, true), w = xgrad::randn<float>({70, 45}, true);
+        Tensor b = xgrad::randn<float>({45}, true);
+        Tensor y;
+        {
+            xgrad::AutocastGuard bf16;
+            y = relu ? xgrad::linear_relu(x, w, b) : xgrad::linear(x, w, b);
+        }
+        const auto gy = xgrad::randn<float>(y.shape());
+        y.backward(gy.value());
+        Tensor64 x64(rounded(x.value()), true), w64(rounded(w.value()), true), b64(xt::cast<double>(b.value()), true);
+        auto y64 = relu ? xgrad::linear_relu(x64, w64, b64) : xgrad::linear(x64, w64, b64);
+        y64.backward(rounded(gy.value()));  // the bias gradient sums the unrounded gy: rounding is exact here
+        CHECK(close(y.value(), y64.value()));
+        CHECK(close(x.grad(), x64.grad()));
+        CHECK(close(w.grad(), w64.grad()));
+        // db = Σ gy (masked), float32 and unrounded
+        xt::xarray<double> db = xt::zeros<double>({45});
+        for (std::size_t r = 0; r < 37; ++r)
+            for (std::size_t j = 0; j < 45; ++j)
+                if (!relu || y64.value()(r, j) > 0) db(j) += gy.value()(r, j);
+        CHECK(close(b.grad(), db));
+    }
+    // batched matmul and one b shared by a batch, both operands' gradients
+    for (const auto& [as, bs] : {std::pair<Shape, Shape>{{3, 5, 33}, {3, 33, 7}}, {{2, 6, 20}, {20, 11}}}) {
+        Tensor a = xgrad::randn<float>(as, true), m = xgrad::randn<float>(bs, true);
+        Tensor y;
+        {
+            xgrad::AutocastGuard bf16;
+            y = xgrad::matmul(a, m);
+        }
+        const auto gy = xgrad::randn<float>(y.shape());
+        y.backward(gy.value());
+        Tensor64 a64(rounded(a.value()), true), m64(rounded(m.value()), true);
+        auto y64 = xgrad::matmul(a64, m64);
+        y64.backward(rounded(gy.value()));
+        CHECK(close(y.value(), y64.value()));
+        CHECK(close(a.grad(), a64.grad()));
+        CHECK(close(m.grad(), m64.grad()));
+    }
+}
+
+TEST_CASE("precision: float32 master weights: an update below bf16's resolution still moves a weight",
+          "[precision]") {
+    // bf16 has 8 significant bits: next to 1 its values are 2^-7 apart. One SGD step of 1e-4
+    // must leave the float32 weight at 1 - 1e-4, not round it back to 1.
+    Tensor w(xt::xarray<float>({4, 1}, 1.0f), true);
+    xgrad::optim::SGD opt({w}, {.lr = 1e-4});
+    const Tensor x(xt::xarray<float>({1, 4}, 1.0f));
+    {
+        xgrad::AutocastGuard bf16;
+        auto loss = xgrad::sum(xgrad::linear(x, w));  // dloss/dw = 1
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+    }
+    for (std::size_t i = 0; i < 4; ++i) CHECK(w.value()(i, 0) == 1.0f - 1e-4f);
+    CHECK(xgrad::autocast_precision() == xgrad::Precision::float32);  // the guard restored it
+}
+
+TEST_CASE("precision: the guard nests and restores; float64 tensors ignore it", "[precision]") {
+    {
+        xgrad::AutocastGuard outer;
+        CHECK(xgrad::autocast_precision() == xgrad::Precision::bf16);
+        {
+            xgrad::AutocastGuard inner(xgrad::Precision::float32);
+            CHECK(xgrad::autocast_precision() == xgrad::Precision::float32);
+        }
+        CHECK(xgrad::autocast_precision() == xgrad::Precision::bf16);
+        // 1 + 2^-9 is not a bf16 value: float64 products keep it
+        const Tensor64 a(xt::xarray<double>({1, 1}, 1.0 + std::ldexp(1.0, -9)));
+        CHECK(xgrad::matmul(a, a).item() == (1.0 + std::ldexp(1.0, -9)) * (1.0 + std::ldexp(1.0, -9)));
+        const Tensor af(xt::xarray<float>({1, 1}, 1.0f + std::ldexp(1.0f, -9)));
+        CHECK(xgrad::matmul(af, af).item() == 1.0f);  // rounded to 1 before the product
+    }
+    CHECK(xgrad::autocast_precision() == xgrad::Precision::float32);
+    CHECK((xgrad::bf16_kernels() == "avx512_bf16" || xgrad::bf16_kernels() == "portable"));
+}
