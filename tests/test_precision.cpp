@@ -56,6 +56,8 @@ std::vector<ConvPath> conv_paths() {
     return {
         {"16 channels, direct (bf16 batch-reduce lines, bf16 scatter)", {2, 7, 9, 16}, {3, 3, 16, 32}, same},
         {"odd channels and filters, direct", {1, 6, 6, 17}, {3, 3, 17, 19}, same},
+        {"direct, an odd number of output pixels (a half pair of rows)", {1, 5, 7, 16}, {3, 3, 16, 16}, same},
+        {"direct, a kernel 17 wide", {1, 3, 20, 16}, {1, 17, 16, 8}, same},
         {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = Padding::same}},
         {"8 channels, img2col per chunk", {2, 20, 20, 8}, {3, 3, 8, 16}, same},
         {"one channel", {2, 12, 20, 1}, {3, 3, 1, 32}, same},

@@ -28,9 +28,10 @@ inline float from_bf16(bf16 b) {
 inline bf16 to_bf16(float f) {
     std::uint32_t u;
     std::memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<bf16>((u >> 16) | 0x0040u);  // NaN: quiet, keep sign
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even (overflows to infinity)
-    return static_cast<bf16>(u >> 16);
+    const std::uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // ties to even; overflows to infinity
+    const std::uint32_t quiet_nan = (u >> 16) | 0x0040u;                   // NaN stays NaN, sign kept
+    // a select, not a branch: packing loops vectorise
+    return static_cast<bf16>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
 }
 
 /// f rounded to the nearest bf16 value, as a float.

@@ -472,6 +472,54 @@ void scatter_direct_bf16(const float* gy, const float* w, const ConvGeometry& g,
     }
 }
 
+// The widest kernel img2col_pair_bf16 takes.
+constexpr std::size_t kMaxPairColumns = 16;
+
+// The bf16 pairs of two img2col rows' kernel-row segments, interleaved: out[2j + h] = row h's
+// column j of kernel row ky (KW·C columns), 0 in the padding or when row 1 is past the end.
+void img2col_pair_bf16(const float* x, const ConvGeometry& g, std::size_t ky, std::size_t line0, std::size_t ox0,
+                       bool second, bf16* out) {
+    const float* src[2][kMaxPairColumns];  // per row, per kernel column: the pixel's channels, or null
+    for (std::size_t h = 0; h < 2; ++h) {
+        const std::size_t ox = ox0 + h, line = line0 + ox / g.ow, oxr = ox % g.ow;
+        const std::size_t n = line / g.oh, oy = line % g.oh;
+        const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
+        for (std::size_t kx = 0; kx < g.kw; ++kx) {
+            const Index ix = iy < 0 || (h == 1 && !second) ? -1 : source(oxr, kx, g.sw, g.dw, g.pl, g.w);
+            src[h][kx] = ix < 0 ? nullptr
+                                : x + ((n * g.h + static_cast<std::size_t>(iy)) * g.w + static_cast<std::size_t>(ix)) * g.c;
+        }
+    }
+    for (std::size_t kx = 0; kx < g.kw; ++kx) {
+        bf16* dst = out + kx * g.c * 2;
+        const float* s0 = src[0][kx];
+        const float* s1 = src[1][kx];
+        for (std::size_t c = 0; c < g.c; ++c) {
+            dst[2 * c] = s0 ? to_bf16(s0[c]) : bf16(0);
+            dst[2 * c + 1] = s1 ? to_bf16(s1[c]) : bf16(0);
+        }
+    }
+}
+
+// One chunk's share of a direct conv's weight gradient with bf16 products, images
+// [first, last): dY's rows packed once as pairs of rows; per kernel row, the img2col columns
+// built straight into pairs of rows (no float img2col): partial [KH, KW·C, F] += colsᵀ · dY.
+void weight_grad_direct_bf16(const float* x, const float* gy, const ConvGeometry& g, std::size_t first,
+                             std::size_t last, float* partial, Bf16Scratch& s) {
+    const std::size_t rows = (last - first) * g.oh * g.ow, p = pairs(rows), m = g.kw * g.c;
+    pack_pairs_bf16(gy + first * g.oh * g.ow * g.f, rows, g.f, g.f, false, s.b.data());
+    const std::size_t line0 = first * g.oh;
+    for (std::size_t ky = 0; ky < g.kh; ++ky) {
+        for (std::size_t q = 0; q < p; ++q) {
+            const std::size_t r = 2 * q;  // rows r and r + 1 of the chunk: output pixels
+            img2col_pair_bf16(x, g, ky, line0 + r / g.ow, r % g.ow, r + 1 < rows, s.a.data() + q * m * 2);
+        }
+        const bf16* a = s.a.data();
+        const bf16* b = s.b.data();
+        gemm_bf16(m, g.f, p, &a, 2, &b, 1, partial + ky * m * g.f, g.f, true, bf16_level(), 2 * m);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -712,7 +760,9 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
                             bool use_bf16) {
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
     Buffer<T> x_bf16, gy_bf16, cols_bf16;
-    if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
+    // A few input channels: an inner dimension of KH·KW·C is too short for the bf16 kernels to pay
+    // for packing its operands (W1's first layer: float32 on rounded copies is faster).
+    if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g) && !g.few_channels())) {
         x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
         gy = rounded(gy, g.rows() * g.f, gy_bf16);
         if (!cols.empty()) {
@@ -752,6 +802,12 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
                     thread_product<T>(use_bf16, packed[t], true, patch, g.f, k.rows, cols.data() + k.row * patch, patch,
                                       gy + k.row * g.f, g.f, 1, partial, g.f);
                     continue;
+                }
+                if constexpr (std::is_same_v<T, float>) {
+                    if (use_bf16 && g.kw <= kMaxPairColumns) {
+                        weight_grad_direct_bf16(x, gy, g, k.first, k.last, partial, packed[t]);
+                        continue;
+                    }
                 }
                 for (std::size_t ky = 0; ky < g.kh; ++ky) {
                     img2col_lines(x, g, 0, k.first * g.oh, k.last * g.oh, ky, ky + 1, c.data());
