@@ -18,6 +18,7 @@ build/tools/bench (tools/test or tools/run builds it).
 
   tools/compare_torch.py --threads 2 --rounds 3 --batches 200
   tools/compare_torch.py --threads 1 --only w1
+  tools/compare_torch.py --bf16 --only convB      (bf16 mixed precision on both sides)
 """
 import argparse
 import gzip
@@ -43,10 +44,16 @@ def results(text):
 
 # ---------------------------------------------------------------- PyTorch side (a subprocess)
 
-def torch_worker(kind, threads, batches, only):
+def torch_worker(kind, threads, batches, only, bf16):
+    import contextlib
+
     import numpy as np
     import torch
     import torch.nn as nn
+
+    # bf16: PyTorch's mixed precision, autocast around the forward pass (as its guides say)
+    def mixed():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -76,7 +83,8 @@ def torch_worker(kind, threads, batches, only):
         for i in range(n):
             idx = order[i * 64:(i + 1) * 64]
             xb = x[idx].contiguous(memory_format=cl)
-            loss = loss_fn(m(xb), y[idx])
+            with mixed():
+                loss = loss_fn(m(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -86,7 +94,7 @@ def torch_worker(kind, threads, batches, only):
         x = images("t10k-images-idx3-ubyte.gz")
         m = model().eval()
         times = []
-        with torch.no_grad():
+        with torch.no_grad(), mixed():
             for rep in range(4):
                 t0 = time.perf_counter()
                 for i in range(0, len(x), 256):
@@ -109,11 +117,13 @@ def torch_worker(kind, threads, batches, only):
             return statistics.median(out)
 
         def fwd():
-            with torch.no_grad():
+            with torch.no_grad(), mixed():
                 conv(x)
 
         def both():
-            conv(x).sum().backward()
+            with mixed():
+                out = conv(x).float().sum()
+            out.backward()
 
         print("RESULT " + json.dumps({"bench": "ops", "op": only, "fwd_ms": median_ms(fwd),
                                       "fwdbwd_ms": median_ms(both)}))
@@ -124,19 +134,19 @@ def torch_worker(kind, threads, batches, only):
 KEEP_HEAP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647"
 
 
-def run_torch(kind, threads, batches, only="", keep_heap=False):
+def run_torch(kind, threads, batches, only="", keep_heap=False, bf16=False):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     env.pop("GLIBC_TUNABLES", None)
     if keep_heap:
         env["GLIBC_TUNABLES"] = KEEP_HEAP
     cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", kind, "--threads", str(threads),
-           "--batches", str(batches), "--only", only]
+           "--batches", str(batches), "--only", only] + (["--bf16"] if bf16 else [])
     return results(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)[0]
 
 
-def run_xgrad(kind, threads, batches, only=""):
+def run_xgrad(kind, threads, batches, only="", bf16=False):
     cmd = {"w1": [BENCH, "w1", "--batches", str(batches)], "infer": [BENCH, "infer"],
-           "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)]
+           "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)] + (["--bf16"] if bf16 else [])
     found = results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "col2img")
 
@@ -169,10 +179,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     ap.add_argument("--batches", type=int, default=200, help="W1 batches timed per run (0: a whole epoch)")
     ap.add_argument("--only", default="", help="w1, infer, or one of convA..convE (default: all)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="mixed precision on both sides: xgrad's AutocastGuard (bench --bf16) against "
+                         "torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--torch-worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_worker:
-        return torch_worker(args.torch_worker, args.threads, args.batches, args.only)
+        return torch_worker(args.torch_worker, args.threads, args.batches, args.only, args.bf16)
     if subprocess.run(["/usr/bin/python3", "-c", "import torch, numpy"], capture_output=True).returncode != 0:
         print("compare_torch: PyTorch is not installed (Debian: apt-get install python3-torch python3-numpy); "
               "nothing compared")
@@ -191,6 +204,11 @@ def main():
           f"sgemm {m['sgemm_gflops']} GFLOP/s at {args.threads} thread(s)"
           + (f"; OPENBLAS_CORETYPE={m['openblas_coretype']}" if m["openblas_coretype"] else ""))
     print("RESULT " + json.dumps({"machine": m}))
+    if args.bf16:
+        level = next((r for r in results(subprocess.run([BENCH, "gemm", "--bf16", "--reps", "1"], check=True,
+                                                        capture_output=True, text=True).stdout)
+                      if r["bench"] == "precision"), {}).get("kernels", "?")
+        print(f"bf16 mixed precision on both sides; xgrad's kernels: {level}")
     print(f"threads {args.threads}, {args.rounds} alternating rounds, W1 timed over {args.batches or 'all'} batches")
     print(f"{'figure':<17} {'xgrad':>9} {'torch':>9} {'torch kh':>9} {'ratio':>6}  "
           "(xgrad / faster PyTorch; kh = glibc keeps freed memory; < 1 is xgrad ahead for times, > 1 for img/s)")
@@ -199,9 +217,10 @@ def main():
         if (kind, only) not in measured:
             runs = {"xgrad": [], "torch": [], "torch_keep_heap": []}
             for _ in range(args.rounds):
-                runs["xgrad"].append(run_xgrad(kind, args.threads, args.batches, only))
-                runs["torch"].append(run_torch(kind, args.threads, args.batches, only))
-                runs["torch_keep_heap"].append(run_torch(kind, args.threads, args.batches, only, keep_heap=True))
+                runs["xgrad"].append(run_xgrad(kind, args.threads, args.batches, only, args.bf16))
+                runs["torch"].append(run_torch(kind, args.threads, args.batches, only, bf16=args.bf16))
+                runs["torch_keep_heap"].append(run_torch(kind, args.threads, args.batches, only, keep_heap=True,
+                                                         bf16=args.bf16))
             measured[(kind, only)] = runs
         runs = measured[(kind, only)]
         x, t, tk = (statistics.median(r[key] for r in runs[side]) for side in ("xgrad", "torch", "torch_keep_heap"))
@@ -210,7 +229,7 @@ def main():
         print(f"{name + ' ' + unit:<17} {x:>9.2f} {t:>9.2f} {tk:>9.2f} {x / best:>6.2f}")
         print("RESULT " + json.dumps({"figure": name, "unit": unit, "threads": args.threads, "xgrad": x, "torch": t,
                                       "torch_keep_heap": tk, "best_torch": best, "ratio": x / best,
-                                      "rounds": args.rounds, "cpu": m["cpu"]}))
+                                      "rounds": args.rounds, "cpu": m["cpu"], "bf16": args.bf16}))
     return 0
 
 

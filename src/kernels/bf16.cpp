@@ -33,10 +33,16 @@ inline float dot_pair(float acc, const bf16* a, const bf16* b) {
     return acc;
 }
 
+#if defined(__clang__)
+#define XGRAD_NO_LOOP_VECTORIZE
+#else
+#define XGRAD_NO_LOOP_VECTORIZE __attribute__((optimize("no-tree-loop-vectorize")))
+#endif
+
 // Not loop-vectorised: g++ 12 at -O3 vectorises this in-order float sum over interleaved pairs
 // wrongly (a 10-line reproduction, the sum of 1·1 .. 1·16, gives 140 instead of 136; see
 // docs/notes.md, traps), and the order of the sum is the contract.
-__attribute__((optimize("no-tree-loop-vectorize"))) void gemm_portable(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
+XGRAD_NO_LOOP_VECTORIZE void gemm_portable(std::size_t m, std::size_t n, std::size_t p, const bf16* const* a, std::size_t lda,
                    const bf16* const* b, std::size_t count, float* c, std::size_t ldc, bool accumulate,
                    std::size_t a_pair) {
     for (std::size_t r = 0; r < m; ++r)
