@@ -147,7 +147,8 @@ def run_torch(kind, threads, batches, only="", keep_heap=False, bf16=False):
 def run_xgrad(kind, threads, batches, only="", bf16=False):
     cmd = {"w1": [BENCH, "w1", "--batches", str(batches)], "infer": [BENCH, "infer"],
            "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)] + (["--bf16"] if bf16 else [])
-    found = results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    found = [r for r in results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+             if r.get("bench") == kind]  # not the "precision" line of --bf16
     return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "col2img")
 
 
