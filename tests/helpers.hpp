@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <xtensor/xadapt.hpp>
@@ -47,6 +48,41 @@ namespace xgrad_test {
 inline xt::xarray<double> array(const xgrad::Shape& shape, std::initializer_list<double> values) {
     xt::xarray<double> a = xt::adapt(std::vector<double>(values), std::vector<std::size_t>(shape.begin(), shape.end()));
     return a;
+}
+
+}  // namespace xgrad_test
+
+#include "xgrad/ops/conv.hpp"
+
+namespace xgrad_test {
+
+// A convolution geometry and the kernel path it takes.
+struct ConvPath {
+    const char* name;
+    xgrad::Shape x, w;
+    xgrad::Conv2dOptions o;
+};
+
+// One geometry or more for each path of the conv kernels, float32 and bf16: the few-channel
+// direct loop (its register blocks and edges), the direct batch-reduce lines (odd channels,
+// an odd number of output pixels, a kernel too wide for the bf16 pair builder), strided,
+// img2col per chunk, pointwise, grouped.
+inline std::vector<ConvPath> conv_paths() {
+    const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
+    return {
+        {"one input channel (W1's first layer)", {3, 12, 20, 1}, {3, 3, 1, 32}, same},
+        {"one input channel, strided, dilated", {2, 9, 31, 1}, {3, 2, 1, 16},
+         {.stride = {2, 3}, .dilation = 2, .padding = {1, 0, 3, 2}}},
+        {"three channels (W2's conv C)", {2, 20, 20, 3}, {3, 3, 3, 16}, same},
+        {"eight channels, img2col per chunk", {2, 20, 20, 8}, {3, 3, 8, 5}, same},
+        {"16 channels, direct", {2, 7, 9, 16}, {3, 3, 16, 32}, same},
+        {"odd channels and filters, direct", {1, 6, 6, 17}, {3, 3, 17, 19}, same},
+        {"direct, an odd number of output pixels", {1, 5, 7, 16}, {3, 3, 16, 16}, same},
+        {"direct, a kernel 17 wide", {1, 3, 20, 16}, {1, 17, 16, 8}, same},
+        {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = xgrad::Padding::same}},
+        {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},
+        {"grouped", {2, 6, 6, 4}, {3, 3, 2, 6}, {.padding = xgrad::Padding::same, .groups = 2}},
+    };
 }
 
 }  // namespace xgrad_test

@@ -48,33 +48,11 @@ std::vector<xt::xarray<T>> random_values(const std::vector<Shape>& shapes, std::
     return v;
 }
 
-struct ConvGeometryCase {
-    const char* path;
-    Shape x, w;
-    xgrad::Conv2dOptions o;
-};
-
-// One geometry per forward path of the conv kernels.
-std::vector<ConvGeometryCase> conv_paths() {
-    const xgrad::Conv2dOptions same{.padding = Padding::same};
-    return {
-        {"one input channel (W1's first layer)", {3, 12, 20, 1}, {3, 3, 1, 32}, same},
-        {"one input channel, strided, dilated", {2, 9, 31, 1}, {3, 2, 1, 16},
-         {.stride = {2, 3}, .dilation = 2, .padding = {1, 0, 3, 2}}},
-        {"three channels (W2's conv C)", {2, 20, 20, 3}, {3, 3, 3, 16}, same},
-        {"eight channels, img2col per chunk", {2, 20, 20, 8}, {3, 3, 8, 5}, same},
-        {"16+ channels, direct", {2, 9, 9, 16}, {3, 3, 16, 8}, same},
-        {"strided direct", {2, 9, 9, 16}, {3, 3, 16, 4}, {.stride = 2, .padding = Padding::same}},
-        {"pointwise", {2, 5, 5, 4}, {1, 1, 4, 6}, {}},
-        {"grouped", {2, 6, 6, 4}, {3, 3, 2, 6}, {.padding = Padding::same, .groups = 2}},
-    };
-}
-
 template <class T>
 void check_conv_relu() {
-    for (const auto& c : conv_paths()) {
+    for (const auto& c : xgrad_test::conv_paths()) {
         for (bool bias : {true, false}) {
-            INFO(c.path << (bias ? ", bias" : ", no bias") << (sizeof(T) == 4 ? ", float" : ", double"));
+            INFO(c.name << (bias ? ", bias" : ", no bias") << (sizeof(T) == 4 ? ", float" : ", double"));
             std::vector<Shape> shapes{c.x, c.w};
             if (bias) shapes.push_back({c.w[3]});
             const auto values = random_values<T>(shapes, 3);

@@ -44,34 +44,12 @@ bool close(const xt::xarray<float>& a, const xt::xarray<double>& b, double tol =
     return true;
 }
 
-struct ConvPath {
-    const char* name;
-    Shape x, w;
-    xgrad::Conv2dOptions o;
-};
-
-// A geometry for each kernel path of the convolution (and so of its bf16 kernels).
-std::vector<ConvPath> conv_paths() {
-    const xgrad::Conv2dOptions same{.padding = Padding::same};
-    return {
-        {"16 channels, direct (bf16 batch-reduce lines, bf16 scatter)", {2, 7, 9, 16}, {3, 3, 16, 32}, same},
-        {"odd channels and filters, direct", {1, 6, 6, 17}, {3, 3, 17, 19}, same},
-        {"direct, an odd number of output pixels (a half pair of rows)", {1, 5, 7, 16}, {3, 3, 16, 16}, same},
-        {"direct, a kernel 17 wide", {1, 3, 20, 16}, {1, 17, 16, 8}, same},
-        {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = Padding::same}},
-        {"8 channels, img2col per chunk", {2, 20, 20, 8}, {3, 3, 8, 16}, same},
-        {"one channel", {2, 12, 20, 1}, {3, 3, 1, 32}, same},
-        {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},
-        {"grouped", {2, 6, 6, 4}, {3, 3, 2, 6}, {.padding = Padding::same, .groups = 2}},
-    };
-}
-
 }  // namespace
 
 TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 sums of bf16 products",
           "[precision]") {
     INFO("bf16 kernels: " << xgrad::bf16_kernels());
-    for (const auto& c : conv_paths()) {
+    for (const auto& c : xgrad_test::conv_paths()) {
         for (auto variant : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped}) {
             INFO(c.name << (variant == xgrad::ConvBackward::col2img ? " [col2img]" : " [flipped]"));
             xgrad::manual_seed(3);

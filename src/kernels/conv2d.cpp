@@ -369,37 +369,39 @@ void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<f
     }
 }
 
-// dx [N, H, W, C] += every tap's block of dcols = dY · Wᵀ, added straight into the pixels the
-// tap read, without the dcols matrix (stride 1 only): for input row iy and kernel column kx,
-// the output pixels whose tap (ky, kx) lands on that row for some ky are one output line's
-// run [ox0, ox1), landing on consecutive pixels, so Σ over those ky of dY[line, ox0:ox1] ·
-// Wᵀ[tap] is one batch-reduce GEMM into dx. Threads take whole input rows (no two write the
-// same pixel). wt: Wᵀ [F, KH·KW·C].
-template <class T>
-void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
-    assert(g.sh == 1 && g.sw == 1);
-    const std::size_t patch = g.patch();
-    struct Column {  // kernel column kx: its output run and the input pixel of its first
-        std::size_t ox0 = 0, ox1 = 0, ix0 = 0;
-    };
-    std::vector<Column> columns(g.kw);
-    std::vector<BatchReduceGemm<T>> gemms;
-    gemms.reserve(g.kw);
+// The stride-1 scatter of an input gradient, without the dcols matrix: for input row iy and
+// kernel column kx, the output pixels whose tap (ky, kx) lands on that row for some ky are
+// one output line's run [ox0, ox1), landing on consecutive pixels ix0.., so Σ over those ky of
+// dY[line, ox0:ox1] · Wᵀ[tap] is one batch-reduce GEMM into dx. Threads take whole input rows
+// (no two write the same pixel).
+struct ScatterColumn {  // kernel column kx: its output run and the input pixel of its first
+    std::size_t ox0 = 0, ox1 = 0, ix0 = 0;
+};
+
+std::vector<ScatterColumn> scatter_columns(const ConvGeometry& g) {
+    std::vector<ScatterColumn> columns(g.kw);
     for (std::size_t kx = 0; kx < g.kw; ++kx) {
         // ix = ox + kx·dw - pl must fall in [0, W)
         auto& col = columns[kx];
         const Index shift = static_cast<Index>(kx * g.dw) - static_cast<Index>(g.pl);
         std::tie(col.ox0, col.ox1) = inside(shift, g.ow, g.w);
         col.ix0 = col.ox1 > col.ox0 ? static_cast<std::size_t>(static_cast<Index>(col.ox0) + shift) : 0;
-        gemms.emplace_back(col.ox1 - col.ox0, g.c, g.f, g.f, patch, g.c, true);
     }
+    return columns;
+}
+
+// Calls run(thread, output line of each tap, kernel row of each tap, count, kx, column, dx
+// pixel offset) for every input row and kernel column with a non-empty run.
+template <class Run>
+void scatter_rows(const ConvGeometry& g, const std::vector<ScatterColumn>& columns, Run run) {
+    assert(g.sh == 1 && g.sw == 1);
     const Index rows = static_cast<Index>(g.n * g.h);
-    auto as = per_thread_lists<T>(g.kh), bs = per_thread_lists<T>(g.kh);
+    std::vector<std::vector<std::size_t>> lines(static_cast<std::size_t>(omp_get_max_threads()),
+                                                std::vector<std::size_t>(g.kh)),
+        kys = lines;
 #pragma omp parallel
     {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
-        std::vector<const T*>& a = as[t];
-        std::vector<const T*>& b = bs[t];
 #pragma omp for schedule(static)
         for (Index r = 0; r < rows; ++r) {
             const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
@@ -411,22 +413,39 @@ void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
                     // the output line whose tap ky reads row iy: oy + ky·dh - pt = iy
                     const Index oy = static_cast<Index>(iy + g.pt) - static_cast<Index>(ky * g.dh);
                     if (oy < 0 || oy >= static_cast<Index>(g.oh)) continue;
-                    a[count] = gy + ((n * g.oh + static_cast<std::size_t>(oy)) * g.ow + col.ox0) * g.f;
-                    b[count++] = wt + (ky * g.kw + kx) * g.c;
+                    lines[t][count] = n * g.oh + static_cast<std::size_t>(oy);
+                    kys[t][count++] = ky;
                 }
-                gemms[kx](a.data(), b.data(), count, dx + ((n * g.h + iy) * g.w + col.ix0) * g.c);
+                run(t, lines[t].data(), kys[t].data(), count, kx, col, ((n * g.h + iy) * g.w + col.ix0) * g.c);
             }
         }
     }
 }
 
-// scatter_direct with bf16 products: dY packed once (rows of pairs along F), Wᵀ per tap as
-// pairs along F.
+// dx [N, H, W, C] += the stride-1 scatter of dY · Wᵀ (scatter_rows) in float32. wt: Wᵀ
+// [F, KH·KW·C].
+template <class T>
+void scatter_direct(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
+    const auto columns = scatter_columns(g);
+    std::vector<BatchReduceGemm<T>> gemms;
+    gemms.reserve(g.kw);
+    for (const auto& col : columns) gemms.emplace_back(col.ox1 - col.ox0, g.c, g.f, g.f, g.patch(), g.c, true);
+    auto as = per_thread_lists<T>(g.kh), bs = per_thread_lists<T>(g.kh);
+    scatter_rows(g, columns, [&](std::size_t t, const std::size_t* lines, const std::size_t* kys, std::size_t count,
+                                 std::size_t kx, const ScatterColumn& col, std::size_t pixel) {
+        for (std::size_t i = 0; i < count; ++i) {
+            as[t][i] = gy + (lines[i] * g.ow + col.ox0) * g.f;
+            bs[t][i] = wt + (kys[i] * g.kw + kx) * g.c;
+        }
+        gemms[kx](as[t].data(), bs[t].data(), count, dx + pixel);
+    });
+}
+
+// The same with bf16 products: dY packed once (rows of pairs along F), Wᵀ per tap as pairs
+// along F.
 void scatter_direct_bf16(const float* gy, const float* w, const ConvGeometry& g, float* dx) {
-    assert(g.sh == 1 && g.sw == 1);
     const std::size_t f2 = 2 * pairs(g.f), taps = g.kh * g.kw, tap_size = pairs(g.f) * g.c * 2;
-    const std::size_t outputs = g.n * g.oh * g.ow;
-    Buffer<bf16> packed_gy(outputs * f2), packed_wt(taps * tap_size);
+    Buffer<bf16> packed_gy(g.n * g.oh * g.ow * f2), packed_wt(taps * tap_size);
 #pragma omp parallel for schedule(static)
     for (Index line = 0; line < static_cast<Index>(g.n * g.oh); ++line)
         pack_rows_bf16(gy + static_cast<std::size_t>(line) * g.ow * g.f, g.ow, g.f, g.f,
@@ -434,42 +453,18 @@ void scatter_direct_bf16(const float* gy, const float* w, const ConvGeometry& g,
     // Wᵀ[tap] [F, C] is w[tap] [C, F] transposed
     for (std::size_t t = 0; t < taps; ++t)
         pack_pairs_bf16(w + t * g.c * g.f, g.f, g.c, g.f, true, packed_wt.data() + t * tap_size);
-    struct Column {  // kernel column kx: its output run and the input pixel of its first
-        std::size_t ox0 = 0, ox1 = 0, ix0 = 0;
-    };
-    std::vector<Column> columns(g.kw);
-    for (std::size_t kx = 0; kx < g.kw; ++kx) {
-        auto& col = columns[kx];
-        const Index shift = static_cast<Index>(kx * g.dw) - static_cast<Index>(g.pl);
-        std::tie(col.ox0, col.ox1) = inside(shift, g.ow, g.w);
-        col.ix0 = col.ox1 > col.ox0 ? static_cast<std::size_t>(static_cast<Index>(col.ox0) + shift) : 0;
-    }
-    const Index rows = static_cast<Index>(g.n * g.h);
     auto as = per_thread_lists<bf16>(g.kh), bs = per_thread_lists<bf16>(g.kh);
     const Bf16Level level = bf16_level();
-#pragma omp parallel
-    {
-        const auto t = static_cast<std::size_t>(omp_get_thread_num());
-        std::vector<const bf16*>& a = as[t];
-        std::vector<const bf16*>& b = bs[t];
-#pragma omp for schedule(static)
-        for (Index r = 0; r < rows; ++r) {
-            const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
-            for (std::size_t kx = 0; kx < g.kw; ++kx) {
-                const auto& col = columns[kx];
-                if (col.ox1 == col.ox0) continue;
-                std::size_t count = 0;
-                for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                    const Index oy = static_cast<Index>(iy + g.pt) - static_cast<Index>(ky * g.dh);
-                    if (oy < 0 || oy >= static_cast<Index>(g.oh)) continue;
-                    a[count] = packed_gy.data() + ((n * g.oh + static_cast<std::size_t>(oy)) * g.ow + col.ox0) * f2;
-                    b[count++] = packed_wt.data() + (ky * g.kw + kx) * tap_size;
-                }
-                gemm_bf16(col.ox1 - col.ox0, g.c, pairs(g.f), a.data(), f2, b.data(), count,
-                          dx + ((n * g.h + iy) * g.w + col.ix0) * g.c, g.c, true, level);
-            }
+    scatter_rows(g, scatter_columns(g), [&](std::size_t t, const std::size_t* lines, const std::size_t* kys,
+                                            std::size_t count, std::size_t kx, const ScatterColumn& col,
+                                            std::size_t pixel) {
+        for (std::size_t i = 0; i < count; ++i) {
+            as[t][i] = packed_gy.data() + (lines[i] * g.ow + col.ox0) * f2;
+            bs[t][i] = packed_wt.data() + (kys[i] * g.kw + kx) * tap_size;
         }
-    }
+        gemm_bf16(col.ox1 - col.ox0, g.c, pairs(g.f), as[t].data(), f2, bs[t].data(), count, dx + pixel, g.c, true,
+                  level);
+    });
 }
 
 // The widest kernel img2col_pair_bf16 takes.
