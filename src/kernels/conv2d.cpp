@@ -275,98 +275,99 @@ bool direct(const ConvGeometry& g) {
     return XGRAD_HAVE_XSMM && batch_split<T>(g) && g.c >= kDirectMinChannels;
 }
 
-// y [N, OH, OW, F] = Σ over taps of x's row segment [OW, C] at the tap · w[tap] [C, F], one
-// batch-reduce GEMM per output line, finished by the epilogue while the line is in cache. A
-// padded convolution first copies the image into a zero-bordered per-thread buffer; taps on
-// rows of padding are left out of the sum.
-template <class T>
-void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
-    const bool padded = g.pt + g.pb + g.pl + g.pr > 0;
-    const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
-    const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
+// The direct forward's traversal. Threads take output lines; each holds the image its line
+// reads in `images[t]` (load(n, buffer) fills the buffer's inside and returns the padded
+// image, whose border stays zero, or returns x's own image when there is no padding) with
+// `pixel` elements per pixel, and calls line(thread, the taps' row segments, their tap
+// indices, count, line) with the taps on rows of padding left out.
+template <class E, class Load, class Line>
+void direct_lines(const ConvGeometry& g, std::size_t pixel, std::vector<Buffer<E>>& images, Load load, Line line) {
+    const std::size_t wp = g.w + g.pl + g.pr, taps = g.kh * g.kw;
+    auto as = per_thread_lists<E>(taps);
+    std::vector<std::vector<std::size_t>> tap_lists(static_cast<std::size_t>(omp_get_max_threads()),
+                                                    std::vector<std::size_t>(taps));
     const Index lines = static_cast<Index>(g.n * g.oh);
-    auto images = per_thread<T>(padded ? hp * wp * g.c : 0);
-    auto as = per_thread_lists<T>(g.kh * g.kw), bs = per_thread_lists<T>(g.kh * g.kw);
 #pragma omp parallel
     {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
-        Buffer<T>& image = images[t];
-        std::fill_n(image.data(), image.size(), T(0));  // its border stays zero
-        std::size_t copied = g.n;                       // the image in `image`, none yet
-        std::vector<const T*>& a = as[t];
-        std::vector<const T*>& b = bs[t];
+        Buffer<E>& image = images[t];
+        std::fill_n(image.data(), image.size(), E(0));  // its border stays zero
+        std::size_t loaded = g.n;                       // the image in `image`, none yet
+        const E* src = nullptr;
+        std::vector<const E*>& a = as[t];
+        std::vector<std::size_t>& tap = tap_lists[t];
 #pragma omp for schedule(static)
-        for (Index line = 0; line < lines; ++line) {
-            const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
-            const T* src = x + n * g.h * g.w * g.c;
-            if (padded) {
-                if (copied != n) {
-                    for (std::size_t iy = 0; iy < g.h; ++iy)
-                        std::copy_n(src + iy * g.w * g.c, g.w * g.c, image.data() + ((iy + g.pt) * wp + g.pl) * g.c);
-                    copied = n;
-                }
-                src = image.data();
+        for (Index l = 0; l < lines; ++l) {
+            const std::size_t n = static_cast<std::size_t>(l) / g.oh, oy = static_cast<std::size_t>(l) % g.oh;
+            if (loaded != n) {
+                src = load(n, image.data());
+                loaded = n;
             }
             std::size_t count = 0;
             for (std::size_t ky = 0; ky < g.kh; ++ky) {
                 const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
                 if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
                 for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
-                    a[count] = src + (iy * wp + kx * g.dw) * g.c;
-                    b[count] = w + (ky * g.kw + kx) * g.c * g.f;
+                    a[count] = src + (iy * wp + kx * g.dw) * pixel;
+                    tap[count] = ky * g.kw + kx;
                 }
             }
-            T* out = y + static_cast<std::size_t>(line) * g.ow * g.f;
-            line_gemm(a.data(), b.data(), count, out);
-            finish(e, g.ow, g.f, out);
+            line(t, a.data(), tap.data(), count, static_cast<std::size_t>(l));
         }
     }
 }
 
-// conv2d_forward_direct with bf16 products: each thread packs its current image (zero-bordered,
-// channels padded to an even count) and the weights once per call as pairs along C.
+// y [N, OH, OW, F] = Σ over taps of x's row segment [OW, C] at the tap · w[tap] [C, F], one
+// batch-reduce GEMM per output line, finished by the epilogue while the line is in cache. A
+// padded convolution first copies the image into a zero-bordered per-thread buffer.
+template <class T>
+void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+    const bool padded = g.pt + g.pb + g.pl + g.pr > 0;
+    const std::size_t wp = g.w + g.pl + g.pr;
+    const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
+    auto images = per_thread<T>(padded ? (g.h + g.pt + g.pb) * wp * g.c : 0);
+    auto bs = per_thread_lists<T>(g.kh * g.kw);
+    const auto load = [&](std::size_t n, T* image) -> const T* {
+        const T* src = x + n * g.h * g.w * g.c;
+        if (!padded) return src;
+        for (std::size_t iy = 0; iy < g.h; ++iy)
+            std::copy_n(src + iy * g.w * g.c, g.w * g.c, image + ((iy + g.pt) * wp + g.pl) * g.c);
+        return image;
+    };
+    direct_lines<T>(g, g.c, images, load, [&](std::size_t t, const T* const* a, const std::size_t* tap, std::size_t count,
+                                              std::size_t line) {
+        for (std::size_t i = 0; i < count; ++i) bs[t][i] = w + tap[i] * g.c * g.f;
+        T* out = y + line * g.ow * g.f;
+        line_gemm(a, bs[t].data(), count, out);
+        finish(e, g.ow, g.f, out);
+    });
+}
+
+// The same with bf16 products: each thread packs its current image (zero-bordered, channels
+// padded to an even count), the weights are packed once per call as pairs along C.
 void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<float>& e, const ConvGeometry& g,
                                 float* y) {
     const std::size_t c2 = 2 * pairs(g.c);  // bf16 channels per pixel
-    const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
+    const std::size_t wp = g.w + g.pl + g.pr;
     const std::size_t taps = g.kh * g.kw, tap_size = pairs(g.c) * g.f * 2;
     Buffer<bf16> packed_w(taps * tap_size);
-    for (std::size_t t = 0; t < taps; ++t) pack_pairs_bf16(w + t * g.c * g.f, g.c, g.f, g.f, false, packed_w.data() + t * tap_size);
-    const Index lines = static_cast<Index>(g.n * g.oh);
-    auto images = per_thread<bf16>(hp * wp * c2);
-    auto as = per_thread_lists<bf16>(taps), bs = per_thread_lists<bf16>(taps);
+    for (std::size_t t = 0; t < taps; ++t)
+        pack_pairs_bf16(w + t * g.c * g.f, g.c, g.f, g.f, false, packed_w.data() + t * tap_size);
+    auto images = per_thread<bf16>((g.h + g.pt + g.pb) * wp * c2);
+    auto bs = per_thread_lists<bf16>(taps);
     const Bf16Level level = bf16_level();
-#pragma omp parallel
-    {
-        const auto t = static_cast<std::size_t>(omp_get_thread_num());
-        Buffer<bf16>& image = images[t];
-        std::fill_n(image.data(), image.size(), bf16(0));  // its border stays zero
-        std::size_t copied = g.n;                          // the image in `image`, none yet
-        std::vector<const bf16*>& a = as[t];
-        std::vector<const bf16*>& b = bs[t];
-#pragma omp for schedule(static)
-        for (Index line = 0; line < lines; ++line) {
-            const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
-            if (copied != n) {
-                for (std::size_t iy = 0; iy < g.h; ++iy)
-                    pack_rows_bf16(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, g.c,
-                                   image.data() + ((iy + g.pt) * wp + g.pl) * c2);
-                copied = n;
-            }
-            std::size_t count = 0;
-            for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
-                if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
-                for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
-                    a[count] = image.data() + (iy * wp + kx * g.dw) * c2;
-                    b[count] = packed_w.data() + (ky * g.kw + kx) * tap_size;
-                }
-            }
-            float* out = y + static_cast<std::size_t>(line) * g.ow * g.f;
-            gemm_bf16(g.ow, g.f, pairs(g.c), a.data(), g.sw * c2, b.data(), count, out, g.f, false, level);
-            finish(e, g.ow, g.f, out);
-        }
-    }
+    const auto load = [&](std::size_t n, bf16* image) -> const bf16* {
+        for (std::size_t iy = 0; iy < g.h; ++iy)
+            pack_rows_bf16(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, g.c, image + ((iy + g.pt) * wp + g.pl) * c2);
+        return image;
+    };
+    direct_lines<bf16>(g, c2, images, load, [&](std::size_t t, const bf16* const* a, const std::size_t* tap,
+                                                std::size_t count, std::size_t line) {
+        for (std::size_t i = 0; i < count; ++i) bs[t][i] = packed_w.data() + tap[i] * tap_size;
+        float* out = y + line * g.ow * g.f;
+        gemm_bf16(g.ow, g.f, pairs(g.c), a, g.sw * c2, bs[t].data(), count, out, g.f, false, level);
+        finish(e, g.ow, g.f, out);
+    });
 }
 
 // The stride-1 scatter of an input gradient, without the dcols matrix: for input row iy and
