@@ -84,9 +84,11 @@ TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 su
 
 TEST_CASE("precision: bf16 linear, linear_relu and matmul, forward and backward", "[precision]") {
     xgrad::manual_seed(4);
+    // the second size packs its operands in several blocks of rows and of pairs, K odd
+    for (const auto& [rows, in] : {std::pair<std::size_t, std::size_t>{37, 70}, {130, 301}})
     for (bool relu : {false, true}) {
-        INFO((relu ? "linear_relu" : "linear"));
-        Tensor x = xgrad::randn<float>({37, 70}, true), w = xgrad::randn<float>({70, 45}, true);
+        INFO((relu ? "linear_relu " : "linear ") << rows << " x " << in);
+        Tensor x = xgrad::randn<float>({rows, in}, true), w = xgrad::randn<float>({in, 45}, true);
         Tensor b = xgrad::randn<float>({45}, true);
         Tensor y;
         {
@@ -103,7 +105,7 @@ TEST_CASE("precision: bf16 linear, linear_relu and matmul, forward and backward"
         CHECK(close(w.grad(), w64.grad()));
         // db = Σ gy (masked), float32 and unrounded
         xt::xarray<double> db = xt::zeros<double>({45});
-        for (std::size_t r = 0; r < 37; ++r)
+        for (std::size_t r = 0; r < rows; ++r)
             for (std::size_t j = 0; j < 45; ++j)
                 if (!relu || y64.value()(r, j) > 0) db(j) += gy.value()(r, j);
         CHECK(close(b.grad(), db));

@@ -72,3 +72,21 @@ TEST_CASE("max: NaN wins wherever it is, and the gradient goes to the first NaN"
         CHECK(std::isnan(xgrad::max(Tensor64(v)).item()));
     }
 }
+
+TEST_CASE("reduce: a large sum over the leading axes (blocks of rows on the threads) is right and the same at "
+          "any thread count", "[reduce]") {
+    // 300·17 rows of 20: more rows than one block, more elements than the parallel threshold
+    xgrad::manual_seed(8);
+    const auto x = xgrad::randn<float>({300, 17, 20});
+    const auto before = xgrad::num_threads();
+    xgrad::set_num_threads(1);
+    const xt::xarray<float> one = xgrad::sum(x, {0, 1}).value();
+    xgrad::set_num_threads(2);
+    const xt::xarray<float> two = xgrad::sum(x, {0, 1}).value();
+    xgrad::set_num_threads(before);
+    CHECK(one == two);
+    xt::xarray<double> ref = xt::zeros<double>({20});
+    for (std::size_t i = 0; i < x.size(); ++i) ref(i % 20) += x.value().data()[i];
+    CHECK(array_diff(one, ref, 1e-4, 1e-5) == "");
+    CHECK(array_diff(xgrad::mean(x, {0, 1}).value(), xt::xarray<double>(ref / 5100.0), 1e-6, 1e-5) == "");
+}

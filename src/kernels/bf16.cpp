@@ -209,11 +209,29 @@ void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
     // reads it in order
     const std::size_t width = 2 * pairs(k);
     Buffer<bf16> pa(m * width), pb(pairs(k) * n * 2);
-    if (trans_a)
-        pack_pairs_bf16(a, k, m, lda, false, pa.data());
-    else
-        pack_rows_bf16(a, m, k, lda, pa.data());
-    pack_pairs_bf16(b, k, n, ldb, trans_b, pb.data());
+    // Both packings in blocks on the threads (a dense layer's weights are MBs: serial, the
+    // other thread waited).
+    constexpr std::size_t kBlock = 64;  // rows of A, or pairs of K, per task
+    const auto a_tasks = static_cast<std::ptrdiff_t>(((trans_a ? pairs(k) : m) + kBlock - 1) / kBlock);
+    const auto b_tasks = static_cast<std::ptrdiff_t>((pairs(k) + kBlock - 1) / kBlock);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (std::ptrdiff_t t = 0; t < a_tasks; ++t) {
+            const std::size_t first = static_cast<std::size_t>(t) * kBlock;
+            if (trans_a)  // pairs [first, first + kBlock) of K, as pairs [P, M, 2]
+                pack_pairs_bf16(a + 2 * first * lda, std::min(k - 2 * first, 2 * kBlock), m, lda, false,
+                                pa.data() + first * m * 2);
+            else
+                pack_rows_bf16(a + first * lda, std::min(kBlock, m - first), k, lda, pa.data() + first * width);
+        }
+#pragma omp for schedule(static)
+        for (std::ptrdiff_t t = 0; t < b_tasks; ++t) {
+            const std::size_t first = static_cast<std::size_t>(t) * kBlock;
+            pack_pairs_bf16(trans_b ? b + 2 * first : b + 2 * first * ldb, std::min(k - 2 * first, 2 * kBlock), n, ldb,
+                            trans_b, pb.data() + first * n * 2);
+        }
+    }
     // row r0's first pair and the step from one row to the next, one pair to the next
     const std::size_t row_step = trans_a ? 2 : width, pair_step = trans_a ? 2 * m : 2;
     constexpr std::size_t kRows = 48;  // rows of C per task

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <vector>
+
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -11,6 +13,7 @@
 
 #include "detail/axes.hpp"
 #include "detail/cases.hpp"
+#include "detail/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
@@ -52,10 +55,30 @@ xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
     xt::xarray<T> y = xt::zeros<T>(rest);
     if (cols == 0) return y;  // an empty trailing axis
     T* out = y.data();
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* row = x.data() + r * cols;
-        for (std::size_t j = 0; j < cols; ++j) out[j] += row[j];
+    // Blocks of rows summed on the threads, then the blocks' sums in block order: the same
+    // numbers at any thread count (a bias gradient sums N·OH·OW rows: serial, it was 2.6% of a
+    // W1 step with the other thread waiting).
+    constexpr std::size_t kBlock = 256;
+    const std::size_t blocks = (rows + kBlock - 1) / kBlock;
+    std::vector<T> partial(blocks > 1 && rows * cols > detail::kParallelElements ? blocks * cols : 0, T(0));
+    if (partial.empty()) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = x.data() + r * cols;
+            for (std::size_t j = 0; j < cols; ++j) out[j] += row[j];
+        }
+        return y;
     }
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(blocks); ++b) {
+        T* sum = partial.data() + static_cast<std::size_t>(b) * cols;
+        const std::size_t end = std::min(rows, (static_cast<std::size_t>(b) + 1) * kBlock);
+        for (std::size_t r = static_cast<std::size_t>(b) * kBlock; r < end; ++r) {
+            const T* row = x.data() + r * cols;
+            for (std::size_t j = 0; j < cols; ++j) sum[j] += row[j];
+        }
+    }
+    for (std::size_t b = 0; b < blocks; ++b)
+        for (std::size_t j = 0; j < cols; ++j) out[j] += partial[b * cols + j];
     return y;
 }
 
