@@ -99,3 +99,56 @@ TEST_CASE("activation: log_softmax stays finite for logits of any finite size, f
     CHECK(std::isfinite(y64(0, 1)));
     CHECK(y64(0, 0) == 0.0);
 }
+
+TEST_CASE("activation: gelu (exact and tanh), silu, elu, softplus, hardswish and erf against reference values",
+          "[activation]") {
+    // PyTorch's definitions evaluated with Python's math module (erf, tanh, expm1, log1p), float64.
+    const Tensor64 x(xt::xarray<double>{-4.0, -1.0, 0.0, 0.5, 1.0, 4.0});
+    CHECK(array_diff(xgrad::gelu(x).value(),
+                     xt::xarray<double>{-0.00012668496733247991, -0.15865525393145707, 0.0, 0.34573123063700656, 0.8413447460685429,
+                                        3.9998733150326675},
+                     1e-12, 1e-9) == "");
+    CHECK(array_diff(xgrad::gelu(x, xgrad::Gelu::tanh).value(),
+                     xt::xarray<double>{-7.024594819227126e-05, -0.15880800939172324, 0.0, 0.34571400982514394, 0.8411919906082768,
+                                        3.9999297540518075},
+                     1e-12, 1e-9) == "");
+    CHECK(array_diff(xgrad::silu(x).value(),
+                     xt::xarray<double>{-0.07194483984836625, -0.2689414213699951, 0.0, 0.31122966560092724,
+                                        0.7310585786300049, 3.928055160151634}) == "");
+    CHECK(array_diff(xgrad::elu(x).value(), xt::xarray<double>{-0.9816843611112658, -0.6321205588285577, 0.0, 0.5, 1.0,
+                                                               4.0}) == "");
+    CHECK(array_diff(xgrad::elu(x, 0.5).value(),
+                     xt::xarray<double>{-0.4908421805556329, -0.31606027941427883, 0.0, 0.5, 1.0, 4.0}) == "");
+    CHECK(array_diff(xgrad::softplus(x).value(),
+                     xt::xarray<double>{0.01814992791780973, 0.31326168751822286, 0.6931471805599453, 0.9740769841801067,
+                                        1.3132616875182228, 4.0181499279178094}) == "");
+    // above the threshold softplus is x itself; far below it is e^x, without underflow to 0 early
+    CHECK(xgrad::softplus(Tensor64(xt::xarray<double>{30.0})).item() == 30.0);
+    CHECK(std::abs(xgrad::softplus(Tensor64(xt::xarray<double>{-30.0})).item() - 9.357622968839737e-14) < 1e-20);
+    CHECK(xgrad::softplus(Tensor64(xt::xarray<double>{3.0}), 2.0, 5.0).item() == 3.0);  // βx = 6 > 5
+    CHECK(array_diff(xgrad::hardswish(x).value(),
+                     xt::xarray<double>{0.0, -1.0 / 3, 0.0, 0.5 * 3.5 / 6, 4.0 / 6, 4.0}) == "");
+    CHECK(array_diff(xgrad::erf(x).value(), xt::xarray<double>{-0.9999999845827421, -0.8427007929497149, 0.0,
+                                                               0.5204998778130465, 0.8427007929497149,
+                                                               0.9999999845827421}) == "");
+}
+
+TEST_CASE("activation: the new activations pass NaN through and are layers", "[activation][nan]") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const Tensor64 x(xt::xarray<double>{nan, 1.0});
+    for (const auto& y : {xgrad::gelu(x), xgrad::gelu(x, xgrad::Gelu::tanh), xgrad::silu(x), xgrad::elu(x),
+                          xgrad::softplus(x), xgrad::hardswish(x), xgrad::erf(x)}) {
+        CHECK(std::isnan(y.value()(0)));
+        CHECK(std::isfinite(y.value()(1)));
+    }
+    using xgrad::nn::Activation;
+    for (auto [a, name] : {std::pair{Activation::gelu, "GELU"}, {Activation::silu, "SiLU"}, {Activation::elu, "ELU"},
+                           {Activation::softplus, "Softplus"}, {Activation::hardswish, "Hardswish"}}) {
+        xgrad::nn::ActivationLayer64 layer(a);
+        CHECK(layer.type_name() == name);
+        CHECK(layer(Tensor64(xt::xarray<double>{1.0})).item() == xgrad::nn::activate(Tensor64(xt::xarray<double>{1.0}), a).item());
+    }
+    xgrad::nn::Sequential model({3});
+    model.add(xgrad::nn::Dense(3, 4, Activation::gelu)).add(xgrad::nn::SiLU()).add(xgrad::nn::Dense(4, 2));
+    CHECK(model.summary(false).find("SiLU") != std::string::npos);
+}

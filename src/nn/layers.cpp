@@ -23,6 +23,11 @@ basic_tensor<T> activate(const basic_tensor<T>& x, Activation a) {
         case Activation::sigmoid: return sigmoid(x);
         case Activation::tanh: return tanh(x);
         case Activation::softmax: return softmax(x);
+        case Activation::gelu: return gelu(x);
+        case Activation::silu: return silu(x);
+        case Activation::elu: return elu(x);
+        case Activation::softplus: return softplus(x);
+        case Activation::hardswish: return hardswish(x);
     }
     return x;
 }
@@ -36,6 +41,11 @@ std::string basic_activation_layer<T>::type_name() const {
         case Activation::sigmoid: return "Sigmoid";
         case Activation::tanh: return "Tanh";
         case Activation::softmax: return "Softmax";
+        case Activation::gelu: return "GELU";
+        case Activation::silu: return "SiLU";
+        case Activation::elu: return "ELU";
+        case Activation::softplus: return "Softplus";
+        case Activation::hardswish: return "Hardswish";
     }
     return "Activation";
 }

@@ -1,5 +1,6 @@
 #include "xgrad/ops/activation.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <xtensor/xmath.hpp>
@@ -94,6 +95,119 @@ basic_tensor<T> tanh(const basic_tensor<T>& x) {
 
 namespace {
 
+// A piecewise-constant factor of a rule (a mask, a slope) as a constant tensor: it has no
+// derivative, so it enters the graph as a leaf.
+template <class T, class F>
+basic_tensor<T> constant_where(const basic_tensor<T>& x, F f) {
+    xt::xarray<T> c = xt::empty<T>(x.shape());
+    const T* v = x.value().data();
+    for (std::size_t i = 0; i < c.size(); ++i) c.data()[i] = f(v[i]);
+    return basic_tensor<T>(std::move(c));
+}
+
+// y = f(x) elementwise into a fresh tensor.
+template <class T, class F>
+basic_tensor<T> elementwise(const basic_tensor<T>& x, F f) {
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* v = x.value().data();
+    T* out = y.data();
+    const auto n = static_cast<std::ptrdiff_t>(y.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = f(v[i]);
+    return basic_tensor<T>(std::move(y));
+}
+
+constexpr double kSqrt2 = 1.41421356237309504880, kSqrt2OverPi = 0.79788456080286535588,
+                 kInvSqrt2Pi = 0.39894228040143267794, kTwoOverSqrtPi = 1.12837916709551257390;
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> erf(const basic_tensor<T>& x) {
+    basic_tensor<T> out = elementwise(x, [](T v) { return std::erf(v); });
+    record(OpKind::erf, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        grads.add(0, gy * (exp(-square(x)) * T(kTwoOverSqrtPi)));  // d erf/dx = 2/√π · e^(-x²)
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> gelu(const basic_tensor<T>& x, Gelu approximate) {
+    const T c = T(kSqrt2OverPi), k = T(0.044715);
+    basic_tensor<T> out = approximate == Gelu::tanh
+                              ? elementwise(x, [c, k](T v) { return T(0.5) * v * (T(1) + std::tanh(c * (v + k * v * v * v))); })
+                              : elementwise(x, [](T v) { return T(0.5) * v * (T(1) + std::erf(v / T(kSqrt2))); });
+    const OpKind kind = approximate == Gelu::tanh ? OpKind::gelu_tanh : OpKind::gelu;
+    record(kind, {x}, out, [x, approximate, c, k](const basic_tensor<T>& gy, auto& grads) {
+        if (approximate == Gelu::tanh) {
+            // y = x/2 (1 + t), t = tanh(c (x + k x³)): dy/dx = (1 + t)/2 + x/2 (1 - t²) c (1 + 3k x²)
+            const auto t = tanh((x + square(x) * x * k) * c);
+            grads.add(0, gy * ((t + T(1)) * T(0.5) + x * T(0.5) * (T(1) - square(t)) * ((square(x) * (T(3) * k) + T(1)) * c)));
+        } else {
+            // y = x Φ(x): dy/dx = Φ(x) + x φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = e^(-x²/2)/√(2π)
+            const auto cdf = (erf(x * T(1 / kSqrt2)) + T(1)) * T(0.5);
+            const auto pdf = exp(square(x) * T(-0.5)) * T(kInvSqrt2Pi);
+            grads.add(0, gy * (cdf + x * pdf));
+        }
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> silu(const basic_tensor<T>& x) {
+    basic_tensor<T> out = elementwise(x, [](T v) {
+        const T e = std::exp(-std::abs(v));  // σ(v) without overflow
+        return v * (v >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e));
+    });
+    record(OpKind::silu, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        const auto s = sigmoid(x);
+        grads.add(0, gy * (s * (x * (T(1) - s) + T(1))));  // dy/dx = σ(x)(1 + x(1 - σ(x)))
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> elu(const basic_tensor<T>& x, double alpha_in) {
+    const T alpha = static_cast<T>(alpha_in);
+    basic_tensor<T> out = elementwise(x, [alpha](T v) { return v > 0 ? v : alpha * std::expm1(v); });
+    record(OpKind::elu, {x}, out, [x, alpha](const basic_tensor<T>& gy, auto& grads) {
+        // dy/dx = 1 where x > 0, α e^x elsewhere
+        const auto positive = constant_where(x, [](T v) { return v > 0 ? T(1) : T(0); });
+        grads.add(0, gy * (positive + (T(1) - positive) * exp(x) * alpha));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> softplus(const basic_tensor<T>& x, double beta_in, double threshold_in) {
+    const T beta = static_cast<T>(beta_in), threshold = static_cast<T>(threshold_in);
+    // log(1 + e^(βx))/β, stable: max(βx, 0) + log1p(e^-|βx|); x itself above the threshold
+    basic_tensor<T> out = elementwise(x, [beta, threshold](T v) {
+        const T z = beta * v;
+        return z > threshold ? v : (std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)))) / beta;
+    });
+    record(OpKind::softplus, {x}, out, [x, beta, threshold](const basic_tensor<T>& gy, auto& grads) {
+        // dy/dx = σ(βx) below the threshold, 1 above
+        const auto linear = constant_where(x, [beta, threshold](T v) { return beta * v > threshold ? T(1) : T(0); });
+        grads.add(0, gy * (linear + (T(1) - linear) * sigmoid(x * beta)));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> hardswish(const basic_tensor<T>& x) {
+    basic_tensor<T> out = elementwise(x, [](T v) { return v * std::clamp(v + T(3), T(0), T(6)) / T(6); });
+    record(OpKind::hardswish, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
+        // dy/dx = 0 for x < -3, (2x + 3)/6 for -3 <= x <= 3, 1 above (PyTorch's boundaries)
+        const auto middle = constant_where(x, [](T v) { return v >= T(-3) && v <= T(3) ? T(1) : T(0); });
+        const auto above = constant_where(x, [](T v) { return v > T(3) ? T(1) : T(0); });
+        grads.add(0, gy * (middle * (x * T(1.0 / 3) + T(0.5)) + above));
+    });
+    return out;
+}
+
+namespace {
+
 // x - max(x) - log(sum(exp(x - max(x)))) along `axis`: the stable log-softmax, computed in the
 // wider type so that x - max(x) cannot overflow (logits of ±3e38 in float), then saturated to
 // T's range: finite for any finite x.
@@ -148,7 +262,13 @@ basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
     template basic_tensor<T> sigmoid(const basic_tensor<T>&);                       \
     template basic_tensor<T> tanh(const basic_tensor<T>&);                          \
     template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t);       \
-    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t);
+    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t);    \
+    template basic_tensor<T> erf(const basic_tensor<T>&);                           \
+    template basic_tensor<T> gelu(const basic_tensor<T>&, Gelu);                    \
+    template basic_tensor<T> silu(const basic_tensor<T>&);                          \
+    template basic_tensor<T> elu(const basic_tensor<T>&, double);                   \
+    template basic_tensor<T> softplus(const basic_tensor<T>&, double, double);      \
+    template basic_tensor<T> hardswish(const basic_tensor<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -173,6 +293,20 @@ void register_activation_cases(CaseRegistry& r) {
     r.add(OpKind::log_softmax, "axis 1 of [2,3,4]", {{{2, 3, 4}}}, [](const V& v) { return log_softmax(v[0], 1); });
     r.add(OpKind::log_softmax, "logits near -1000", {{{2, 5}, -1001.0, -999.0}},
           [](const V& v) { return log_softmax(v[0]); });
+    const CaseInput wide{{3, 5}, -4.0, 4.0};
+    r.add(OpKind::erf, "[3,5]", {wide}, [](const V& v) { return erf(v[0]); });
+    r.add(OpKind::gelu, "[3,5]", {wide}, [](const V& v) { return gelu(v[0]); });
+    r.add(OpKind::gelu_tanh, "[3,5]", {wide}, [](const V& v) { return gelu(v[0], Gelu::tanh); });
+    r.add(OpKind::silu, "[3,5]", {wide}, [](const V& v) { return silu(v[0]); });
+    r.add(OpKind::silu, "large |x| [2,3]", {{{2, 3}, -40.0, 40.0}}, [](const V& v) { return silu(v[0]); });
+    r.add(OpKind::elu, "[3,5] alpha 1", {wide}, [](const V& v) { return elu(v[0]); });
+    r.add(OpKind::elu, "[3,5] alpha 0.5", {wide}, [](const V& v) { return elu(v[0], 0.5); });
+    r.add(OpKind::softplus, "[3,5]", {wide}, [](const V& v) { return softplus(v[0]); });
+    // βx on both sides of the threshold (β 2, threshold 3: x around 1.5)
+    r.add(OpKind::softplus, "beta 2, threshold 3, [3,5] in [-1, 4]", {{{3, 5}, -1.0, 4.0}},
+          [](const V& v) { return softplus(v[0], 2.0, 3.0); });
+    // -3 and 3 are kinks: random inputs almost surely miss them
+    r.add(OpKind::hardswish, "[3,5] in [-5, 5]", {{{3, 5}, -5.0, 5.0}}, [](const V& v) { return hardswish(v[0]); });
 }
 
 }  // namespace detail

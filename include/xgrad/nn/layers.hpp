@@ -10,9 +10,10 @@
 namespace xgrad::nn {
 
 /// An activation applied by a layer after its own computation (as Keras layers do).
-enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax };
+enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, elu, softplus, hardswish };
 
-/// Applies an activation (leaky_relu with slope 0.01, softmax over the last axis).
+/// Applies an activation (leaky_relu with slope 0.01, softmax over the last axis, gelu exact,
+/// elu with α 1, softplus with β 1 and threshold 20: PyTorch's defaults).
 template <class T>
 basic_tensor<T> activate(const basic_tensor<T>& x, Activation a);
 
@@ -181,5 +182,15 @@ template <class T = float>
 basic_activation_layer<T> Tanh() { return basic_activation_layer<T>(Activation::tanh); }
 template <class T = float>
 basic_activation_layer<T> Softmax() { return basic_activation_layer<T>(Activation::softmax); }
+template <class T = float>
+basic_activation_layer<T> GELU() { return basic_activation_layer<T>(Activation::gelu); }
+template <class T = float>
+basic_activation_layer<T> SiLU() { return basic_activation_layer<T>(Activation::silu); }
+template <class T = float>
+basic_activation_layer<T> ELU() { return basic_activation_layer<T>(Activation::elu); }
+template <class T = float>
+basic_activation_layer<T> Softplus() { return basic_activation_layer<T>(Activation::softplus); }
+template <class T = float>
+basic_activation_layer<T> Hardswish() { return basic_activation_layer<T>(Activation::hardswish); }
 
 }  // namespace xgrad::nn

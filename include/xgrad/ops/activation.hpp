@@ -26,4 +26,26 @@ template <class T> basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdif
 /// give -3.4e38, not -inf). Throws ShapeError for a bad axis.
 template <class T> basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis = -1);
 
+/// The error function, elementwise.
+template <class T> basic_tensor<T> erf(const basic_tensor<T>& x);
+
+/// GELU's two forms, as PyTorch's `approximate` argument.
+enum class Gelu {
+    /// x Φ(x), Φ the standard normal CDF (exact, with erf).
+    none,
+    /// x/2 (1 + tanh(√(2/π) (x + 0.044715 x³))).
+    tanh,
+};
+/// GELU (PyTorch's nn.GELU): `xgrad::gelu(x)` or `xgrad::gelu(x, xgrad::Gelu::tanh)`.
+template <class T> basic_tensor<T> gelu(const basic_tensor<T>& x, Gelu approximate = Gelu::none);
+/// SiLU (swish): x σ(x), without overflow for any x.
+template <class T> basic_tensor<T> silu(const basic_tensor<T>& x);
+/// ELU: x for x > 0, α (e^x - 1) otherwise (PyTorch's default α = 1).
+template <class T> basic_tensor<T> elu(const basic_tensor<T>& x, double alpha = 1.0);
+/// Softplus: log(1 + e^(βx)) / β, and x itself where βx > threshold (PyTorch's defaults β = 1,
+/// threshold 20); stable for any x.
+template <class T> basic_tensor<T> softplus(const basic_tensor<T>& x, double beta = 1.0, double threshold = 20.0);
+/// Hardswish: x · min(max(x + 3, 0), 6) / 6; its gradient at -3 and 3 as PyTorch's.
+template <class T> basic_tensor<T> hardswish(const basic_tensor<T>& x);
+
 }  // namespace xgrad
