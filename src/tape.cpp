@@ -35,6 +35,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "max_pool2d_backward", "max_pool2d_gather", "avg_pool2d_backward",
     "conv2d_relu", "linear_relu", "relu_max_pool2d",
     "erf", "gelu", "gelu_tanh", "silu", "elu", "softplus", "hardswish",
+    "maximum", "minimum", "clamp", "where",
 };
 
 thread_local bool t_grad_enabled = true;

@@ -62,3 +62,33 @@ TEST_CASE("elementwise: gradients by hand", "[elementwise]") {
     CHECK(array_diff(a.grad(), xt::xarray<double>{32.25}) == "");
     CHECK(array_diff(b.grad(), xt::xarray<double>{-0.125 + 16 * std::log(2.0)}) == "");
 }
+
+TEST_CASE("elementwise: maximum, minimum, clamp and where, values and gradients by hand", "[elementwise]") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    Tensor64 a(xt::xarray<double>{1.0, 5.0, 2.0, nan}, true), b(xt::xarray<double>{3.0, 4.0, 2.0, 0.0}, true);
+    auto y = xgrad::maximum(a, b);
+    CHECK(array_diff(y.value(), xt::xarray<double>{3.0, 5.0, 2.0, nan}) == "");
+    CHECK(std::isnan(xgrad::minimum(b, a).value()(3)));
+    CHECK(array_diff(xgrad::minimum(a, b).value(), xt::xarray<double>{1.0, 4.0, 2.0, nan}) == "");
+    xgrad::sum(y * Tensor64(xt::xarray<double>{1.0, 1.0, 1.0, 0.0})).backward();
+    // the tie (2, 2) splits the gradient in half
+    CHECK(array_diff(a.grad(), xt::xarray<double>{0.0, 1.0, 0.5, 0.0}) == "");
+    CHECK(array_diff(b.grad(), xt::xarray<double>{1.0, 0.0, 0.5, 0.0}) == "");
+
+    Tensor64 x(xt::xarray<double>{-2.0, -0.5, 0.0, 0.5, 2.0}, true);
+    auto c = xgrad::clamp(x, -0.5, 0.5);
+    CHECK(array_diff(c.value(), xt::xarray<double>{-0.5, -0.5, 0.0, 0.5, 0.5}) == "");
+    xgrad::sum(c).backward();
+    CHECK(array_diff(x.grad(), xt::xarray<double>{0.0, 1.0, 1.0, 1.0, 0.0}) == "");  // the bounds pass it
+    REQUIRE_THROWS_AS(xgrad::clamp(x, 1.0, -1.0), xgrad::ValueError);
+
+    Tensor64 p(xt::xarray<double>{{1.0, 2.0}, {3.0, 4.0}}, true), q(xt::xarray<double>{10.0, 20.0}, true);
+    xt::xarray<bool> cond = xt::xarray<bool>{true, false};
+    cond.reshape({2, 1});  // rows: take p in row 0, q in row 1
+    auto w = xgrad::where(cond, p, q);
+    CHECK(array_diff(w.value(), xt::xarray<double>{{1.0, 2.0}, {10.0, 20.0}}) == "");
+    xgrad::sum(w).backward();
+    CHECK(array_diff(p.grad(), xt::xarray<double>{{1.0, 1.0}, {0.0, 0.0}}) == "");
+    CHECK(array_diff(q.grad(), xt::xarray<double>{1.0, 1.0}) == "");
+    REQUIRE_THROWS_AS(xgrad::where(xt::xarray<bool>{true, false, true}, p, q), xgrad::ShapeError);
+}

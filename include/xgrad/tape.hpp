@@ -31,6 +31,7 @@ enum class OpKind {
     // Fused ops: one pass where two ops would make two (the same numbers as the pair).
     conv2d_relu, linear_relu, relu_max_pool2d,
     erf, gelu, gelu_tanh, silu, elu, softplus, hardswish,
+    maximum, minimum, clamp, where,
     count_
 };
 

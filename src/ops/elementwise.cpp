@@ -5,6 +5,7 @@
 
 #include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
+#include "detail/check.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
@@ -137,7 +138,86 @@ basic_tensor<T> abs(const basic_tensor<T>& x) {
     return out;
 }
 
+namespace {
+
+// The factors that route a gradient through a selection: for `a` where take_a(a, b), half at
+// a tie when `ties_halved`, broadcast to the output's shape, as constants.
+template <class T, class Take>
+std::pair<basic_tensor<T>, basic_tensor<T>> selection(const basic_tensor<T>& a, const basic_tensor<T>& b, Take take_a,
+                                                      bool ties_halved) {
+    const xt::xarray<T> fa = xt::where(xt::equal(a.value(), b.value()), ties_halved ? T(0.5) : T(1),
+                                       xt::where(take_a(a.value(), b.value()), T(1), T(0)));
+    const xt::xarray<T> fb = T(1) - fa;
+    return {basic_tensor<T>(fa), basic_tensor<T>(fb)};
+}
+
+// maximum or minimum (kind): the larger or smaller of a and b elementwise, broadcast;
+// NaN propagates (as PyTorch's); the gradient goes to the selected operand, half to each at a
+// tie (PyTorch's rule).
+template <class T>
+basic_tensor<T> select(OpKind kind, const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    const bool max = kind == OpKind::maximum;
+    broadcast_shapes(max ? "maximum" : "minimum", a.shape(), b.shape());
+    const auto& av = a.value();
+    const auto& bv = b.value();
+    xt::xarray<T> y = max ? xt::xarray<T>(xt::where(av > bv, av, bv)) : xt::xarray<T>(xt::where(av < bv, av, bv));
+    // NaN in either operand gives NaN
+    y = xt::where(xt::isnan(av), av, xt::where(xt::isnan(bv), bv, y));
+    basic_tensor<T> out(std::move(y));
+    record(kind, {a, b}, out, [a, b, max](const basic_tensor<T>& gy, auto& grads) {
+        const auto [fa, fb] = max ? selection(a, b, [](const auto& x, const auto& z) { return x > z; }, true)
+                                  : selection(a, b, [](const auto& x, const auto& z) { return x < z; }, true);
+        if (grads.needs(0)) grads.add(0, sum_to(mul(gy, fa), a.shape()));
+        if (grads.needs(1)) grads.add(1, sum_to(mul(gy, fb), b.shape()));
+    });
+    return out;
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> maximum(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    return select(OpKind::maximum, a, b);
+}
+
+template <class T>
+basic_tensor<T> minimum(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    return select(OpKind::minimum, a, b);
+}
+
+template <class T>
+basic_tensor<T> clamp(const basic_tensor<T>& x, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
+    detail::check_value(!(lo > hi), "clamp: lo {} is above hi {}; x {}", lo, hi, x.shape());
+    basic_tensor<T> out(xt::xarray<T>(xt::where(x.value() < lo, lo, xt::where(x.value() > hi, hi, x.value()))));
+    record(OpKind::clamp, {x}, out, [x, lo, hi](const basic_tensor<T>& gy, auto& grads) {
+        // dx = gy where lo <= x <= hi (PyTorch's rule: the bounds pass the gradient), else 0
+        const basic_tensor<T> inside(xt::xarray<T>(xt::where(x.value() >= lo && x.value() <= hi, T(1), T(0))));
+        grads.add(0, mul(gy, inside));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> where(const xt::xarray<bool>& condition, const basic_tensor<T>& a, const basic_tensor<T>& b) {
+    const Shape cs(condition.shape().begin(), condition.shape().end());
+    const Shape ab = broadcast_shapes("where", a.shape(), b.shape());
+    const Shape ys = broadcast_shapes("where", cs, ab);
+    basic_tensor<T> out(xt::xarray<T>(xt::where(condition, a.value(), b.value())));
+    record(OpKind::where, {a, b}, out, [condition, ys, as = a.shape(), bs = b.shape()](const basic_tensor<T>& gy,
+                                                                                        auto& grads) {
+        // da = gy where the condition holds, db = gy elsewhere, each summed to its shape
+        const basic_tensor<T> fa(xt::xarray<T>(xt::broadcast(xt::where(condition, T(1), T(0)), ys)));
+        if (grads.needs(0)) grads.add(0, sum_to(mul(gy, fa), as));
+        if (grads.needs(1)) grads.add(1, sum_to(mul(gy, T(1) - fa), bs));
+    });
+    return out;
+}
+
 #define XGRAD_INSTANTIATE(T)                                                              \
+    template basic_tensor<T> maximum(const basic_tensor<T>&, const basic_tensor<T>&);     \
+    template basic_tensor<T> minimum(const basic_tensor<T>&, const basic_tensor<T>&);     \
+    template basic_tensor<T> clamp(const basic_tensor<T>&, T, T);                         \
+    template basic_tensor<T> where(const xt::xarray<bool>&, const basic_tensor<T>&, const basic_tensor<T>&); \
     template basic_tensor<T> add(const basic_tensor<T>&, const basic_tensor<T>&);         \
     template basic_tensor<T> sub(const basic_tensor<T>&, const basic_tensor<T>&);         \
     template basic_tensor<T> mul(const basic_tensor<T>&, const basic_tensor<T>&);         \
@@ -192,6 +272,16 @@ void register_elementwise_cases(CaseRegistry& r) {
     r.add(OpKind::sqrt, "[3,4] positive", {pos}, [](const V& x) { return sqrt(x[0]); });
     r.add(OpKind::square, "[3,4]", {m}, [](const V& x) { return square(x[0]); });
     r.add(OpKind::abs, "[3,4] both signs", {m}, [](const V& x) { return abs(x[0]); });
+    r.add(OpKind::maximum, "[3,4] . [4] broadcast", {m, row}, [](const V& x) { return maximum(x[0], x[1]); });
+    r.add(OpKind::minimum, "[3,1] . [4] broadcast both", {col, row}, [](const V& x) { return minimum(x[0], x[1]); });
+    r.add(OpKind::clamp, "[3,4] to [-0.5, 0.5]", {m}, [](const V& x) { return clamp(x[0], -0.5, 0.5); });
+    const xt::xarray<bool> cond = {{true, false, true, true}, {false, false, true, false}, {true, true, false, true}};
+    r.add(OpKind::where, "[3,4] condition, [3,4] . [4]", {m, row},
+          [cond](const V& x) { return where(cond, x[0], x[1]); });
+    xt::xarray<bool> cond_col = xt::xarray<bool>{true, false, true};
+    cond_col.reshape({3, 1});  // nested braces of one element are ambiguous
+    r.add(OpKind::where, "[3,1] condition, [4] . [3,4]", {row, m},
+          [cond_col](const V& x) { return where(cond_col, x[0], x[1]); });
     r.add("operators", "scalar operands (2 - x) * 3 / x + 1", {pos_row},
           [](const V& x) { return (2.0 - x[0]) * 3.0 / x[0] + 1.0; });
     r.add("operators", "chain: used twice, a*b + a/b - b", {m, pos},

@@ -34,6 +34,19 @@ template <class T> basic_tensor<T> sqrt(const basic_tensor<T>& x);
 template <class T> basic_tensor<T> square(const basic_tensor<T>& x);
 /// |x|; its gradient at 0 is 0.
 template <class T> basic_tensor<T> abs(const basic_tensor<T>& x);
+/// The larger of a and b elementwise (broadcast); NaN in either gives NaN; at a tie the
+/// gradient is split in half (as PyTorch's). Throws ShapeError for shapes that do not broadcast.
+template <class T> basic_tensor<T> maximum(const basic_tensor<T>& a, const basic_tensor<T>& b);
+/// The smaller of a and b, as maximum.
+template <class T> basic_tensor<T> minimum(const basic_tensor<T>& a, const basic_tensor<T>& b);
+/// x limited to [lo, hi]; the gradient passes where lo <= x <= hi (bounds included, as
+/// PyTorch's). Throws ValueError when lo > hi.
+template <class T>
+basic_tensor<T> clamp(const basic_tensor<T>& x, std::type_identity_t<T> lo, std::type_identity_t<T> hi);
+/// a where `condition`, b elsewhere; the three broadcast together. The condition is a
+/// constant (no gradient). `xgrad::where(x.value() > 0, x, y)`.
+template <class T>
+basic_tensor<T> where(const xt::xarray<bool>& condition, const basic_tensor<T>& a, const basic_tensor<T>& b);
 
 /// A 0-D constant: what a scalar operand becomes.
 template <class T>
