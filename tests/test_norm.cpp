@@ -56,3 +56,35 @@ TEST_CASE("dropout: inverted scaling in training, identity in evaluation", "[nor
     REQUIRE_THROWS_WITH(xgrad::dropout(x, 1.0, true), Contains("dropout: p must be in [0, 1), got 1"));
     REQUIRE_THROWS_AS(xgrad::dropout(x, -0.1, true), xgrad::ValueError);
 }
+
+TEST_CASE("layer_norm: each slice over the trailing dimensions normalised, affine per element, as PyTorch",
+          "[norm]") {
+    const Tensor64 x(xt::xarray<double>{{1, 2, 3}, {4, 6, 8}});
+    CHECK(array_diff(xgrad::layer_norm(x, {3}).value(),
+                     xt::xarray<double>{{-1.2247356859083902, 0.0, 1.2247356859083902},
+                                        {-1.2247425750014138, 0.0, 1.2247425750014138}},
+                     1e-12, 1e-12) == "");
+    const Tensor64 w(xt::xarray<double>{2, 1, 0.5}), b(xt::xarray<double>{0, 1, -1});
+    CHECK(std::abs(xgrad::layer_norm(x, {3}, w, b).value()(0, 0) + 2.4494713718167804) < 1e-12);
+    // over two trailing dimensions: the whole [2, 3] is one slice
+    const auto all = xgrad::layer_norm(x, {2, 3});
+    CHECK(std::abs(xt::mean(all.value())()) < 1e-12);
+    CHECK(std::abs(xt::mean(xt::square(all.value()))() - 1.0) < 1e-4);
+    REQUIRE_THROWS_WITH(xgrad::layer_norm(x, {2}), Contains("layer_norm") && Contains("[2, 3]") && Contains("[2]"));
+    REQUIRE_THROWS_AS(xgrad::layer_norm(x, {3}, Tensor64(xt::xarray<double>{1, 1}), b), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::layer_norm(x, {3}, 0.0), xgrad::ValueError);
+}
+
+TEST_CASE("layer_norm: nn::LayerNorm holds weight and bias, trains in Sequential, refuses bad shapes", "[norm][nn]") {
+    xgrad::nn::LayerNorm ln({4});
+    CHECK(ln.named_parameters().size() == 2);
+    CHECK(xgrad::nn::LayerNorm({4}, 1e-5, false).parameters().empty());
+    REQUIRE_THROWS_AS(xgrad::nn::LayerNorm(xgrad::Shape{}), xgrad::ValueError);
+    xgrad::manual_seed(3);
+    xgrad::nn::Sequential model({6});
+    model.add(xgrad::nn::Dense(6, 4)).add(xgrad::nn::LayerNorm({4})).add(xgrad::nn::Dense(4, 2));
+    CHECK(model.summary(false).find("LayerNorm") != std::string::npos);
+    auto loss = xgrad::sum(model.forward(xgrad::randn<float>({5, 6})));
+    loss.backward();
+    for (const auto& p : model.parameters()) CHECK(p.has_grad());
+}

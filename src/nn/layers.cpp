@@ -124,6 +124,25 @@ basic_tensor<T> basic_batch_norm<T>::forward(const Tensor& x) {
 }
 
 template <class T>
+basic_layer_norm<T>::basic_layer_norm(Shape normalized_shape, double eps, bool elementwise_affine)
+    : normalized_(std::move(normalized_shape)), eps_(eps) {
+    std::size_t n = normalized_.empty() ? 0 : 1;
+    for (auto d : normalized_) n *= d;
+    detail::check_value(n > 0, "LayerNorm: normalized_shape must be non-empty with no zero dimension, got {}",
+                        to_string(normalized_));
+    detail::check_value(eps > 0 && std::isfinite(eps), "LayerNorm: eps must be positive, got {}", eps);
+    if (elementwise_affine) {
+        weight = this->add_parameter("weight", ones<T>(normalized_));
+        bias = this->add_parameter("bias", zeros<T>(normalized_));
+    }
+}
+
+template <class T>
+basic_tensor<T> basic_layer_norm<T>::forward(const Tensor& x) {
+    return weight.defined() ? layer_norm(x, normalized_, weight, bias, eps_) : layer_norm(x, normalized_, eps_);
+}
+
+template <class T>
 basic_dropout<T>::basic_dropout(double p) : p_(p) {
     detail::check_value(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got {}", p);
 }
@@ -139,6 +158,7 @@ basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p
     template class basic_avg_pool2d<T>;                                        \
     template class basic_global_avg_pool2d<T>;                                 \
     template class basic_batch_norm<T>;                                        \
+    template class basic_layer_norm<T>;                                        \
     template class basic_dropout<T>;                                           \
     template class basic_flatten<T>;                                           \
     template class basic_activation_layer<T>;

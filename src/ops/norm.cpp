@@ -1,7 +1,10 @@
 #include "xgrad/ops/norm.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <random>
+
+#include <fmt/format.h>
 
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
@@ -9,6 +12,7 @@
 #include "detail/axes.hpp"
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/parallel.hpp"
 #include "detail/random.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -101,6 +105,84 @@ basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
     return out;
 }
 
+namespace {
+
+template <class T>
+basic_tensor<T> layer_norm_impl(const basic_tensor<T>& x, const Shape& normalized, const basic_tensor<T>* weight,
+                                const basic_tensor<T>* bias, double eps) {
+    const std::string shapes = fmt::format("x {}, normalized_shape {}{}", to_string(x.shape()), to_string(normalized),
+                                           weight ? fmt::format(", weight {}, bias {}", to_string(weight->shape()),
+                                                                to_string(bias->shape()))
+                                                  : "");
+    detail::check_shape(!normalized.empty() && x.dim() >= normalized.size() &&
+                            std::equal(normalized.begin(), normalized.end(), x.shape().end() - static_cast<std::ptrdiff_t>(normalized.size())),
+                        "layer_norm: normalized_shape must be x's trailing dimensions; {}", shapes);
+    detail::check_shape(!weight || (weight->shape() == normalized && bias->shape() == normalized),
+                        "layer_norm: weight and bias must have the normalized shape; {}", shapes);
+    detail::check_value(eps > 0 && std::isfinite(eps), "layer_norm: eps must be positive and finite, got {}; {}", eps,
+                        shapes);
+    std::size_t d = 1;
+    for (auto n : normalized) d *= n;
+    const std::size_t rows = d ? x.size() / d : 0;
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* xv = x.value().data();
+    const T* g = weight ? weight->value().data() : nullptr;
+    const T* b = bias ? bias->value().data() : nullptr;
+#pragma omp parallel for schedule(static) if (x.size() > static_cast<std::size_t>(detail::kParallelElements))
+    for (std::ptrdiff_t ri = 0; ri < static_cast<std::ptrdiff_t>(rows); ++ri) {
+        const std::size_t r = static_cast<std::size_t>(ri);
+        const T* row = xv + r * d;
+        double s = 0, ss = 0;
+        for (std::size_t j = 0; j < d; ++j) s += row[j];
+        const double mean = s / static_cast<double>(d);
+        for (std::size_t j = 0; j < d; ++j) ss += (row[j] - mean) * (row[j] - mean);
+        const auto m = static_cast<T>(mean);
+        const auto inv = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));  // biased variance
+        T* out = y.data() + r * d;
+        for (std::size_t j = 0; j < d; ++j) {
+            const T h = (row[j] - m) * inv;
+            out[j] = g ? h * g[j] + b[j] : h;
+        }
+    }
+    basic_tensor<T> out(std::move(y));
+    auto backward = [x, normalized, d, rows, affine = weight != nullptr, w = weight ? *weight : basic_tensor<T>(),
+                     eps = static_cast<T>(eps)](const basic_tensor<T>& gy, auto& grads) {
+        // Per row of x [rows, D], the statistics recomputed as ops (so the rule differentiates
+        // again): x̂ = (x - mean)·inv, inv = (var + eps)^-1/2; with gx̂ = gy·weight,
+        // dx = inv·(gx̂ - mean(gx̂) - x̂·mean(gx̂·x̂)), dweight = Σ gy·x̂, dbias = Σ gy over the rows.
+        const std::vector<std::ptrdiff_t> flat{static_cast<std::ptrdiff_t>(rows), static_cast<std::ptrdiff_t>(d)};
+        const auto x2 = reshape(x, flat);
+        const auto g2 = reshape(gy, flat);
+        const auto centred = x2 - xgrad::mean(x2, {1}, true);
+        const auto inv = pow(xgrad::mean(square(centred), {1}, true) + eps, T(-0.5));
+        const auto xhat = centred * inv;
+        if (affine && grads.needs(1)) grads.add(1, reshape(sum(g2 * xhat, {0}), detail::dims(normalized)));
+        if (affine && grads.needs(2)) grads.add(2, reshape(sum(g2, {0}), detail::dims(normalized)));
+        if (!grads.needs(0)) return;
+        const auto gh = affine ? g2 * reshape(w, {1, static_cast<std::ptrdiff_t>(d)}) : g2;
+        const auto dx = inv * (gh - xgrad::mean(gh, {1}, true) - xhat * xgrad::mean(gh * xhat, {1}, true));
+        grads.add(0, reshape(dx, detail::dims(x.shape())));
+    };
+    if (weight)
+        record(OpKind::layer_norm, {x, *weight, *bias}, out, std::move(backward));
+    else
+        record(OpKind::layer_norm, {x}, out, std::move(backward));
+    return out;
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, double eps) {
+    return layer_norm_impl<T>(x, normalized_shape, nullptr, nullptr, eps);
+}
+
+template <class T>
+basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, const basic_tensor<T>& weight,
+                           const basic_tensor<T>& bias, double eps) {
+    return layer_norm_impl<T>(x, normalized_shape, &weight, &bias, eps);
+}
+
 template <class T>
 basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training) {
     detail::check_value(p >= 0 && p < 1, "dropout: p must be in [0, 1), got {}; x {}", p, x.shape());
@@ -121,7 +203,10 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training) {
 #define XGRAD_INSTANTIATE(T)                                                                                      \
     template basic_tensor<T> batch_norm(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&,   \
                                         basic_tensor<T>&, basic_tensor<T>&, bool, double, double);                \
-    template basic_tensor<T> dropout(const basic_tensor<T>&, double, bool);
+    template basic_tensor<T> dropout(const basic_tensor<T>&, double, bool);                                     \
+    template basic_tensor<T> layer_norm(const basic_tensor<T>&, const Shape&, double);                          \
+    template basic_tensor<T> layer_norm(const basic_tensor<T>&, const Shape&, const basic_tensor<T>&,          \
+                                        const basic_tensor<T>&, double);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -143,6 +228,12 @@ void register_norm_cases(CaseRegistry& r) {
               auto rm = zeros<double>({3}), rv = ones<double>({3});
               return batch_norm(v[0], v[1], v[2], rm, rv, true);
           });
+    r.add(OpKind::layer_norm, "[3,5] over the last axis, affine", {{{3, 5}, -2.0, 2.0}, {{5}, 0.5, 1.5}, {{5}}},
+          [](const V& v) { return layer_norm(v[0], {5}, v[1], v[2]); });
+    r.add(OpKind::layer_norm, "[2,3,2,4] over [2,4], affine", {{{2, 3, 2, 4}, -2.0, 2.0}, {{2, 4}, 0.5, 1.5}, {{2, 4}}},
+          [](const V& v) { return layer_norm(v[0], {2, 4}, v[1], v[2]); });
+    r.add(OpKind::layer_norm, "[4,6] no affine, eps 1e-3", {{{4, 6}, -2.0, 2.0}},
+          [](const V& v) { return layer_norm(v[0], {6}, 1e-3); });
     r.add(OpKind::dropout, "p 0.3, seeded, training", {{{4, 5}}}, [](const V& v) {
         manual_seed(7);  // the same mask on every evaluation
         return dropout(v[0], 0.3, true);

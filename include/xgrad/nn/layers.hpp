@@ -127,6 +127,27 @@ private:
 using BatchNorm = basic_batch_norm<float>;
 using BatchNorm64 = basic_batch_norm<double>;
 
+/// layer_norm over the trailing dimensions `normalized_shape` (PyTorch's nn.LayerNorm):
+/// "weight" (ones) and "bias" (zeros) of that shape when elementwise_affine. Throws
+/// ValueError for an empty or zero-sized shape.
+template <class T>
+class basic_layer_norm : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_layer_norm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true);
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "LayerNorm"; }
+
+    Tensor weight, bias;
+
+private:
+    Shape normalized_;
+    double eps_;
+};
+using LayerNorm = basic_layer_norm<float>;
+using LayerNorm64 = basic_layer_norm<double>;
+
 /// Inverted dropout in training mode, the identity in eval mode. Throws ValueError unless
 /// 0 <= p < 1.
 template <class T>

@@ -15,6 +15,17 @@ basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
                            basic_tensor<T>& running_mean, basic_tensor<T>& running_var, bool training,
                            double momentum = 0.1, double eps = 1e-5);
 
+/// Layer normalisation, as PyTorch's F.layer_norm: each slice over the trailing dimensions
+/// `normalized_shape` is normalised with its own mean and biased variance, y = x̂ (· weight +
+/// bias, both shaped normalized_shape). `xgrad::layer_norm(x, {C}, w, b)` for x [N, T, C].
+/// Throws ShapeError when normalized_shape is not x's trailing dimensions or weight / bias
+/// differ from it, ValueError for eps <= 0.
+template <class T>
+basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, double eps = 1e-5);
+template <class T>
+basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, const basic_tensor<T>& weight,
+                           const basic_tensor<T>& bias, double eps = 1e-5);
+
 /// Inverted dropout: in training, zeroes each element with probability p (drawn from the
 /// manual_seed generator) and scales the rest by 1 / (1 - p); the identity otherwise.
 /// Throws ValueError unless 0 <= p < 1.
