@@ -58,7 +58,8 @@ XGRAD_NO_LOOP_VECTORIZE void gemm_portable(std::size_t m, std::size_t n, std::si
 #define XGRAD_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 // Rows [m0, m0 + R) and columns [n0, n0 + cols) of C, cols <= 16·V: R·V sums in registers
-// over every pair of every product.
+// over every pair of every product. Every loop over the arrays is unrolled by pragma: without
+// it g++ 12 keeps `acc` in memory and stores it on every pair (80 GFLOP/s instead of 220).
 template <int R, int V>
 XGRAD_AVX512_BF16 void block_avx512(std::size_t m0, std::size_t n0, std::size_t cols, std::size_t n, std::size_t p,
                                     const bf16* const* a, std::size_t lda, std::size_t a_pair, const bf16* const* b,
