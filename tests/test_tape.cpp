@@ -147,13 +147,14 @@ TEST_CASE("tape: two threads backpropagate their own graphs at once", "[tape]") 
 TEST_CASE("tape: anomaly mode names the first op that makes NaN or Inf", "[tape][errors]") {
     Tensor64 x(xt::xarray<double>{-1, 4}, true);
     CHECK_NOTHROW(xgrad::sqrt(x));  // NaN passes silently by default
-    xgrad::detect_anomaly(true);
-    REQUIRE_THROWS_WITH(xgrad::sqrt(x), Contains("anomaly: sqrt forward") && Contains("inputs [2]"));
-    // A finite forward whose backward is not: d sqrt(y)/dy at y = 0 is infinite.
-    Tensor64 z(xt::xarray<double>{0, 4}, true);
-    auto loss = xgrad::sum(xgrad::sqrt(z * 1.0));
-    REQUIRE_THROWS_WITH(loss.backward(), Contains("anomaly: sqrt backward"));
-    xgrad::detect_anomaly(false);
+    {
+        xgrad::AnomalyGuard on;  // off again even when a REQUIRE below fails
+        REQUIRE_THROWS_WITH(xgrad::sqrt(x), Contains("anomaly: sqrt forward") && Contains("inputs [2]"));
+        // A finite forward whose backward is not: d sqrt(y)/dy at y = 0 is infinite.
+        Tensor64 z(xt::xarray<double>{0, 4}, true);
+        auto loss = xgrad::sum(xgrad::sqrt(z * 1.0));
+        REQUIRE_THROWS_WITH(loss.backward(), Contains("anomaly: sqrt backward"));
+    }
     CHECK_NOTHROW(xgrad::sqrt(x));
 }
 
@@ -333,4 +334,29 @@ TEST_CASE("tape: grad() runs only the rules on a path to the inputs it was asked
     loss.backward();
     CHECK(runs == 1);
     CHECK(array_diff(w.grad(), xt::xarray<double>{6, 8}) == "");
+}
+
+TEST_CASE("tape: AnomalyGuard turns anomaly mode on for its scope and restores it when an exception leaves",
+          "[tape][anomaly]") {
+    REQUIRE(!xgrad::anomaly_detection());
+    Tensor64 x(xt::xarray<double>{-1.0, 4.0}, true);
+    try {
+        xgrad::AnomalyGuard on;
+        CHECK(xgrad::anomaly_detection());
+        auto y = xgrad::sqrt(x);  // NaN at -1: throws here
+        FAIL("sqrt of -1 did not throw under anomaly mode");
+    } catch (const xgrad::ValueError& e) {
+        CHECK(std::string(e.what()).find("sqrt") != std::string::npos);
+    }
+    CHECK(!xgrad::anomaly_detection());  // restored by the unwinding
+    {
+        xgrad::AnomalyGuard on;
+        {
+            xgrad::AnomalyGuard off(false);
+            CHECK(!xgrad::anomaly_detection());
+            CHECK(std::isnan(xgrad::sqrt(x).value()(0)));  // no check while off
+        }
+        CHECK(xgrad::anomaly_detection());
+    }
+    CHECK(!xgrad::anomaly_detection());
 }

@@ -177,6 +177,20 @@ bool grad_enabled();
 void detect_anomaly(bool on);
 bool anomaly_detection();
 
+/// Turns anomaly mode on (or off) while it lives and restores the previous setting, also when
+/// an exception leaves the scope: `{ xgrad::AnomalyGuard on; loss.backward(); }`. The mode is
+/// process-wide, so guards on several threads at once see each other's setting.
+class AnomalyGuard {
+public:
+    explicit AnomalyGuard(bool on = true) : previous_(anomaly_detection()) { detect_anomaly(on); }
+    ~AnomalyGuard() { detect_anomaly(previous_); }
+    AnomalyGuard(const AnomalyGuard&) = delete;
+    AnomalyGuard& operator=(const AnomalyGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
 /// Turns recording off on this thread while it lives (evaluation, optimizer steps).
 class NoGradGuard {
 public:
