@@ -1,5 +1,9 @@
+#include <zlib.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <catch2/catch.hpp>
@@ -94,4 +98,84 @@ TEST_CASE("npz: numpy.load opens our files and we open numpy's (stored and defla
     REQUIRE(back.size() == 2);
     CHECK(xgrad_test::array_diff(io::npy_to_float(back[0].second, "a"), xt::xarray<float>{{0, 1, 2}, {3, 4, 5}}) == "");
     CHECK(xgrad_test::array_diff(io::npy_to_double(back[1].second, "b"), xt::xarray<double>{0.5, 1.5}) == "");
+}
+
+namespace {
+
+void put_le(std::string& s, std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// An .npy file with a header our writer never makes (numpy's other dtypes, Fortran order).
+std::string npy_file(const std::string& descr, bool fortran, const std::string& shape, const std::string& data) {
+    std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                         ", 'shape': " + shape + ", }";
+    while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
+    header.push_back('\n');
+    std::string s("\x93NUMPY\x01\x00", 8);
+    put_le(s, header.size(), 2);
+    return s + header + data;
+}
+
+// A stored (uncompressed) zip holding `npy` as a.npy, with its CRC, as numpy.savez writes.
+std::string zip_with(const std::string& npy) {
+    const std::string name = "a.npy";
+    const auto crc = crc32(0, reinterpret_cast<const Bytef*>(npy.data()), static_cast<uInt>(npy.size()));
+    std::string z("PK\x03\x04", 4);
+    put_le(z, 20, 2), put_le(z, 0, 2), put_le(z, 0, 2), put_le(z, 0, 4), put_le(z, crc, 4);
+    put_le(z, npy.size(), 4), put_le(z, npy.size(), 4), put_le(z, name.size(), 2), put_le(z, 0, 2);
+    z += name + npy;
+    const std::size_t central = z.size();
+    z += std::string("PK\x01\x02", 4);
+    put_le(z, 20, 2), put_le(z, 20, 2), put_le(z, 0, 2), put_le(z, 0, 2), put_le(z, 0, 4), put_le(z, crc, 4);
+    put_le(z, npy.size(), 4), put_le(z, npy.size(), 4), put_le(z, name.size(), 2), put_le(z, 0, 2), put_le(z, 0, 2);
+    put_le(z, 0, 2), put_le(z, 0, 2), put_le(z, 0, 4), put_le(z, 0, 4);
+    z += name;
+    const std::size_t central_size = z.size() - central;
+    z += std::string("PK\x05\x06", 4);
+    put_le(z, 0, 2), put_le(z, 0, 2), put_le(z, 1, 2), put_le(z, 1, 2), put_le(z, central_size, 4);
+    put_le(z, central, 4), put_le(z, 0, 2);
+    return z;
+}
+
+xt::xarray<float> read_one(const std::string& zip, const std::string& file) {
+    std::ofstream(file, std::ios::binary) << zip;
+    const auto archive = io::read_npz(file);
+    REQUIRE(archive.size() == 1);
+    return io::npy_to_float(archive[0].second, "a");
+}
+
+template <class V>
+std::string raw(std::initializer_list<V> values) {
+    std::string s;
+    for (V v : values) s.append(reinterpret_cast<const char*>(&v), sizeof v);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("npz: Fortran-ordered arrays (np.savez(w.T)) load in row-major order; <i4 and <i8 arrays load as floats",
+          "[io]") {
+    const std::string file = (std::filesystem::temp_directory_path() / "xgrad_fortran.npz").string();
+    // [[1, 2, 3], [4, 5, 6]] in column-major order is 1 4 2 5 3 6
+    CHECK(xgrad_test::array_diff(read_one(zip_with(npy_file("<f4", true, "(2, 3)", raw<float>({1, 4, 2, 5, 3, 6}))), file),
+                                 xt::xarray<float>{{1, 2, 3}, {4, 5, 6}}) == "");
+    CHECK(xgrad_test::array_diff(read_one(zip_with(npy_file("<f4", false, "(2, 3)", raw<float>({1, 4, 2, 5, 3, 6}))), file),
+                                 xt::xarray<float>{{1, 4, 2}, {5, 3, 6}}) == "");
+    // three axes: element (i, j, k) of a [2, 2, 2] at column-major offset i + 2j + 4k
+    const auto cube = read_one(zip_with(npy_file("<f8", true, "(2, 2, 2)", raw<double>({0, 1, 2, 3, 4, 5, 6, 7}))), file);
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 2; ++j)
+            for (std::size_t k = 0; k < 2; ++k) CHECK(cube(i, j, k) == static_cast<float>(i + 2 * j + 4 * k));
+    CHECK(xgrad_test::array_diff(read_one(zip_with(npy_file("<i4", false, "(3,)", raw<std::int32_t>({-7, 0, 123456}))), file),
+                                 xt::xarray<float>{-7, 0, 123456}) == "");
+    CHECK(xgrad_test::array_diff(read_one(zip_with(npy_file("<i8", true, "(2, 2)", raw<std::int64_t>({1, 3, 2, 4}))), file),
+                                 xt::xarray<float>{{1, 2}, {3, 4}}) == "");
+    // a bad fortran_order value and an unknown dtype are still refused, naming the dtype
+    std::string bad = npy_file("<f4", false, "(1,)", raw<float>({1}));
+    bad.replace(bad.find("False"), 5, "Maybe");
+    REQUIRE_THROWS_WITH(read_one(zip_with(bad), file), Contains("fortran_order"));
+    REQUIRE_THROWS_WITH(read_one(zip_with(npy_file("<u2", false, "(1,)", std::string(2, '\0'))), file),
+                        Contains("<u2"));
+    std::filesystem::remove(file);
 }

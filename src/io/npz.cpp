@@ -38,10 +38,29 @@ constexpr bool kCheckCrc = true;
 #endif
 
 std::size_t item_size(const std::string& dtype) {
-    if (dtype == "<f4") return 4;
+    if (dtype == "<f4" || dtype == "<i4") return 4;
     if (dtype == "<f8" || dtype == "<i8") return 8;
     if (dtype == "|u1") return 1;
     return 0;
+}
+
+// Column-major (Fortran-order) data of `shape` rearranged into row-major order: what numpy
+// writes for a transposed view, np.savez(w.T).
+std::vector<unsigned char> c_order(const std::vector<unsigned char>& f, const Shape& shape, std::size_t item) {
+    std::vector<unsigned char> c(f.size());
+    const std::size_t rank = shape.size(), n = item ? f.size() / item : 0;
+    std::vector<std::size_t> index(rank, 0), stride(rank, 1);  // column-major strides
+    for (std::size_t d = 1; d < rank; ++d) stride[d] = stride[d - 1] * shape[d - 1];
+    for (std::size_t i = 0; i < n; ++i) {  // i: the row-major position of `index`
+        std::size_t at = 0;
+        for (std::size_t d = 0; d < rank; ++d) at += index[d] * stride[d];
+        std::memcpy(c.data() + i * item, f.data() + at * item, item);
+        for (std::size_t d = rank; d-- > 0;) {  // the next row-major index
+            if (++index[d] < shape[d]) break;
+            index[d] = 0;
+        }
+    }
+    return c;
 }
 
 // The number of elements, saturating instead of overflowing on absurd shapes.
@@ -133,9 +152,11 @@ NpyArray parse_npy(const std::string& s, const std::string& where) {
     const std::string header = s.substr(start, header_len);
     NpyArray a;
     a.dtype = header_field(header, "descr", where);
-    if (item_size(a.dtype) == 0) fail(where, "unsupported dtype '" + a.dtype + "' (expected <f4, <f8, <i8 or |u1)");
-    if (header_field(header, "fortran_order", where).find("False") == std::string::npos)
-        fail(where, "Fortran-ordered arrays are not supported");
+    if (item_size(a.dtype) == 0)
+        fail(where, "unsupported dtype '" + a.dtype + "' (expected <f4, <f8, <i4, <i8 or |u1)");
+    const std::string order = header_field(header, "fortran_order", where);
+    const bool fortran = order.find("True") != std::string::npos;
+    if (!fortran && order.find("False") == std::string::npos) fail(where, "bad fortran_order in the .npy header");
     std::stringstream dims(header_field(header, "shape", where));
     std::string dim;
     while (std::getline(dims, dim, ',')) {
@@ -156,6 +177,7 @@ NpyArray parse_npy(const std::string& s, const std::string& where) {
         fail(where, fmt::format("the data holds {} bytes but shape {} of {} needs {}", body, to_string(a.shape), a.dtype,
                                 n * item_size(a.dtype)));
     a.bytes.assign(s.begin() + static_cast<std::ptrdiff_t>(start + header_len), s.end());
+    if (fortran) a.bytes = c_order(a.bytes, a.shape, item_size(a.dtype));
     return a;
 }
 
@@ -244,9 +266,21 @@ xt::xarray<T> convert_npy(const NpyArray& a, const std::string& what) {
             std::memcpy(&v, a.bytes.data() + i * 8, 8);
             out.data()[i] = static_cast<T>(v);
         }
+    } else if (a.dtype == "<i4" && a.bytes.size() == n * 4) {  // numpy's default int on some platforms
+        for (std::size_t i = 0; i < n; ++i) {
+            std::int32_t v;
+            std::memcpy(&v, a.bytes.data() + i * 4, 4);
+            out.data()[i] = static_cast<T>(v);
+        }
+    } else if (a.dtype == "<i8" && a.bytes.size() == n * 8) {  // rounded to the nearest T beyond 2^24 / 2^53
+        for (std::size_t i = 0; i < n; ++i) {
+            std::int64_t v;
+            std::memcpy(&v, a.bytes.data() + i * 8, 8);
+            out.data()[i] = static_cast<T>(v);
+        }
     } else {
-        throw IoError(fmt::format("npz: {} has dtype {} and shape {}; expected floating point", what, a.dtype,
-                                  to_string(a.shape)));
+        throw IoError(fmt::format("npz: {} has dtype {} and shape {}; expected floating point or integers", what,
+                                  a.dtype, to_string(a.shape)));
     }
     return out;
 }

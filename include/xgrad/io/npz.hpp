@@ -49,8 +49,9 @@ std::string npy_to_bytes(const NpyArray& a, const std::string& what);
 void write_npz(const std::string& path, const NpzArchive& arrays);
 
 /// Reads an .npz written by write_npz or by numpy.savez / savez_compressed (stored or
-/// deflated entries). Throws IoError naming the file and what was wrong (missing, truncated,
-/// not a zip, bad CRC, not an .npy, Fortran order, sizes that disagree).
+/// deflated entries; <f4, <f8, <i4, <i8 and |u1 arrays; Fortran-ordered arrays, as
+/// np.savez(w.T) writes, come back in row-major order). Throws IoError naming the file and
+/// what was wrong (missing, truncated, not a zip, bad CRC, not an .npy, sizes that disagree).
 NpzArchive read_npz(const std::string& path);
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename. Throws IoError.
