@@ -485,8 +485,21 @@ TEST_CASE("bad input: checkpoints, archives and saves, second round", "[errors][
     }
     // An SGD checkpoint does not load into Adam.
     optim::Adam adam(model.parameters());
-    expect<IoError>("an SGD checkpoint into Adam", [&] { io::load_checkpoint(good, model, adam); }, {good, "momentum_buffer"});
+    expect<IoError>("an SGD checkpoint into Adam", [&] { io::load_checkpoint(good, model, adam); },
+                    {good, "SGD(momentum=0.9", "Adam(beta1=0.9"});
     CHECK(adam.steps() == 0);
+    // Nor into an SGD with other options, nor (without the type entry, as older checkpoints)
+    // into Adam by its slots alone.
+    optim::SGD other(model.parameters(), {.lr = 0.1, .momentum = 0.5});
+    expect<IoError>("an SGD checkpoint into SGD with another momentum", [&] { io::load_checkpoint(good, model, other); },
+                    {good, "momentum=0.9", "momentum=0.5"});
+    CHECK(other.steps() == 0);
+    const auto untyped = changed("untyped", [&](auto& a) { drop(a, "optim/type"); });
+    expect<IoError>("an untyped SGD checkpoint into Adam", [&] { io::load_checkpoint(untyped, model, adam); },
+                    {untyped, "momentum_buffer"});
+    optim::SGD same(model.parameters(), {.lr = 0.1, .momentum = 0.9});
+    CHECK_NOTHROW(io::load_checkpoint(untyped, model, same));
+    CHECK(same.steps() == 1);
     // Weights files are strict too.
     const std::string weights = "/tmp/xgrad_bad_input_r2.npz";
     model.save(weights);

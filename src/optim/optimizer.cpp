@@ -131,6 +131,7 @@ io::NpzArchive Optimizer::state_as() const {
     const auto& params = typed_params<T>();
     const auto& all = slots<T>();
     io::NpzArchive out;
+    out.emplace_back("type", io::bytes_to_npy(fmt::format("{}({})", name_, options())));
     out.emplace_back("steps", io::to_npy(xt::xarray<double>(static_cast<double>(steps_))));
     out.emplace_back("lr", io::to_npy(xt::xarray<double>(lr_)));
     // Which parameters have their slots (were updated at least once): with it a loader can
@@ -168,6 +169,15 @@ void Optimizer::load_state_as(const io::NpzArchive& state) {
         }
         if (key == "lr") {
             lr_in = scalar(a, "lr");
+            continue;
+        }
+        if (key == "type") {
+            const std::string saved = io::npy_to_bytes(a, name_ + " state 'type'"),
+                              ours = fmt::format("{}({})", name_, options());
+            if (saved != ours)
+                throw IoError(fmt::format("optimizer state: saved by {}, not by this {}; load it into the same "
+                                          "optimizer with the same options",
+                                          saved, ours));
             continue;
         }
         if (key == "stepped") {
@@ -419,5 +429,25 @@ double clip_grad_norm(const std::vector<Tensor64>& params, double max_norm) { re
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
+
+std::string SGD::options() const {
+    return fmt::format("momentum={}, dampening={}, weight_decay={}, nesterov={}", o_.momentum, o_.dampening,
+                       o_.weight_decay, o_.nesterov);
+}
+
+std::string Adagrad::options() const {
+    return fmt::format("lr_decay={}, weight_decay={}, initial_accumulator_value={}, eps={}", o_.lr_decay,
+                       o_.weight_decay, o_.initial_accumulator_value, o_.eps);
+}
+
+std::string RMSprop::options() const {
+    return fmt::format("alpha={}, eps={}, weight_decay={}, momentum={}, centered={}", o_.alpha, o_.eps,
+                       o_.weight_decay, o_.momentum, o_.centered);
+}
+
+std::string Adam::options() const {
+    return fmt::format("beta1={}, beta2={}, eps={}, weight_decay={}, amsgrad={}", o_.beta1, o_.beta2, o_.eps,
+                       o_.weight_decay, o_.amsgrad);
+}
 
 }  // namespace xgrad::optim

@@ -60,7 +60,9 @@ public:
     /// The per-parameter state (momentum buffers, moments) and the step count, named
     /// "<slot>.<parameter index>", for checkpoints.
     io::NpzArchive state() const;
-    /// Restores what state() returned, all or nothing. Throws IoError when `steps` or `lr` is
+    /// Restores what state() returned, all or nothing. Throws IoError when the state was saved
+    /// by another optimizer or with other options (its `type` entry; states without one, from
+    /// before it was recorded, are taken on their slots alone), when `steps` or `lr` is
     /// missing or not a single valid number (steps a whole number >= 0, lr finite and >= 0),
     /// when a slot is not one this optimizer keeps (another optimizer's or other options'
     /// checkpoint), when a parameter has some of its slots but not all, when steps > 0 and no
@@ -68,6 +70,9 @@ public:
     void load_state(const io::NpzArchive& state);
     /// The per-parameter slots update() keeps with these options ("momentum_buffer", ...).
     virtual std::vector<std::string> slot_names() const = 0;
+    /// The hyper-parameters other than lr, as text ("momentum=0.9, dampening=0, ..."): state()
+    /// records them with name(), and load_state() refuses a state saved with others.
+    virtual std::string options() const = 0;
 
 protected:
     /// Updates parameter i (value p, gradient g) at step t (1 for the first step), in the
@@ -137,6 +142,7 @@ public:
     std::vector<std::string> slot_names() const override {
         return o_.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
     }
+    std::string options() const override;
 
 protected:
     template <class T>
@@ -164,6 +170,7 @@ public:
     std::vector<std::string> slot_names() const override {
         return {"sum"};
     }
+    std::string options() const override;
 
 protected:
     template <class T>
@@ -196,6 +203,7 @@ public:
         if (o_.momentum > 0) n.push_back("momentum_buffer");
         return n;
     }
+    std::string options() const override;
 
 protected:
     template <class T>
@@ -227,6 +235,7 @@ public:
         if (o_.amsgrad) n.push_back("max_exp_avg_sq");
         return n;
     }
+    std::string options() const override;
 
 protected:
     template <class T>
