@@ -140,12 +140,11 @@ basic_tensor<T> abs(const basic_tensor<T>& x) {
 
 namespace {
 
-// The factors that route a gradient through a selection: for `a` where take_a(a, b), half at
-// a tie when `ties_halved`, broadcast to the output's shape, as constants.
+// The factors that route a gradient through a selection, as constants broadcast to the
+// output's shape: 1 for `a` where take_a(a, b), half at a tie, 0 elsewhere; b gets the rest.
 template <class T, class Take>
-std::pair<basic_tensor<T>, basic_tensor<T>> selection(const basic_tensor<T>& a, const basic_tensor<T>& b, Take take_a,
-                                                      bool ties_halved) {
-    const xt::xarray<T> fa = xt::where(xt::equal(a.value(), b.value()), ties_halved ? T(0.5) : T(1),
+std::pair<basic_tensor<T>, basic_tensor<T>> selection(const basic_tensor<T>& a, const basic_tensor<T>& b, Take take_a) {
+    const xt::xarray<T> fa = xt::where(xt::equal(a.value(), b.value()), T(0.5),
                                        xt::where(take_a(a.value(), b.value()), T(1), T(0)));
     const xt::xarray<T> fb = T(1) - fa;
     return {basic_tensor<T>(fa), basic_tensor<T>(fb)};
@@ -165,8 +164,8 @@ basic_tensor<T> select(OpKind kind, const basic_tensor<T>& a, const basic_tensor
     y = xt::where(xt::isnan(av), av, xt::where(xt::isnan(bv), bv, y));
     basic_tensor<T> out(std::move(y));
     record(kind, {a, b}, out, [a, b, max](const basic_tensor<T>& gy, auto& grads) {
-        const auto [fa, fb] = max ? selection(a, b, [](const auto& x, const auto& z) { return x > z; }, true)
-                                  : selection(a, b, [](const auto& x, const auto& z) { return x < z; }, true);
+        const auto [fa, fb] = max ? selection(a, b, [](const auto& x, const auto& z) { return x > z; })
+                                  : selection(a, b, [](const auto& x, const auto& z) { return x < z; });
         if (grads.needs(0)) grads.add(0, sum_to(mul(gy, fa), a.shape()));
         if (grads.needs(1)) grads.add(1, sum_to(mul(gy, fb), b.shape()));
     });
