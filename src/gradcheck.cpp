@@ -347,6 +347,7 @@ const std::vector<GradcheckCase>& gradcheck_cases() {
         detail::register_linalg_cases(r);
         detail::register_activation_cases(r);
         detail::register_conv_cases(r);
+        detail::register_conv_transpose_cases(r);
         detail::register_pool_cases(r);
         detail::register_norm_cases(r);
         detail::register_loss_cases(r);

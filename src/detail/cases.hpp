@@ -49,6 +49,7 @@ void register_shape_cases(CaseRegistry& r);
 void register_linalg_cases(CaseRegistry& r);
 void register_activation_cases(CaseRegistry& r);
 void register_conv_cases(CaseRegistry& r);
+void register_conv_transpose_cases(CaseRegistry& r);
 void register_pool_cases(CaseRegistry& r);
 void register_norm_cases(CaseRegistry& r);
 void register_loss_cases(CaseRegistry& r);

@@ -98,6 +98,33 @@ basic_tensor<T> basic_conv2d<T>::forward_without_activation(const Tensor& x) con
 }
 
 template <class T>
+basic_conv_transpose2d<T>::basic_conv_transpose2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel,
+                                                  ConvTranspose2dOptions options, Activation activation,
+                                                  bool use_bias, Init init)
+    : options_(options), activation_(activation) {
+    detail::check_value(in_channels > 0 && out_channels > 0,
+                        "ConvTranspose2D: in_channels and out_channels must be positive, got {} and {}", in_channels,
+                        out_channels);
+    detail::check_value(kernel.h >= 1 && kernel.w >= 1, "ConvTranspose2D: kernel must be at least 1, got {}x{}",
+                        kernel.h, kernel.w);
+    detail::check_value(options.groups >= 1 && in_channels % static_cast<std::size_t>(options.groups) == 0 &&
+                            out_channels % static_cast<std::size_t>(options.groups) == 0,
+                        "ConvTranspose2D: groups {} must divide the input channels {} and the output channels {}",
+                        options.groups, in_channels, out_channels);
+    weight = this->add_parameter(
+        "weight", zeros<T>({static_cast<std::size_t>(kernel.h), static_cast<std::size_t>(kernel.w),
+                            out_channels / static_cast<std::size_t>(options.groups), in_channels}));
+    initialize(weight, init);
+    if (use_bias) bias = this->add_parameter("bias", zeros<T>({out_channels}));
+}
+
+template <class T>
+basic_tensor<T> basic_conv_transpose2d<T>::forward(const Tensor& x) {
+    return activate(bias.defined() ? conv_transpose2d(x, weight, bias, options_) : conv_transpose2d(x, weight, options_),
+                    activation_);
+}
+
+template <class T>
 basic_tensor<T> basic_max_pool2d<T>::forward(const Tensor& x) { return max_pool2d(x, options_); }
 template <class T>
 basic_tensor<T> basic_avg_pool2d<T>::forward(const Tensor& x) { return avg_pool2d(x, options_); }
@@ -154,6 +181,7 @@ basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p
     template basic_tensor<T> activate(const basic_tensor<T>&, Activation);    \
     template class basic_dense<T>;                                             \
     template class basic_conv2d<T>;                                            \
+    template class basic_conv_transpose2d<T>;                                  \
     template class basic_max_pool2d<T>;                                        \
     template class basic_avg_pool2d<T>;                                        \
     template class basic_global_avg_pool2d<T>;                                 \

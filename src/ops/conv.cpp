@@ -13,6 +13,7 @@
 #include "detail/precision.hpp"
 #include "kernels/conv2d.hpp"
 #include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
@@ -184,6 +185,65 @@ basic_tensor<T> conv2d_impl(OpKind kind, const basic_tensor<T>& x, const basic_t
     return out;
 }
 
+// The output extent of a transposed convolution along one axis: the input size of the
+// convolution it transposes whose output has `in` positions (with output_padding rows it cannot
+// reach). Bounded first, so no stride or padding wraps it around.
+std::size_t transposed_extent(std::size_t in, std::size_t kernel, int stride, int dilation, Padding mode,
+                              int before, int after, int out_pad, const char* axis, const std::string& shapes) {
+    detail::check_shape(in >= 1, "conv_transpose2d: x has no {} extent; {}", axis, shapes);
+    detail::check_shape(static_cast<double>(in) * stride + static_cast<double>(kernel) * dilation < 0x1p62,
+                        "conv_transpose2d: the {} output ({} · stride {}) is too large; {}", axis, in, stride, shapes);
+    const auto n = static_cast<long long>(in), s = static_cast<long long>(stride);
+    if (mode == Padding::same) return static_cast<std::size_t>(n * s);
+    const long long ek = static_cast<long long>(dilation) * (static_cast<long long>(kernel) - 1) + 1;
+    const long long full = (n - 1) * s + ek + out_pad;  // before cropping the padding
+    const long long out = full - before - after;
+    detail::check_shape(out >= 1, "conv_transpose2d: the padding ({} + {}) leaves no {} output of {}; {}", before,
+                        after, axis, full, shapes);
+    return static_cast<std::size_t>(out);
+}
+
+// The options of the convolution a transposed one is the adjoint of, and the shape of that
+// convolution's input (the transposed one's output), checked with conv_transpose2d's names.
+std::pair<Conv2dOptions, Shape> transposed_geometry(const Shape& xs, const Shape& ws, const Shape* bs,
+                                                    const ConvTranspose2dOptions& o) {
+    const std::string shapes = fmt::format("x {}, w {}{}", to_string(xs), to_string(ws),
+                                           bs ? ", b " + to_string(*bs) : "");
+    const char* op = "conv_transpose2d";
+    detail::check_shape(xs.size() == 4, "{}: x must be [N, H, W, C]; {}", op, shapes);
+    detail::check_shape(ws.size() == 4, "{}: w must be [KH, KW, F / groups, C]; {}", op, shapes);
+    detail::check_value(o.stride.h >= 1 && o.stride.w >= 1, "{}: stride must be at least 1, got {}x{}; {}", op,
+                        o.stride.h, o.stride.w, shapes);
+    detail::check_value(o.dilation.h >= 1 && o.dilation.w >= 1,
+                        "{}: dilation must be at least 1, got {}x{}; {}", op, o.dilation.h, o.dilation.w, shapes);
+    const auto& p = o.padding;
+    detail::check_value(p.top >= 0 && p.bottom >= 0 && p.left >= 0 && p.right >= 0,
+                        "{}: padding must not be negative, got {{top {}, bottom {}, left {}, right {}}}; {}", op,
+                        p.top, p.bottom, p.left, p.right, shapes);
+    const Size2 op_ = o.output_padding;
+    detail::check_value(op_.h >= 0 && op_.w >= 0 && op_.h < o.stride.h && op_.w < o.stride.w,
+                        "{}: output_padding must be at least 0 and below the stride {}x{}, got {}x{}; {}", op,
+                        o.stride.h, o.stride.w, op_.h, op_.w, shapes);
+    detail::check_value(p.mode != Padding::same || (op_.h == 0 && op_.w == 0),
+                        "{}: output_padding {}x{} with Padding::same (whose output is in · stride); give explicit "
+                        "padding for other sizes; {}", op, op_.h, op_.w, shapes);
+    detail::check_value(o.groups >= 1, "{}: groups must be at least 1, got {}; {}", op, o.groups, shapes);
+    const auto groups = static_cast<std::size_t>(o.groups);
+    const std::size_t c = xs[3], f = ws[2] * groups;
+    detail::check_value(c % groups == 0, "{}: groups {} must divide the input channels {}; {}", op, groups, c,
+                        shapes);
+    detail::check_shape(ws[3] == c, "{}: x has {} channels but w expects {} (w is [KH, KW, F / groups, C]); {}", op,
+                        c, ws[3], shapes);
+    detail::check_shape(ws[0] >= 1 && ws[1] >= 1 && ws[2] >= 1, "{}: w has an empty dimension; {}", op, shapes);
+    detail::check_shape(!bs || (bs->size() == 1 && (*bs)[0] == f), "{}: b must be [F] = [{}]; {}", op, f, shapes);
+    const std::size_t oh = transposed_extent(xs[1], ws[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
+                                             op_.h, "high", shapes);
+    const std::size_t ow = transposed_extent(xs[2], ws[1], o.stride.w, o.dilation.w, p.mode, p.left, p.right,
+                                             op_.w, "wide", shapes);
+    Conv2dOptions conv{o.stride, o.dilation, o.padding, o.groups, o.backward};
+    return {conv, Shape{xs[0], oh, ow, f}};
+}
+
 }  // namespace
 
 void set_default_conv_backward(ConvBackward variant) { g_default_backward = variant; }
@@ -244,6 +304,20 @@ basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>& x, const basic_tensor<
     return weight_grad<T>(x, gy, w_shape, options, nullptr);
 }
 
+template <class T>
+basic_tensor<T> conv_transpose2d(const basic_tensor<T>& x, const basic_tensor<T>& w,
+                                 const ConvTranspose2dOptions& options) {
+    const auto [conv, out_shape] = transposed_geometry(x.shape(), w.shape(), nullptr, options);
+    return conv2d_input_grad(x, w, out_shape, conv);
+}
+
+template <class T>
+basic_tensor<T> conv_transpose2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                                 const ConvTranspose2dOptions& options) {
+    const auto [conv, out_shape] = transposed_geometry(x.shape(), w.shape(), &b.shape(), options);
+    return conv2d_input_grad(x, w, out_shape, conv) + b;
+}
+
 #define XGRAD_INSTANTIATE(T)                                                                            \
     template basic_tensor<T> conv2d_input_grad(const basic_tensor<T>&, const basic_tensor<T>&, const Shape&, \
                                                const Conv2dOptions&);                                   \
@@ -254,7 +328,11 @@ basic_tensor<T> conv2d_weight_grad(const basic_tensor<T>& x, const basic_tensor<
                                     const Conv2dOptions&);                                      \
     template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
     template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
-                                         const Conv2dOptions&);
+                                         const Conv2dOptions&);                                  \
+    template basic_tensor<T> conv_transpose2d(const basic_tensor<T>&, const basic_tensor<T>&,           \
+                                              const ConvTranspose2dOptions&);                     \
+    template basic_tensor<T> conv_transpose2d(const basic_tensor<T>&, const basic_tensor<T>&,           \
+                                              const basic_tensor<T>&, const ConvTranspose2dOptions&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -344,6 +422,45 @@ std::vector<ConvCase> conv_cases() {
     };
 }
 
+struct TransposedCase {
+    const char* name;
+    Shape x, w;
+    bool bias;
+    ConvTranspose2dOptions options;
+};
+
+ConvTranspose2dOptions topts(Size2 stride, PadSpec padding, Size2 output_padding = 0, Size2 dilation = 1,
+                             int groups = 1) {
+    ConvTranspose2dOptions o;
+    o.stride = stride;
+    o.padding = padding;
+    o.output_padding = output_padding;
+    o.dilation = dilation;
+    o.groups = groups;
+    return o;
+}
+
+// Transposed convolutions: upsampling strides with and without output_padding, SAME, dilation,
+// groups, padding wider than the kernel, and 16 channels either side (the kernels' direct paths).
+std::vector<TransposedCase> transposed_cases() {
+    const Padding same = Padding::same, valid = Padding::valid;
+    return {
+        {"2x2 s2 valid (x2 upsampling) batch 2", {2, 3, 3, 3}, {2, 2, 2, 3}, true, topts(2, valid)},
+        {"3x3 s2 pad 1 output_padding 1", {1, 4, 5, 2}, {3, 3, 3, 2}, false, topts(2, 1, 1)},
+        {"3x3 s2 same", {1, 3, 4, 2}, {3, 3, 2, 2}, true, topts(2, same)},
+        {"4x4 s2 pad 1 (DCGAN)", {2, 3, 3, 2}, {4, 4, 2, 2}, true, topts(2, 1)},
+        {"3x3 s1 same one channel", {1, 5, 6, 1}, {3, 3, 3, 1}, false, topts(1, same)},
+        {"3x2 s2x1 explicit {1,0,2,1} output_padding 1x0 dilation 2", {1, 4, 5, 2}, {3, 2, 2, 2}, true,
+         topts({2, 1}, {1, 0, 2, 1}, {1, 0}, 2)},
+        {"3x3 s3 valid output_padding 2", {1, 2, 3, 2}, {3, 3, 2, 2}, false, topts(3, valid, 2)},
+        {"3x3 groups 2 s2", {1, 3, 3, 4}, {3, 3, 3, 4}, true, topts(2, valid, 0, 1, 2)},
+        {"1x1 pad 1 (wider than the kernel)", {1, 4, 4, 2}, {1, 1, 3, 2}, false, topts(1, 1)},
+        {"2x2 s3 pad 2 (wider than the kernel)", {1, 3, 3, 2}, {2, 2, 2, 2}, true, topts(3, 2)},
+        {"3x3 s1 same 16 -> 3 channels", {1, 4, 5, 16}, {3, 3, 3, 16}, true, topts(1, same)},
+        {"3x3 s2 3 -> 16 channels", {1, 3, 3, 3}, {3, 3, 16, 3}, false, topts(2, valid)},
+    };
+}
+
 const char* variant_name(ConvBackward v) { return v == ConvBackward::col2img ? "col2img" : "flipped"; }
 
 }  // namespace
@@ -401,6 +518,50 @@ void register_conv_cases(CaseRegistry& r) {
             if (!rep.passed)
                 rep.message = fmt::format("col2img and flipped differ by {:.3g}; x {}, w {}", rep.max_abs_err,
                                           to_string(c.x), to_string(c.w));
+            return rep;
+        });
+    }
+}
+
+void register_conv_transpose_cases(CaseRegistry& r) {
+    using V = std::vector<Tensor64>;
+    for (const auto& c : transposed_cases()) {
+        std::vector<CaseInput> inputs{{c.x}, {c.w}};
+        if (c.bias) inputs.push_back({{c.w[2] * static_cast<std::size_t>(c.options.groups)}});
+        for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+            ConvTranspose2dOptions o = c.options;
+            o.backward = variant;
+            r.add("conv_transpose2d", fmt::format("{} [{}]", c.name, variant_name(variant)), inputs,
+                  [o](const V& v) {
+                      return v.size() > 2 ? conv_transpose2d(v[0], v[1], v[2], o) : conv_transpose2d(v[0], v[1], o);
+                  });
+        }
+        // The adjoint identity <conv2d(z, w), x> = <z, conv_transpose2d(x, w)> to 1e-12 (float64).
+        const std::string id = fmt::format("conv_transpose2d/{} [adjoint]", c.name);
+        r.add("conv_transpose2d", fmt::format("{} [adjoint of conv2d]", c.name), [c, id](std::uint64_t seed) {
+            NoGradGuard off;
+            const auto v = case_inputs({CaseInput{c.x}, CaseInput{c.w}}, seed, id);
+            const Tensor64 t = conv_transpose2d(v[0], v[1], c.options);
+            const auto z = case_inputs({CaseInput{t.shape()}}, seed, id + "/z")[0];
+            const Conv2dOptions o{c.options.stride, c.options.dilation, c.options.padding, c.options.groups, {}};
+            const Tensor64 y = conv2d(z, v[1], o);
+            GradcheckReport rep;
+            if (y.shape() != c.x) {
+                rep.message = fmt::format("conv2d of the transposed output {} has shape {}, not x {}",
+                                          to_string(t.shape()), to_string(y.shape()), to_string(c.x));
+                return rep;
+            }
+            double lhs = 0, rhs = 0, scale = 0;
+            for (std::size_t k = 0; k < y.size(); ++k) {
+                lhs += y.value().data()[k] * v[0].value().data()[k];
+                scale += std::abs(y.value().data()[k] * v[0].value().data()[k]);
+            }
+            for (std::size_t k = 0; k < t.size(); ++k) rhs += z.value().data()[k] * t.value().data()[k];
+            rep.max_abs_err = std::abs(lhs - rhs);
+            rep.passed = rep.max_abs_err <= 1e-12 * std::max(1.0, scale);
+            if (!rep.passed)
+                rep.message = fmt::format("<conv2d(z, w), x> = {} but <z, conv_transpose2d(x, w)> = {}; x {}, w {}",
+                                          lhs, rhs, to_string(c.x), to_string(c.w));
             return rep;
         });
     }

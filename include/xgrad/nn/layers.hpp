@@ -62,6 +62,32 @@ private:
 using Conv2D = basic_conv2d<float>;
 using Conv2D64 = basic_conv2d<double>;
 
+/// Transposed 2-D convolution layer (PyTorch's nn.ConvTranspose2d), NHWC: x [N, H, W, in_channels]
+/// -> [N, OH, OW, out_channels], sizes as conv_transpose2d gives them (`{.stride = 2}` with a 2x2
+/// kernel doubles H and W). W [KH, KW, out_channels / groups, in_channels] ("weight") starts
+/// He-uniform over KH·KW·out_channels / groups (the fan-in PyTorch computes for it), b
+/// [out_channels] ("bias") at zero. Throws ValueError for empty channels or kernel, or groups
+/// not dividing both channel counts.
+template <class T>
+class basic_conv_transpose2d : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    basic_conv_transpose2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel,
+                           ConvTranspose2dOptions options = {}, Activation activation = Activation::none,
+                           bool bias = true, Init init = Init::he_uniform);
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "ConvTranspose2D"; }
+
+    Tensor weight, bias;
+
+private:
+    ConvTranspose2dOptions options_;
+    Activation activation_;
+};
+using ConvTranspose2D = basic_conv_transpose2d<float>;
+using ConvTranspose2D64 = basic_conv_transpose2d<double>;
+
 /// max_pool2d as a layer.
 template <class T>
 class basic_max_pool2d : public basic_module<T> {

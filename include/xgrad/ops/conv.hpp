@@ -82,6 +82,48 @@ template <class T>
 basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
                             const Conv2dOptions& options = {});
 
+/// Options of conv_transpose2d: those of the convolution it transposes (stride, dilation,
+/// padding, groups, and the input-gradient variant that computes its forward pass), plus
+/// output_padding.
+struct ConvTranspose2dOptions {
+    Size2 stride = 1;
+    Size2 dilation = 1;
+    /// The padding of the convolution this op transposes: explicit amounts are cropped from the
+    /// output's border (PyTorch's `padding`); Padding::same gives out = in · stride
+    /// (TensorFlow's conv2d_transpose with SAME); Padding::valid crops nothing.
+    PadSpec padding = Padding::valid;
+    /// Rows (columns) added at the bottom (right) of the output, which receive only the bias;
+    /// it tells apart the input sizes that a strided convolution maps to the same output.
+    /// Must be below the stride. Deliberate difference from PyTorch, which also allows values
+    /// below the dilation: here output_padding >= stride is refused, and with Padding::same it
+    /// must be 0.
+    Size2 output_padding = 0;
+    int groups = 1;
+    /// The variant of the conv's input gradient that computes the forward pass; unset means
+    /// default_conv_backward().
+    std::optional<ConvBackward> backward{};
+};
+
+/// Transposed 2-D convolution ("deconvolution"), NHWC: x [N, H, W, C] and
+/// w [KH, KW, F / groups, C] -> [N, OH, OW, F] with, per axis,
+/// OH = (H - 1)·stride - pad_top - pad_bottom + dilation·(KH - 1) + 1 + output_padding
+/// (OH = H·stride with Padding::same). It is the adjoint of conv2d with the same options
+/// mapping F channels to C: ⟨conv2d(z, w), x⟩ = ⟨z, conv_transpose2d(x, w)⟩; w is that
+/// convolution's weight, so PyTorch's ConvTranspose2d weight [C, F / groups, KH, KW] loads
+/// permuted (2, 3, 1, 0), as a Conv2d weight does. Computed by conv2d_input_grad, whose
+/// rules make it differentiable to any order.
+/// `xgrad::conv_transpose2d(z, w, b, {.stride = 2, .padding = 1, .output_padding = 1})`.
+/// Throws ShapeError (ranks, channels, an empty spatial input, an output smaller than one
+/// pixel) and ValueError (stride, dilation or groups below 1, negative padding,
+/// output_padding not below the stride), naming every shape.
+template <class T>
+basic_tensor<T> conv_transpose2d(const basic_tensor<T>& x, const basic_tensor<T>& w,
+                                 const ConvTranspose2dOptions& options = {});
+/// The same, plus a bias b [F] added to every output position.
+template <class T>
+basic_tensor<T> conv_transpose2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                                 const ConvTranspose2dOptions& options = {});
+
 /// The gradient of conv2d with respect to its input, as an op: dx [N, H, W, C] = the
 /// transposed convolution of gy [N, OH, OW, F] with w, for an input of shape `x_shape` and the
 /// same options (options.backward chooses the variant). Linear in gy and in w; its own
