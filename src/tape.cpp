@@ -36,7 +36,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "conv2d_relu", "linear_relu", "relu_max_pool2d",
     "erf", "gelu", "gelu_tanh", "silu", "elu", "softplus", "hardswish",
     "maximum", "minimum", "clamp", "where",
-    "layer_norm",
+    "layer_norm", "group_norm",
 };
 
 thread_local bool t_grad_enabled = true;

@@ -88,3 +88,77 @@ TEST_CASE("layer_norm: nn::LayerNorm holds weight and bias, trains in Sequential
     loss.backward();
     for (const auto& p : model.parameters()) CHECK(p.has_grad());
 }
+
+TEST_CASE("group_norm: each (sample, group) normalised over positions and its channels, affine per channel",
+          "[norm]") {
+    xgrad::manual_seed(5);
+    const auto x = xgrad::randn<double>({2, 3, 4, 6});
+    const auto w = xgrad::randn<double>({6}), b = xgrad::randn<double>({6});
+    const auto y = xgrad::group_norm(x, 3, w, b);
+    // the definition: groups of two consecutive channels, biased variance, eps 1e-5
+    xt::xarray<double> expect = xt::zeros<double>(x.shape());
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t g = 0; g < 3; ++g) {
+            double s = 0, ss = 0;
+            for (std::size_t p = 0; p < 12; ++p)
+                for (std::size_t j = 2 * g; j < 2 * g + 2; ++j) s += x.value()(i, p / 4, p % 4, j);
+            const double m = s / 24;
+            for (std::size_t p = 0; p < 12; ++p)
+                for (std::size_t j = 2 * g; j < 2 * g + 2; ++j) ss += std::pow(x.value()(i, p / 4, p % 4, j) - m, 2);
+            for (std::size_t p = 0; p < 12; ++p)
+                for (std::size_t j = 2 * g; j < 2 * g + 2; ++j)
+                    expect(i, p / 4, p % 4, j) =
+                        (x.value()(i, p / 4, p % 4, j) - m) / std::sqrt(ss / 24 + 1e-5) * w.value()(j) + b.value()(j);
+        }
+    CHECK(array_diff(y.value(), expect, 1e-12) == "");
+    // one group is layer_norm over everything but the batch; one group per channel is instance_norm
+    CHECK(array_diff(xgrad::group_norm(x, 1).value(), xgrad::layer_norm(x, {3, 4, 6}).value(), 1e-12) == "");
+    CHECK(array_diff(xgrad::group_norm(x, 6, w, b).value(), xgrad::instance_norm(x, w, b).value(), 1e-12) == "");
+    // float32 keeps x̂'s digits under a large mean
+    const xgrad::Tensor xf(xt::xarray<float>(x.value() * 1e-3 + 1000.0));
+    const Tensor64 xd(xt::xarray<double>(xt::xarray<float>(x.value() * 1e-3 + 1000.0)));
+    CHECK(array_diff(xt::xarray<double>(xgrad::group_norm(xf, 3, 1e-12).value()), xgrad::group_norm(xd, 3, 1e-12).value(),
+                     2e-3) == "");
+}
+
+TEST_CASE("group_norm: typed errors naming the op and every shape; empty batches", "[norm][errors]") {
+    const auto x = xgrad::zeros<double>({2, 3, 3, 6});
+    REQUIRE_THROWS_WITH(xgrad::group_norm(x, 4), Contains("group_norm: groups must divide the channels 6") &&
+                                                     Contains("x [2, 3, 3, 6], groups 4"));
+    REQUIRE_THROWS_AS(xgrad::group_norm(x, 0), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::group_norm(x, 3, xgrad::ones<double>({3}), xgrad::zeros<double>({3})),
+                        Contains("weight and bias must be [C] = [6]") && Contains("weight [3], bias [3]"));
+    REQUIRE_THROWS_AS(xgrad::group_norm(xgrad::zeros<double>({6}), 3), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::group_norm(x, 3, -1.0), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::instance_norm(xgrad::zeros<double>({2, 3, 0})), Contains("instance_norm"));
+    CHECK(xgrad::group_norm(xgrad::zeros<double>({0, 3, 3, 6}), 3).shape() == xgrad::Shape{0, 3, 3, 6});
+    // a constant group normalises to zero, not NaN
+    const auto y = xgrad::group_norm(xgrad::ones<double>({1, 2, 2, 4}), 2);
+    CHECK(array_diff(y.value(), xt::zeros<double>({1, 2, 2, 4})) == "");
+}
+
+TEST_CASE("group_norm: nn::GroupNorm and nn::InstanceNorm hold PyTorch's parameters and train in Sequential",
+          "[norm][nn]") {
+    xgrad::nn::GroupNorm gn(4, 8);
+    CHECK(gn.named_parameters().size() == 2);
+    CHECK(gn.weight.shape() == xgrad::Shape{8});
+    CHECK(xgrad::nn::GroupNorm(2, 8, 1e-5, false).parameters().empty());
+    CHECK(xgrad::nn::InstanceNorm(8).parameters().empty());  // PyTorch's default: affine = false
+    CHECK(xgrad::nn::InstanceNorm(8, 1e-5, true).parameters().size() == 2);
+    REQUIRE_THROWS_AS(xgrad::nn::GroupNorm(3, 8), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::nn::InstanceNorm(0), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::nn::InstanceNorm(8)(xgrad::zeros({1, 2, 2, 4})), Contains("InstanceNorm") &&
+                                                                                  Contains("[1, 2, 2, 4]"));
+    xgrad::manual_seed(3);
+    xgrad::nn::Sequential model({5, 5, 2});
+    model.add(xgrad::nn::Conv2D(2, 8, 3, {.padding = xgrad::Padding::same}))
+        .add(xgrad::nn::GroupNorm(4, 8))
+        .add(xgrad::nn::InstanceNorm(8, 1e-5, true))
+        .add(xgrad::nn::Flatten())
+        .add(xgrad::nn::Dense(200, 2));
+    const auto s = model.summary(false);
+    CHECK_THAT(s, Contains("GroupNorm") && Contains("InstanceNorm"));
+    auto loss = xgrad::sum(xgrad::square(model.forward(xgrad::randn<float>({3, 5, 5, 2}))));
+    loss.backward();
+    for (const auto& p : model.parameters()) CHECK(p.has_grad());
+}

@@ -32,7 +32,7 @@ enum class OpKind {
     conv2d_relu, linear_relu, relu_max_pool2d,
     erf, gelu, gelu_tanh, silu, elu, softplus, hardswish,
     maximum, minimum, clamp, where,
-    layer_norm,
+    layer_norm, group_norm,
     count_
 };
 

@@ -170,6 +170,41 @@ basic_tensor<T> basic_layer_norm<T>::forward(const Tensor& x) {
 }
 
 template <class T>
+basic_group_norm<T>::basic_group_norm(std::size_t num_groups, std::size_t channels, double eps, bool affine)
+    : groups_(num_groups), eps_(eps) {
+    detail::check_value(num_groups > 0 && channels > 0 && channels % num_groups == 0,
+                        "GroupNorm: num_groups {} must be positive and divide the channels {}", num_groups, channels);
+    detail::check_value(eps > 0 && std::isfinite(eps), "GroupNorm: eps must be positive, got {}", eps);
+    if (affine) {
+        weight = this->add_parameter("weight", ones<T>({channels}));
+        bias = this->add_parameter("bias", zeros<T>({channels}));
+    }
+}
+
+template <class T>
+basic_tensor<T> basic_group_norm<T>::forward(const Tensor& x) {
+    return weight.defined() ? group_norm(x, groups_, weight, bias, eps_) : group_norm(x, groups_, eps_);
+}
+
+template <class T>
+basic_instance_norm<T>::basic_instance_norm(std::size_t channels, double eps, bool affine)
+    : channels_(channels), eps_(eps) {
+    detail::check_value(channels > 0, "InstanceNorm: channels must be positive, got {}", channels);
+    detail::check_value(eps > 0 && std::isfinite(eps), "InstanceNorm: eps must be positive, got {}", eps);
+    if (affine) {
+        weight = this->add_parameter("weight", ones<T>({channels}));
+        bias = this->add_parameter("bias", zeros<T>({channels}));
+    }
+}
+
+template <class T>
+basic_tensor<T> basic_instance_norm<T>::forward(const Tensor& x) {
+    detail::check_shape(x.dim() >= 2 && x.shape().back() == channels_,
+                        "InstanceNorm: x must be [N, ..., {}] (the layer's channels), got x {}", channels_, x.shape());
+    return weight.defined() ? instance_norm(x, weight, bias, eps_) : instance_norm(x, eps_);
+}
+
+template <class T>
 basic_dropout<T>::basic_dropout(double p) : p_(p) {
     detail::check_value(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got {}", p);
 }
@@ -187,6 +222,8 @@ basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p
     template class basic_global_avg_pool2d<T>;                                 \
     template class basic_batch_norm<T>;                                        \
     template class basic_layer_norm<T>;                                        \
+    template class basic_group_norm<T>;                                        \
+    template class basic_instance_norm<T>;                                     \
     template class basic_dropout<T>;                                           \
     template class basic_flatten<T>;                                           \
     template class basic_activation_layer<T>;

@@ -170,6 +170,82 @@ basic_tensor<T> layer_norm_impl(const basic_tensor<T>& x, const Shape& normalize
     return out;
 }
 
+// group_norm over x [N, S..., C] viewed as [N, S, G, C / G]: one mean and variance per (n, g).
+template <class T>
+basic_tensor<T> group_norm_impl(const char* op, const basic_tensor<T>& x, std::size_t groups,
+                                const basic_tensor<T>* weight, const basic_tensor<T>* bias, double eps) {
+    const std::string shapes = fmt::format("x {}, groups {}{}", to_string(x.shape()), groups,
+                                           weight ? fmt::format(", weight {}, bias {}", to_string(weight->shape()),
+                                                                to_string(bias->shape()))
+                                                  : "");
+    detail::check_shape(x.dim() >= 2, "{}: x must be [N, ..., C]; {}", op, shapes);
+    const std::size_t n = x.shape()[0], c = x.shape().back();
+    detail::check_value(groups >= 1 && c % groups == 0, "{}: groups must divide the channels {}; {}", op, c, shapes);
+    detail::check_shape(!weight || (weight->shape() == Shape{c} && bias->shape() == Shape{c}),
+                        "{}: weight and bias must be [C] = [{}]; {}", op, c, shapes);
+    detail::check_value(eps > 0 && std::isfinite(eps), "{}: eps must be positive and finite, got {}; {}", op, eps,
+                        shapes);
+    const std::size_t cg = c / groups, sp = n && c ? x.size() / (n * c) : 0, per = sp * cg;
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* xv = x.value().data();
+    const T* gw = weight ? weight->value().data() : nullptr;
+    const T* gb = bias ? bias->value().data() : nullptr;
+#pragma omp parallel for schedule(static) if (x.size() > static_cast<std::size_t>(detail::kParallelElements))
+    for (std::ptrdiff_t ii = 0; ii < static_cast<std::ptrdiff_t>(n); ++ii) {
+        const std::size_t i = static_cast<std::size_t>(ii);
+        const T* xi = xv + i * sp * c;
+        std::vector<double> mean(groups, 0), ss(groups, 0);
+        for (std::size_t k = 0; k < sp * c; k += c)
+            for (std::size_t j = 0; j < c; ++j) mean[j / cg] += xi[k + j];
+        for (auto& m : mean) m /= static_cast<double>(per);
+        for (std::size_t k = 0; k < sp * c; k += c)
+            for (std::size_t j = 0; j < c; ++j) {
+                const double dv = xi[k + j] - mean[j / cg];
+                ss[j / cg] += dv * dv;
+            }
+        // Per channel: y = (x - mean)·scale + shift, the affine folded into scale and shift, in
+        // double (a mean rounded to float32 would shift x̂ by a fraction of a small deviation).
+        std::vector<double> centre(c), scale(c), shift(c);
+        for (std::size_t j = 0; j < c; ++j) {
+            const std::size_t g = j / cg;
+            const double inv = 1.0 / std::sqrt(ss[g] / static_cast<double>(per) + eps);  // biased variance
+            centre[j] = mean[g];
+            scale[j] = gw ? inv * gw[j] : inv;
+            shift[j] = gb ? gb[j] : 0.0;
+        }
+        T* yi = y.data() + i * sp * c;
+        for (std::size_t k = 0; k < sp * c; k += c)
+            for (std::size_t j = 0; j < c; ++j)
+                yi[k + j] = static_cast<T>((xi[k + j] - centre[j]) * scale[j] + shift[j]);
+    }
+    basic_tensor<T> out(std::move(y));
+    auto backward = [x, n, sp, groups, cg, affine = weight != nullptr, w = weight ? *weight : basic_tensor<T>(),
+                     eps = static_cast<T>(eps)](const basic_tensor<T>& gy, auto& grads) {
+        // Per (n, g) of x [N, S, G, Cg], as layer_norm's rule per row (the statistics recomputed
+        // as ops): dx = inv·(gx̂ - mean(gx̂) - x̂·mean(gx̂·x̂)) with gx̂ = gy·weight; dweight =
+        // Σ gy·x̂ and dbias = Σ gy over N and S.
+        const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
+        const std::vector<std::ptrdiff_t> view{d(n), d(sp), d(groups), d(cg)};
+        const auto x4 = reshape(x, view);
+        const auto g4 = reshape(gy, view);
+        const auto centred = x4 - xgrad::mean(x4, {1, 3}, true);
+        const auto inv = pow(xgrad::mean(square(centred), {1, 3}, true) + eps, T(-0.5));
+        const auto xhat = centred * inv;
+        const std::vector<std::ptrdiff_t> channels{d(groups * cg)};
+        if (affine && grads.needs(1)) grads.add(1, reshape(sum(g4 * xhat, {0, 1}), channels));
+        if (affine && grads.needs(2)) grads.add(2, reshape(sum(g4, {0, 1}), channels));
+        if (!grads.needs(0)) return;
+        const auto gh = affine ? g4 * reshape(w, {1, 1, d(groups), d(cg)}) : g4;
+        const auto dx = inv * (gh - xgrad::mean(gh, {1, 3}, true) - xhat * xgrad::mean(gh * xhat, {1, 3}, true));
+        grads.add(0, reshape(dx, detail::dims(x.shape())));
+    };
+    if (weight)
+        record(OpKind::group_norm, {x, *weight, *bias}, out, std::move(backward));
+    else
+        record(OpKind::group_norm, {x}, out, std::move(backward));
+    return out;
+}
+
 }  // namespace
 
 template <class T>
@@ -181,6 +257,28 @@ template <class T>
 basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, const basic_tensor<T>& weight,
                            const basic_tensor<T>& bias, double eps) {
     return layer_norm_impl<T>(x, normalized_shape, &weight, &bias, eps);
+}
+
+template <class T>
+basic_tensor<T> group_norm(const basic_tensor<T>& x, std::size_t num_groups, double eps) {
+    return group_norm_impl<T>("group_norm", x, num_groups, nullptr, nullptr, eps);
+}
+
+template <class T>
+basic_tensor<T> group_norm(const basic_tensor<T>& x, std::size_t num_groups, const basic_tensor<T>& weight,
+                           const basic_tensor<T>& bias, double eps) {
+    return group_norm_impl<T>("group_norm", x, num_groups, &weight, &bias, eps);
+}
+
+template <class T>
+basic_tensor<T> instance_norm(const basic_tensor<T>& x, double eps) {
+    return group_norm_impl<T>("instance_norm", x, x.dim() ? x.shape().back() : 0, nullptr, nullptr, eps);
+}
+
+template <class T>
+basic_tensor<T> instance_norm(const basic_tensor<T>& x, const basic_tensor<T>& weight, const basic_tensor<T>& bias,
+                              double eps) {
+    return group_norm_impl<T>("instance_norm", x, x.dim() ? x.shape().back() : 0, &weight, &bias, eps);
 }
 
 template <class T>
@@ -206,7 +304,13 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double p, bool training) {
     template basic_tensor<T> dropout(const basic_tensor<T>&, double, bool);                                     \
     template basic_tensor<T> layer_norm(const basic_tensor<T>&, const Shape&, double);                          \
     template basic_tensor<T> layer_norm(const basic_tensor<T>&, const Shape&, const basic_tensor<T>&,          \
-                                        const basic_tensor<T>&, double);
+                                        const basic_tensor<T>&, double);                                        \
+    template basic_tensor<T> group_norm(const basic_tensor<T>&, std::size_t, double);                           \
+    template basic_tensor<T> group_norm(const basic_tensor<T>&, std::size_t, const basic_tensor<T>&,            \
+                                        const basic_tensor<T>&, double);                                        \
+    template basic_tensor<T> instance_norm(const basic_tensor<T>&, double);                                     \
+    template basic_tensor<T> instance_norm(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
+                                           double);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -234,6 +338,16 @@ void register_norm_cases(CaseRegistry& r) {
           [](const V& v) { return layer_norm(v[0], {2, 4}, v[1], v[2]); });
     r.add(OpKind::layer_norm, "[4,6] no affine, eps 1e-3", {{{4, 6}, -2.0, 2.0}},
           [](const V& v) { return layer_norm(v[0], {6}, 1e-3); });
+    r.add(OpKind::group_norm, "NHWC [2,3,2,6] in 3 groups, affine", {{{2, 3, 2, 6}, -2.0, 2.0}, {{6}, 0.5, 1.5}, {{6}}},
+          [](const V& v) { return group_norm(v[0], 3, v[1], v[2]); });
+    r.add(OpKind::group_norm, "[3,4] (no spatial axes) in 2 groups, no affine, eps 1e-3", {{{3, 4}, -2.0, 2.0}},
+          [](const V& v) { return group_norm(v[0], 2, 1e-3); });
+    r.add(OpKind::group_norm, "[2,5,4] in 1 group (layer norm over S and C), affine",
+          {{{2, 5, 4}, -2.0, 2.0}, {{4}, 0.5, 1.5}, {{4}}}, [](const V& v) { return group_norm(v[0], 1, v[1], v[2]); });
+    r.add(OpKind::group_norm, "instance_norm NHWC [2,3,3,2], affine", {{{2, 3, 3, 2}, -2.0, 2.0}, {{2}, 0.5, 1.5}, {{2}}},
+          [](const V& v) { return instance_norm(v[0], v[1], v[2]); });
+    r.add(OpKind::group_norm, "instance_norm [1,4,3,3], no affine", {{{1, 4, 3, 3}, -2.0, 2.0}},
+          [](const V& v) { return instance_norm(v[0]); });
     r.add(OpKind::dropout, "p 0.3, seeded, training", {{{4, 5}}}, [](const V& v) {
         manual_seed(7);  // the same mask on every evaluation
         return dropout(v[0], 0.3, true);

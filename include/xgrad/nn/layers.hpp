@@ -174,6 +174,48 @@ private:
 using LayerNorm = basic_layer_norm<float>;
 using LayerNorm64 = basic_layer_norm<double>;
 
+/// group_norm as a layer (PyTorch's nn.GroupNorm, NHWC): num_groups groups of the last
+/// axis's channels; "weight" (ones) and "bias" (zeros) [channels] when affine. The same in
+/// training and eval mode (no running statistics). Throws ValueError unless num_groups divides
+/// channels.
+template <class T>
+class basic_group_norm : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    basic_group_norm(std::size_t num_groups, std::size_t channels, double eps = 1e-5, bool affine = true);
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "GroupNorm"; }
+
+    Tensor weight, bias;
+
+private:
+    std::size_t groups_;
+    double eps_;
+};
+using GroupNorm = basic_group_norm<float>;
+using GroupNorm64 = basic_group_norm<double>;
+
+/// instance_norm as a layer (PyTorch's nn.InstanceNorm2d without running statistics, whose
+/// default is also affine = false): each sample's channel normalised over its positions.
+template <class T>
+class basic_instance_norm : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_instance_norm(std::size_t channels, double eps = 1e-5, bool affine = false);
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "InstanceNorm"; }
+
+    Tensor weight, bias;
+
+private:
+    std::size_t channels_;
+    double eps_;
+};
+using InstanceNorm = basic_instance_norm<float>;
+using InstanceNorm64 = basic_instance_norm<double>;
+
 /// Inverted dropout in training mode, the identity in eval mode. Throws ValueError unless
 /// 0 <= p < 1.
 template <class T>

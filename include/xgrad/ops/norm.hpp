@@ -26,6 +26,26 @@ template <class T>
 basic_tensor<T> layer_norm(const basic_tensor<T>& x, const Shape& normalized_shape, const basic_tensor<T>& weight,
                            const basic_tensor<T>& bias, double eps = 1e-5);
 
+/// Group normalisation, as PyTorch's F.group_norm on NHWC: the channels of x [N, ..., C] fall
+/// into num_groups groups of C / num_groups consecutive channels, and each (sample, group) is
+/// normalised over its spatial positions and channels with its own mean and biased variance;
+/// y = x̂ (· weight + bias, both [C], per channel). `xgrad::group_norm(x, 8, w, b)` for x
+/// [N, H, W, 32]. Throws ShapeError (x of rank below 2, weight / bias not [C]) and ValueError
+/// (num_groups not dividing C, eps <= 0).
+template <class T>
+basic_tensor<T> group_norm(const basic_tensor<T>& x, std::size_t num_groups, double eps = 1e-5);
+template <class T>
+basic_tensor<T> group_norm(const basic_tensor<T>& x, std::size_t num_groups, const basic_tensor<T>& weight,
+                           const basic_tensor<T>& bias, double eps = 1e-5);
+
+/// Instance normalisation, as PyTorch's F.instance_norm without running statistics: group_norm
+/// with one group per channel (each sample's channel normalised over its spatial positions).
+template <class T>
+basic_tensor<T> instance_norm(const basic_tensor<T>& x, double eps = 1e-5);
+template <class T>
+basic_tensor<T> instance_norm(const basic_tensor<T>& x, const basic_tensor<T>& weight, const basic_tensor<T>& bias,
+                              double eps = 1e-5);
+
 /// Inverted dropout: in training, zeroes each element with probability p (drawn from the
 /// manual_seed generator) and scales the rest by 1 / (1 - p); the identity otherwise.
 /// Throws ValueError unless 0 <= p < 1.
