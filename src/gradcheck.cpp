@@ -351,6 +351,7 @@ const std::vector<GradcheckCase>& gradcheck_cases() {
         detail::register_pool_cases(r);
         detail::register_norm_cases(r);
         detail::register_loss_cases(r);
+        detail::register_index_cases(r);
         return r.take();
     }();
     return cases;

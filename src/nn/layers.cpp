@@ -9,6 +9,7 @@
 #include "xgrad/ops/conv.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/linalg.hpp"
+#include "xgrad/ops/index.hpp"
 #include "xgrad/ops/norm.hpp"
 #include "xgrad/ops/shape.hpp"
 
@@ -170,6 +171,28 @@ basic_tensor<T> basic_layer_norm<T>::forward(const Tensor& x) {
 }
 
 template <class T>
+basic_embedding<T>::basic_embedding(std::size_t num_embeddings, std::size_t dim, std::optional<std::ptrdiff_t> padding_idx)
+    : padding_idx_(padding_idx) {
+    detail::check_value(num_embeddings > 0 && dim > 0, "Embedding: num_embeddings and dim must be positive, got {} and {}",
+                        num_embeddings, dim);
+    const auto v = static_cast<std::ptrdiff_t>(num_embeddings);
+    detail::check_value(!padding_idx || (*padding_idx >= -v && *padding_idx < v),
+                        "Embedding: padding_idx {} is outside [-{}, {})", padding_idx.value_or(0), num_embeddings,
+                        num_embeddings);
+    weight = this->add_parameter("weight", randn<T>({num_embeddings, dim}));
+    if (padding_idx) {
+        const auto row = static_cast<std::size_t>(*padding_idx < 0 ? *padding_idx + v : *padding_idx);
+        T* w = weight.mutable_value().data();
+        std::fill(w + row * dim, w + (row + 1) * dim, T(0));
+    }
+}
+
+template <class T>
+basic_tensor<T> basic_embedding<T>::forward(const Tensor& indices) {
+    return embedding(indices, weight, padding_idx_);
+}
+
+template <class T>
 basic_group_norm<T>::basic_group_norm(std::size_t num_groups, std::size_t channels, double eps, bool affine)
     : groups_(num_groups), eps_(eps) {
     detail::check_value(num_groups > 0 && channels > 0 && channels % num_groups == 0,
@@ -223,6 +246,7 @@ basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p
     template class basic_batch_norm<T>;                                        \
     template class basic_layer_norm<T>;                                        \
     template class basic_group_norm<T>;                                        \
+    template class basic_embedding<T>;                                         \
     template class basic_instance_norm<T>;                                     \
     template class basic_dropout<T>;                                           \
     template class basic_flatten<T>;                                           \

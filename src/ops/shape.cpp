@@ -178,6 +178,54 @@ basic_tensor<T> slice(const basic_tensor<T>& x, std::ptrdiff_t axis_in, std::siz
     return out;
 }
 
+template <class T>
+basic_tensor<T> stack(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis_in) {
+    detail::check_value(!xs.empty(), "stack: no tensors to join");
+    std::string shapes;
+    for (const auto& x : xs) shapes += (shapes.empty() ? "" : ", ") + to_string(x.shape());
+    const Shape& first = xs[0].shape();
+    for (const auto& x : xs)
+        detail::check_shape(x.shape() == first, "stack: every tensor must have the same shape; {}", shapes);
+    const auto n = static_cast<std::ptrdiff_t>(first.size());
+    detail::check_shape(axis_in >= -(n + 1) && axis_in <= n, "stack: axis {} is out of range for a new axis of {}; {}",
+                        axis_in, to_string(first), shapes);
+    const auto axis = static_cast<std::size_t>(axis_in < 0 ? axis_in + n + 1 : axis_in);
+    // Each input with a new axis of size 1, joined along it.
+    std::vector<std::ptrdiff_t> unsqueezed = detail::dims(first);
+    unsqueezed.insert(unsqueezed.begin() + static_cast<std::ptrdiff_t>(axis), 1);
+    std::vector<basic_tensor<T>> parts;
+    parts.reserve(xs.size());
+    for (const auto& x : xs) parts.push_back(reshape(x, unsqueezed));
+    return concat(parts, static_cast<std::ptrdiff_t>(axis));
+}
+
+template <class T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,
+                                   std::ptrdiff_t axis_in) {
+    const std::size_t axis = detail::normalize_axis("split", axis_in, x.shape());
+    std::size_t total = 0;
+    for (auto s : sizes) total += s;
+    detail::check_shape(total == x.shape()[axis], "split: sizes {} add up to {}, not axis {}'s {}; x {}",
+                        to_string(Shape(sizes.begin(), sizes.end())), total, axis, x.shape()[axis], x.shape());
+    std::vector<basic_tensor<T>> parts;
+    std::size_t at = 0;
+    for (auto s : sizes) {
+        parts.push_back(slice(x, static_cast<std::ptrdiff_t>(axis), at, s));
+        at += s;
+    }
+    return parts;
+}
+
+template <class T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, std::size_t split_size, std::ptrdiff_t axis_in) {
+    const std::size_t axis = detail::normalize_axis("split", axis_in, x.shape());
+    const std::size_t n = x.shape()[axis];
+    detail::check_value(split_size > 0 || n == 0, "split: split_size must be positive, got 0; x {}", x.shape());
+    std::vector<std::size_t> sizes;
+    for (std::size_t at = 0; at < n; at += split_size) sizes.push_back(std::min(split_size, n - at));
+    return split(x, sizes, axis_in);
+}
+
 #define XGRAD_INSTANTIATE(T)                                                                   \
     template basic_tensor<T> broadcast_to(const basic_tensor<T>&, const Shape&);               \
     template basic_tensor<T> slice(const basic_tensor<T>&, std::ptrdiff_t, std::size_t, std::size_t); \
@@ -186,7 +234,11 @@ basic_tensor<T> slice(const basic_tensor<T>& x, std::ptrdiff_t axis_in, std::siz
     template basic_tensor<T> permute(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&); \
     template basic_tensor<T> transpose(const basic_tensor<T>&, std::ptrdiff_t, std::ptrdiff_t); \
     template basic_tensor<T> transpose(const basic_tensor<T>&);                                \
-    template basic_tensor<T> concat(const std::vector<basic_tensor<T>>&, std::ptrdiff_t);
+    template basic_tensor<T> concat(const std::vector<basic_tensor<T>>&, std::ptrdiff_t);            \
+    template basic_tensor<T> stack(const std::vector<basic_tensor<T>>&, std::ptrdiff_t);             \
+    template std::vector<basic_tensor<T>> split(const basic_tensor<T>&, const std::vector<std::size_t>&, \
+                                                std::ptrdiff_t);                                   \
+    template std::vector<basic_tensor<T>> split(const basic_tensor<T>&, std::size_t, std::ptrdiff_t);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -208,6 +260,17 @@ void register_shape_cases(CaseRegistry& r) {
     r.add(OpKind::concat, "axis -1", {{{2, 2}}, {{2, 3}}}, [](const V& v) { return concat(V{v[0], v[1]}, -1); });
     r.add(OpKind::broadcast_to, "[3,1] -> [2,3,4]", {{{3, 1}}}, [](const V& v) { return broadcast_to(v[0], {2, 3, 4}); });
     r.add(OpKind::broadcast_to, "[] -> [2,3]", {{{}}}, [](const V& v) { return broadcast_to(v[0], {2, 3}); });
+    r.add("stack", "three [2,3] along a new axis 1", {{{2, 3}}, {{2, 3}}, {{2, 3}}},
+          [](const V& v) { return stack(V{v[0], v[1], v[2]}, 1); });
+    r.add("stack", "two [3] along a new last axis (-1)", {{{3}}, {{3}}}, [](const V& v) { return stack(V{v[0], v[1]}, -1); });
+    r.add("split", "[5,2] into {2, 3} along 0, recombined", {{{5, 2}}}, [](const V& v) {
+        const auto p = split(v[0], std::vector<std::size_t>{2, 3}, 0);
+        return p[0] * sum(p[1], {0}, true);  // every part reaches the result
+    });
+    r.add("split", "[2,5] in chunks of 2 along -1 (the last one shorter)", {{{2, 5}}}, [](const V& v) {
+        const auto p = split(v[0], std::size_t{2}, -1);
+        return concat(V{p[2], p[0] * p[1]}, 1);
+    });
     r.add(OpKind::slice, "axis 1, 1..2 of [2,4,3]", {{{2, 4, 3}}}, [](const V& v) { return slice(v[0], 1, 1, 2); });
     r.add(OpKind::slice, "axis -1, first of [3,2]", {{{3, 2}}}, [](const V& v) { return slice(v[0], -1, 0, 1); });
     r.add(OpKind::slice, "axis 0, last two of [4,2]", {{{4, 2}}}, [](const V& v) { return slice(v[0], 0, 2, 2); });

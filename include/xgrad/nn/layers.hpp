@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/module.hpp"
@@ -215,6 +216,28 @@ private:
 };
 using InstanceNorm = basic_instance_norm<float>;
 using InstanceNorm64 = basic_instance_norm<double>;
+
+/// A lookup table (PyTorch's nn.Embedding): forward(indices) gives the rows of "weight"
+/// [num_embeddings, dim] at the indices (a tensor of whole numbers of any shape, e.g. token ids
+/// [N, T] -> [N, T, dim]). Weights start N(0, 1), as PyTorch's; row padding_idx starts at zero
+/// and receives no gradient. Throws ValueError for an empty table or a padding_idx outside
+/// [-num_embeddings, num_embeddings).
+template <class T>
+class basic_embedding : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    basic_embedding(std::size_t num_embeddings, std::size_t dim, std::optional<std::ptrdiff_t> padding_idx = {});
+    Tensor forward(const Tensor& indices) override;
+    std::string type_name() const override { return "Embedding"; }
+
+    Tensor weight;
+
+private:
+    std::optional<std::ptrdiff_t> padding_idx_;
+};
+using Embedding = basic_embedding<float>;
+using Embedding64 = basic_embedding<double>;
 
 /// Inverted dropout in training mode, the identity in eval mode. Throws ValueError unless
 /// 0 <= p < 1.

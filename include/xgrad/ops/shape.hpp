@@ -29,6 +29,21 @@ template <class T> basic_tensor<T> transpose(const basic_tensor<T>& x);
 template <class T>
 basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis = 0);
 
+/// Joins tensors of one shape along a new axis (PyTorch's stack): three [2, 3] along axis 1
+/// give [2, 3, 3]; axis may be -(dim + 1) .. dim. Throws ShapeError printing every shape when
+/// they differ, ValueError for an empty list.
+template <class T>
+basic_tensor<T> stack(const std::vector<basic_tensor<T>>& xs, std::ptrdiff_t axis = 0);
+/// Cuts x along `axis` into consecutive parts of the given sizes (PyTorch's split with a list),
+/// each a slice of x. Throws ShapeError unless the sizes add up to the axis.
+template <class T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,
+                                   std::ptrdiff_t axis = 0);
+/// Cuts x along `axis` into parts of split_size, the last one shorter when the axis does not
+/// divide (PyTorch's split with an int). Throws ValueError for split_size 0.
+template <class T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, std::size_t split_size, std::ptrdiff_t axis = 0);
+
 /// x repeated along the axes where it has size 1 (and new leading axes) to `shape`, as numpy's
 /// broadcast_to; the gradient sums back. Throws ShapeError when x does not broadcast to it.
 template <class T> basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const Shape& shape);
