@@ -352,6 +352,7 @@ const std::vector<GradcheckCase>& gradcheck_cases() {
         detail::register_norm_cases(r);
         detail::register_loss_cases(r);
         detail::register_index_cases(r);
+        detail::register_attention_cases(r);
         return r.take();
     }();
     return cases;

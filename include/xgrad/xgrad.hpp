@@ -5,6 +5,7 @@
 #include "xgrad/error.hpp"
 #include "xgrad/gradcheck.hpp"
 #include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/attention.hpp"
 #include "xgrad/ops/conv.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/index.hpp"

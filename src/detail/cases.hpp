@@ -54,5 +54,6 @@ void register_pool_cases(CaseRegistry& r);
 void register_norm_cases(CaseRegistry& r);
 void register_loss_cases(CaseRegistry& r);
 void register_index_cases(CaseRegistry& r);
+void register_attention_cases(CaseRegistry& r);
 
 }  // namespace xgrad::detail

@@ -4,12 +4,13 @@
 
 #include <xtensor/xbuilder.hpp>
 
+#include "detail/axes.hpp"
 #include "detail/check.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/conv.hpp"
 #include "xgrad/ops/elementwise.hpp"
-#include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/index.hpp"
+#include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/norm.hpp"
 #include "xgrad/ops/shape.hpp"
 
@@ -193,6 +194,101 @@ basic_tensor<T> basic_embedding<T>::forward(const Tensor& indices) {
 }
 
 template <class T>
+basic_multihead_attention<T>::basic_multihead_attention(std::size_t embed_dim, std::size_t num_heads, bool causal,
+                                                        double dropout, bool bias)
+    : embed_dim_(embed_dim), heads_(num_heads), causal_(causal), dropout_(dropout) {
+    detail::check_value(embed_dim > 0 && num_heads > 0 && embed_dim % num_heads == 0,
+                        "MultiheadAttention: num_heads {} must be positive and divide embed_dim {}", num_heads,
+                        embed_dim);
+    detail::check_value(dropout >= 0 && dropout < 1, "MultiheadAttention: dropout must be in [0, 1), got {}", dropout);
+    in_proj_weight = this->add_parameter("in_proj_weight", zeros<T>({embed_dim, 3 * embed_dim}));
+    initialize(in_proj_weight, Init::glorot_uniform);
+    if (bias) in_proj_bias = this->add_parameter("in_proj_bias", zeros<T>({3 * embed_dim}));
+    out_proj = this->add_module("out_proj", basic_dense<T>(embed_dim, embed_dim, Activation::none, bias,
+                                                           Init::glorot_uniform));
+}
+
+template <class T>
+basic_tensor<T> basic_multihead_attention<T>::forward(const Tensor& x) { return attend_impl(x, x, x, nullptr); }
+
+template <class T>
+basic_tensor<T> basic_multihead_attention<T>::attend(const Tensor& query, const Tensor& key, const Tensor& value) {
+    return attend_impl(query, key, value, nullptr);
+}
+
+template <class T>
+basic_tensor<T> basic_multihead_attention<T>::attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                                                     const xt::xarray<bool>& mask) {
+    return attend_impl(query, key, value, &mask);
+}
+
+template <class T>
+basic_tensor<T> basic_multihead_attention<T>::attend_impl(const Tensor& query, const Tensor& key, const Tensor& value,
+                                                          const xt::xarray<bool>* mask) {
+    const std::size_t e = embed_dim_;
+    for (const Tensor* t : {&query, &key, &value})
+        detail::check_shape(t->dim() == 3 && t->shape()[2] == e && t->shape()[0] == query.shape()[0],
+                            "MultiheadAttention: query, key and value must be [N, L or S, {}] with one N; query {}, "
+                            "key {}, value {}",
+                            e, query.shape(), key.shape(), value.shape());
+    detail::check_shape(key.shape() == value.shape(), "MultiheadAttention: key and value differ; key {}, value {}",
+                        key.shape(), value.shape());
+    const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
+    const std::size_t n = query.shape()[0], h = heads_, dh = e / h;
+    // One projection of the three (q, k, v: columns 0, E and 2E of in_proj) into [N, heads, ·, E / heads].
+    auto project = [&](const Tensor& x, std::size_t part) {
+        const std::size_t len = x.shape()[1];
+        const Tensor w = slice(in_proj_weight, 1, part * e, e);
+        const Tensor flat = reshape(x, {d(n * len), d(e)});
+        const Tensor p = in_proj_bias.defined() ? linear(flat, w, slice(in_proj_bias, 0, part * e, e)) : linear(flat, w);
+        return permute(reshape(p, {d(n), d(len), d(h), d(dh)}), {0, 2, 1, 3});
+    };
+    AttentionOptions o{.causal = causal_, .scale = {}, .dropout = this->is_training() ? dropout_ : 0.0, .mask = {}};
+    if (mask) o.mask = *mask;
+    const Tensor q = project(query, 0), k = project(key, 1), v = project(value, 2);
+    const Tensor a = scaled_dot_product_attention(q, k, v, o);
+    const std::size_t l = query.shape()[1];
+    const Tensor merged = reshape(permute(a, {0, 2, 1, 3}), {d(n * l), d(e)});  // heads side by side again
+    return reshape((*out_proj)(merged), {d(n), d(l), d(e)});
+}
+
+template <class T>
+basic_transformer_encoder_layer<T>::basic_transformer_encoder_layer(std::size_t d_model, std::size_t num_heads,
+                                                                    TransformerEncoderOptions options)
+    : options_(options) {
+    detail::check_value(options.dim_feedforward > 0, "TransformerEncoderLayer: dim_feedforward must be positive");
+    self_attn = this->add_module("self_attn", basic_multihead_attention<T>(d_model, num_heads, options.causal,
+                                                                           options.dropout));
+    linear1 = this->add_module("linear1", basic_dense<T>(d_model, options.dim_feedforward));
+    linear2 = this->add_module("linear2", basic_dense<T>(options.dim_feedforward, d_model));
+    norm1 = this->add_module("norm1", basic_layer_norm<T>({d_model}, options.layer_norm_eps));
+    norm2 = this->add_module("norm2", basic_layer_norm<T>({d_model}, options.layer_norm_eps));
+}
+
+template <class T>
+basic_tensor<T> basic_transformer_encoder_layer<T>::feed_forward(const Tensor& x) {
+    const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
+    const Shape& s = x.shape();
+    const bool training = this->is_training();
+    const Tensor flat = reshape(x, {d(s[0] * s[1]), d(s[2])});
+    const Tensor hidden = dropout(activate((*linear1)(flat), options_.activation), options_.dropout, training);
+    return dropout(reshape((*linear2)(hidden), detail::dims(s)), options_.dropout, training);
+}
+
+template <class T>
+basic_tensor<T> basic_transformer_encoder_layer<T>::forward(const Tensor& x) {
+    detail::check_shape(x.dim() == 3, "TransformerEncoderLayer: x must be [N, T, E], got x {}", x.shape());
+    const bool training = this->is_training();
+    auto attend = [&](const Tensor& h) { return dropout((*self_attn)(h), options_.dropout, training); };
+    if (options_.norm_first) {
+        const Tensor h = x + attend((*norm1)(x));
+        return h + feed_forward((*norm2)(h));
+    }
+    const Tensor h = (*norm1)(x + attend(x));
+    return (*norm2)(h + feed_forward(h));
+}
+
+template <class T>
 basic_group_norm<T>::basic_group_norm(std::size_t num_groups, std::size_t channels, double eps, bool affine)
     : groups_(num_groups), eps_(eps) {
     detail::check_value(num_groups > 0 && channels > 0 && channels % num_groups == 0,
@@ -246,6 +342,8 @@ basic_tensor<T> basic_dropout<T>::forward(const Tensor& x) { return dropout(x, p
     template class basic_batch_norm<T>;                                        \
     template class basic_layer_norm<T>;                                        \
     template class basic_group_norm<T>;                                        \
+    template class basic_multihead_attention<T>;                               \
+    template class basic_transformer_encoder_layer<T>;                         \
     template class basic_embedding<T>;                                         \
     template class basic_instance_norm<T>;                                     \
     template class basic_dropout<T>;                                           \

@@ -5,6 +5,7 @@
 
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/module.hpp"
+#include "xgrad/ops/attention.hpp"
 #include "xgrad/ops/conv.hpp"
 #include "xgrad/ops/pool.hpp"
 
@@ -238,6 +239,79 @@ private:
 };
 using Embedding = basic_embedding<float>;
 using Embedding64 = basic_embedding<double>;
+
+/// Multi-head attention (PyTorch's nn.MultiheadAttention with batch_first = true):
+/// attend(query [N, L, E], key [N, S, E], value [N, S, E]) -> [N, L, E]; forward(x) is
+/// self-attention, attend(x, x, x). The inputs are projected by "in_proj_weight" [E, 3E] and
+/// "in_proj_bias" [3E] (PyTorch's [3E, E] in_proj_weight transposed, as Dense weights are: q,
+/// k, v in that order), split into num_heads heads of E / num_heads, combined by
+/// scaled_dot_product_attention and projected by the child Dense "out_proj" ("out_proj.weight",
+/// "out_proj.bias"). Weights start Glorot-uniform, biases at zero. `causal` masks later keys in
+/// every call; attend() also takes a boolean mask (true = may attend) broadcasting to
+/// [N, heads, L, S], e.g. a key padding mask [N, 1, 1, S]. Throws ValueError unless num_heads
+/// divides embed_dim, ShapeError for inputs that are not [N, ·, E].
+template <class T>
+class basic_multihead_attention : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    basic_multihead_attention(std::size_t embed_dim, std::size_t num_heads, bool causal = false, double dropout = 0.0,
+                              bool bias = true);
+    Tensor forward(const Tensor& x) override;
+    Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value);
+    Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value, const xt::xarray<bool>& mask);
+    std::string type_name() const override { return "MultiheadAttention"; }
+
+    Tensor in_proj_weight, in_proj_bias;
+    std::shared_ptr<basic_dense<T>> out_proj;
+
+private:
+    Tensor attend_impl(const Tensor& query, const Tensor& key, const Tensor& value, const xt::xarray<bool>* mask);
+
+    std::size_t embed_dim_, heads_;
+    bool causal_;
+    double dropout_;
+};
+using MultiheadAttention = basic_multihead_attention<float>;
+using MultiheadAttention64 = basic_multihead_attention<double>;
+
+/// Options of a TransformerEncoderLayer, PyTorch's defaults.
+struct TransformerEncoderOptions {
+    std::size_t dim_feedforward = 2048;
+    double dropout = 0.1;
+    /// Of the feed-forward block's first layer.
+    Activation activation = Activation::relu;
+    double layer_norm_eps = 1e-5;
+    /// Pre-norm (x + block(norm(x))) rather than PyTorch's default post-norm (norm(x + block(x))).
+    bool norm_first = false;
+    /// Each position attends to itself and earlier ones only (a language model's encoder).
+    bool causal = false;
+};
+
+/// One Transformer encoder layer (PyTorch's nn.TransformerEncoderLayer, batch_first = true):
+/// x [N, T, E] -> [N, T, E] through self-attention and a feed-forward block (Dense E ->
+/// dim_feedforward -> E), each with dropout, a residual connection and LayerNorm. Children
+/// "self_attn", "linear1", "linear2", "norm1", "norm2" as PyTorch names them.
+template <class T>
+class basic_transformer_encoder_layer : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    basic_transformer_encoder_layer(std::size_t d_model, std::size_t num_heads, TransformerEncoderOptions options = {});
+    Tensor forward(const Tensor& x) override;
+    std::string type_name() const override { return "TransformerEncoderLayer"; }
+
+    std::shared_ptr<basic_multihead_attention<T>> self_attn;
+    std::shared_ptr<basic_dense<T>> linear1, linear2;
+    std::shared_ptr<basic_layer_norm<T>> norm1, norm2;
+
+private:
+    Tensor feed_forward(const Tensor& x);
+
+    TransformerEncoderOptions options_;
+};
+using TransformerEncoderLayer = basic_transformer_encoder_layer<float>;
+using TransformerEncoderLayer64 = basic_transformer_encoder_layer<double>;
 
 /// Inverted dropout in training mode, the identity in eval mode. Throws ValueError unless
 /// 0 <= p < 1.
