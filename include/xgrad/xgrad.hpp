@@ -26,6 +26,7 @@
 #include "xgrad/nn/layers.hpp"
 #include "xgrad/nn/metrics.hpp"
 #include "xgrad/nn/module.hpp"
+#include "xgrad/nn/recurrent.hpp"
 #include "xgrad/nn/sequential.hpp"
 #include "xgrad/optim/optimizer.hpp"
 #include "xgrad/tape.hpp"
