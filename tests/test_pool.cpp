@@ -85,3 +85,49 @@ TEST_CASE("max_pool2d: NaN wins in its window wherever it is, in float and doubl
         CHECK(std::isnan(yf.item()));
     }
 }
+
+TEST_CASE("upsample2d: nearest and bilinear as PyTorch's interpolate, both corner conventions", "[pool][resample]") {
+    const Tensor64 x(array({1, 2, 2, 1}, {1, 2, 3, 4}));
+    CHECK(array_diff(xgrad::upsample2d(x).value(),
+                     array({1, 4, 4, 1}, {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4})) == "");
+    const Tensor64 row(array({1, 1, 2, 1}, {1, 2}));
+    using xgrad::Interpolation;
+    // pixel centres: outputs at -0.25, 0.25, 0.75, 1.25 of the input, clamped at the border
+    CHECK(array_diff(xgrad::upsample2d(row, {.scale = {1, 2}, .mode = Interpolation::bilinear}).value(),
+                     array({1, 1, 4, 1}, {1, 1.25, 1.75, 2}), 1e-15) == "");
+    CHECK(array_diff(xgrad::upsample2d(row, {.size = xgrad::Size2(1, 4), .mode = Interpolation::bilinear,
+                                             .align_corners = true})
+                         .value(),
+                     array({1, 1, 4, 1}, {1, 4.0 / 3, 5.0 / 3, 2}), 1e-15) == "");
+    // nearest to an arbitrary size picks floor(i · in / out)
+    const Tensor64 five(array({1, 1, 5, 1}, {0, 1, 2, 3, 4}));
+    CHECK(array_diff(xgrad::upsample2d(five, {.size = xgrad::Size2(1, 3)}).value(), array({1, 1, 3, 1}, {0, 1, 3})) == "");
+    // not a product op: the same numbers under bf16 autocast
+    xgrad::manual_seed(1);
+    const auto xf = xgrad::randn({2, 3, 5, 3});
+    const auto plain = xgrad::upsample2d(xf, {.scale = 2, .mode = Interpolation::bilinear});
+    xgrad::AutocastGuard bf16(xgrad::Precision::bf16);
+    CHECK(array_diff(xt::xarray<double>(xgrad::upsample2d(xf, {.scale = 2, .mode = Interpolation::bilinear}).value()),
+                     xt::xarray<double>(plain.value())) == "");
+}
+
+TEST_CASE("adaptive_avg_pool2d: PyTorch's bins, global pooling at 1x1, typed errors", "[pool][resample]") {
+    const Tensor64 five(array({1, 5, 1, 1}, {0, 1, 2, 3, 4}));
+    // bins 0..1, 1..3, 3..4
+    CHECK(array_diff(xgrad::adaptive_avg_pool2d(five, {3, 1}).value(), array({1, 3, 1, 1}, {0.5, 2, 3.5}), 1e-15) == "");
+    xgrad::manual_seed(2);
+    const auto x = xgrad::randn<double>({2, 6, 4, 3});
+    CHECK(array_diff(xgrad::reshape(xgrad::adaptive_avg_pool2d(x, 1), {2, 3}).value(), xgrad::global_avg_pool2d(x).value(),
+                     1e-14) == "");
+    CHECK(array_diff(xgrad::adaptive_avg_pool2d(x, {3, 2}).value(), xgrad::avg_pool2d(x, {.kernel = 2}).value(), 1e-14) ==
+          "");
+    REQUIRE_THROWS_WITH(xgrad::adaptive_avg_pool2d(x, {0, 2}), Contains("adaptive_avg_pool2d") && Contains("[2, 6, 4, 3]"));
+    REQUIRE_THROWS_AS(xgrad::adaptive_avg_pool2d(xgrad::zeros<double>({2, 0, 4, 3}), 2), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::upsample2d(xgrad::zeros<double>({6, 4, 3})), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::upsample2d(x, {.scale = 0}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::upsample2d(x, {.scale = 1 << 30}), xgrad::Error);
+    // as layers in a Sequential
+    xgrad::nn::Sequential model({6, 4, 3});
+    model.add(xgrad::nn::Upsample2D({.scale = 2})).add(xgrad::nn::AdaptiveAvgPool2D({3, 3}));
+    CHECK_THAT(model.summary(false), Contains("Upsample2D") && Contains("[N, 12, 8, 3]") && Contains("[N, 3, 3, 3]"));
+}

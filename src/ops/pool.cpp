@@ -6,13 +6,17 @@
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
+#include <xtensor/xmanipulation.hpp>
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/precision.hpp"
 #include "kernels/buffer.hpp"
 #include "kernels/pool2d.hpp"
 #include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -144,11 +148,95 @@ basic_tensor<T> global_avg_pool2d(const basic_tensor<T>& x) {
     return mean(x, {1, 2});
 }
 
+namespace {
+
+// x [N, H, W, C] -> [N, OH, OW, C] by the maps mh [OH, H] along H and mw [OW, W] along W: two
+// matmuls with constant matrices on permuted views, so the rules are matmul's and permute's.
+// In float32 whatever the autocast: resampling is not a product op of the contract.
+template <class T>
+basic_tensor<T> resample(const basic_tensor<T>& x, const xt::xarray<T>& mh, const xt::xarray<T>& mw) {
+    detail::PrecisionScope float32(false);
+    const basic_tensor<T> mwt(xt::xarray<T>(xt::transpose(mw))), mht(xt::xarray<T>(xt::transpose(mh)));
+    const auto along_w = matmul(permute(x, {0, 1, 3, 2}), mwt);        // [N, H, C, OW]
+    const auto along_h = matmul(permute(along_w, {0, 3, 2, 1}), mht);  // [N, OW, C, OH]
+    return permute(along_h, {0, 3, 1, 2});                             // [N, OH, OW, C]
+}
+
+template <class T>
+void check_resample_input(const char* op, const basic_tensor<T>& x, Size2 out) {
+    detail::check_shape(x.dim() == 4 && x.shape()[1] > 0 && x.shape()[2] > 0,
+                        "{}: x must be [N, H, W, C] with H, W > 0, got x {}", op, x.shape());
+    detail::check_value(out.h >= 1 && out.w >= 1, "{}: the output size must be at least 1, got {}x{}; x {}", op, out.h,
+                        out.w, x.shape());
+    detail::checked_elements(op, Shape{x.shape()[0], static_cast<std::size_t>(out.h), static_cast<std::size_t>(out.w),
+                                       x.shape()[3]},
+                             sizeof(T), "x " + to_string(x.shape()));
+}
+
+// adaptive_avg_pool2d's map along one axis: row i averages inputs floor(i·n/m) .. ceil((i+1)·n/m) - 1.
+template <class T>
+xt::xarray<T> bin_means(std::size_t n, std::size_t m) {
+    xt::xarray<T> a = xt::zeros<T>({m, n});
+    for (std::size_t i = 0; i < m; ++i) {
+        const std::size_t lo = i * n / m, hi = ((i + 1) * n + m - 1) / m;
+        for (std::size_t j = lo; j < hi; ++j) a(i, j) = T(1) / static_cast<T>(hi - lo);
+    }
+    return a;
+}
+
+// upsample2d's map along one axis from n inputs to m outputs.
+template <class T>
+xt::xarray<T> interpolation(std::size_t n, std::size_t m, Interpolation mode, bool align_corners) {
+    xt::xarray<T> a = xt::zeros<T>({m, n});
+    for (std::size_t i = 0; i < m; ++i) {
+        if (mode == Interpolation::nearest) {
+            a(i, std::min(n - 1, static_cast<std::size_t>(std::floor(static_cast<double>(i) * n / m)))) = T(1);
+            continue;
+        }
+        double src = align_corners ? (m > 1 ? static_cast<double>(i) * (n - 1) / (m - 1) : 0.0)
+                                   : (i + 0.5) * n / m - 0.5;
+        src = std::max(src, 0.0);
+        const auto lo = std::min(n - 1, static_cast<std::size_t>(src));
+        const std::size_t hi = std::min(lo + 1, n - 1);
+        const double frac = src - static_cast<double>(lo);
+        a(i, lo) += static_cast<T>(1 - frac);
+        a(i, hi) += static_cast<T>(frac);
+    }
+    return a;
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> adaptive_avg_pool2d(const basic_tensor<T>& x, Size2 output_size) {
+    check_resample_input("adaptive_avg_pool2d", x, output_size);
+    const auto oh = static_cast<std::size_t>(output_size.h), ow = static_cast<std::size_t>(output_size.w);
+    return resample(x, bin_means<T>(x.shape()[1], oh), bin_means<T>(x.shape()[2], ow));
+}
+
+template <class T>
+basic_tensor<T> upsample2d(const basic_tensor<T>& x, const Upsample2dOptions& o) {
+    detail::check_value(o.size || (o.scale.h >= 1 && o.scale.w >= 1), "upsample2d: scale must be at least 1, got {}x{}; x {}",
+                        o.scale.h, o.scale.w, x.shape());
+    detail::check_shape(x.dim() == 4, "upsample2d: x must be [N, H, W, C] with H, W > 0, got x {}", x.shape());
+    const auto scaled = [&](std::size_t in, int factor) {
+        const double out = static_cast<double>(in) * factor;
+        return out < 0x1p30 ? static_cast<int>(out) : 0x40000000;
+    };
+    const Size2 out = o.size.value_or(Size2(scaled(x.shape()[1], o.scale.h), scaled(x.shape()[2], o.scale.w)));
+    check_resample_input("upsample2d", x, out);
+    const auto oh = static_cast<std::size_t>(out.h), ow = static_cast<std::size_t>(out.w);
+    return resample(x, interpolation<T>(x.shape()[1], oh, o.mode, o.align_corners),
+                    interpolation<T>(x.shape()[2], ow, o.mode, o.align_corners));
+}
+
 #define XGRAD_INSTANTIATE(T)                                                              \
     template basic_tensor<T> max_pool2d(const basic_tensor<T>&, const Pool2dOptions&);    \
     template basic_tensor<T> relu_max_pool2d(const basic_tensor<T>&, const Pool2dOptions&); \
     template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, const Pool2dOptions&);    \
-    template basic_tensor<T> global_avg_pool2d(const basic_tensor<T>&);
+    template basic_tensor<T> global_avg_pool2d(const basic_tensor<T>&);                   \
+    template basic_tensor<T> adaptive_avg_pool2d(const basic_tensor<T>&, Size2);          \
+    template basic_tensor<T> upsample2d(const basic_tensor<T>&, const Upsample2dOptions&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -206,6 +294,17 @@ void register_pool_cases(CaseRegistry& r) {
     r.add(OpKind::avg_pool2d_backward, "3x3 stride 2 padding 1, exclude pad", {{{1, 3, 3, 2}}}, [](const V& v) {
         const auto o = pool(3, Size2(2), 1, false);
         return avg_pool2d_backward(v[0], pool_geometry("avg_pool2d", zeros<double>({1, 6, 6, 2}), o), o);
+    });
+    r.add("adaptive_avg_pool2d", "[2,5,7,2] -> 3x2 (overlapping bins)", {{{2, 5, 7, 2}}},
+          [](const V& v) { return adaptive_avg_pool2d(v[0], {3, 2}); });
+    r.add("adaptive_avg_pool2d", "[1,2,3,2] -> 4x3 (more outputs than inputs)", {{{1, 2, 3, 2}}},
+          [](const V& v) { return adaptive_avg_pool2d(v[0], {4, 3}); });
+    r.add("upsample2d", "[1,3,2,2] nearest x2x3", {{{1, 3, 2, 2}}},
+          [](const V& v) { return upsample2d(v[0], {.scale = {2, 3}}); });
+    r.add("upsample2d", "[2,3,4,1] bilinear x2", {{{2, 3, 4, 1}}},
+          [](const V& v) { return upsample2d(v[0], {.scale = 2, .mode = Interpolation::bilinear}); });
+    r.add("upsample2d", "[1,4,3,2] bilinear to 3x5, align_corners", {{{1, 4, 3, 2}}}, [](const V& v) {
+        return upsample2d(v[0], {.size = Size2(3, 5), .mode = Interpolation::bilinear, .align_corners = true});
     });
     r.add("global_avg_pool2d", "[2,3,5,4]", {{{2, 3, 5, 4}}}, [](const V& v) { return global_avg_pool2d(v[0]); });
 }

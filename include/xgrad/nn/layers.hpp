@@ -123,6 +123,38 @@ private:
 using AvgPool2D = basic_avg_pool2d<float>;
 using AvgPool2D64 = basic_avg_pool2d<double>;
 
+/// adaptive_avg_pool2d as a layer.
+template <class T>
+class basic_adaptive_avg_pool2d : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_adaptive_avg_pool2d(Size2 output_size) : size_(output_size) {}
+    Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, size_); }
+    std::string type_name() const override { return "AdaptiveAvgPool2D"; }
+
+private:
+    Size2 size_;
+};
+using AdaptiveAvgPool2D = basic_adaptive_avg_pool2d<float>;
+using AdaptiveAvgPool2D64 = basic_adaptive_avg_pool2d<double>;
+
+/// upsample2d as a layer: `Upsample2D({.scale = 2, .mode = Interpolation::bilinear})`.
+template <class T>
+class basic_upsample2d : public basic_module<T> {
+public:
+    using Tensor = basic_tensor<T>;
+
+    explicit basic_upsample2d(Upsample2dOptions options = {}) : options_(options) {}
+    Tensor forward(const Tensor& x) override { return upsample2d(x, options_); }
+    std::string type_name() const override { return "Upsample2D"; }
+
+private:
+    Upsample2dOptions options_;
+};
+using Upsample2D = basic_upsample2d<float>;
+using Upsample2D64 = basic_upsample2d<double>;
+
 /// [N, H, W, C] -> [N, C] means.
 template <class T>
 class basic_global_avg_pool2d : public basic_module<T> {

@@ -37,4 +37,35 @@ template <class T> basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Po
 /// Throws ShapeError unless x is 4-D with H, W > 0.
 template <class T> basic_tensor<T> global_avg_pool2d(const basic_tensor<T>& x);
 
+/// x [N, H, W, C] -> [N, OH, OW, C] = `output_size`, each output the mean of its bin, as
+/// PyTorch's adaptive_avg_pool2d: rows floor(i·H / OH) .. ceil((i + 1)·H / OH) - 1 (bins
+/// overlap when OH does not divide H; OH may exceed H). Throws ShapeError unless x is 4-D with
+/// H, W > 0, ValueError for an output size below 1.
+template <class T> basic_tensor<T> adaptive_avg_pool2d(const basic_tensor<T>& x, Size2 output_size);
+
+enum class Interpolation {
+    /// Each output copies the input at floor(position · in / out) (PyTorch's "nearest").
+    nearest,
+    /// Linear in each axis between the two nearest inputs (PyTorch's "bilinear").
+    bilinear,
+};
+
+struct Upsample2dOptions {
+    /// Integer factors for H and W; ignored when `size` is given.
+    Size2 scale = 2;
+    /// The output's height and width, any size (down-sampling included).
+    std::optional<Size2> size{};
+    Interpolation mode = Interpolation::nearest;
+    /// bilinear only: the corner pixels of input and output are aligned (PyTorch's
+    /// align_corners = True); otherwise pixel centres are (the default, as PyTorch's).
+    bool align_corners = false;
+};
+
+/// Resizes x [N, H, W, C] to [N, H·scale, W·scale, C] (or `size`), as PyTorch's
+/// F.interpolate on NHWC. A linear map of x, applied as two constant matrices, so the gradient
+/// (and every higher one) is its transpose; it runs in float32 under an AutocastGuard. Throws
+/// ShapeError unless x is 4-D with H, W > 0, ValueError for a scale or size below 1.
+/// `xgrad::upsample2d(x, {.scale = 2, .mode = xgrad::Interpolation::bilinear})`.
+template <class T> basic_tensor<T> upsample2d(const basic_tensor<T>& x, const Upsample2dOptions& options = {});
+
 }  // namespace xgrad
