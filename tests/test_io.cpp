@@ -179,3 +179,49 @@ TEST_CASE("npz: Fortran-ordered arrays (np.savez(w.T)) load in row-major order; 
                         Contains("<u2"));
     std::filesystem::remove(file);
 }
+
+TEST_CASE("save_png: a valid 8-bit PNG with the clamped pixels; image_grid tiles a batch", "[io][png]") {
+    const std::string path = "/tmp/xgrad_test_png.png";
+    xt::xarray<float> img = xt::zeros<float>({2, 3, 1});
+    img(0, 1, 0) = 1.0f;
+    img(1, 0, 0) = 0.5f;
+    img(1, 2, 0) = 7.0f;   // clamped to 255
+    img(0, 2, 0) = -1.0f;  // clamped to 0
+    xgrad::io::save_png(path, img);
+    std::ifstream in(path, std::ios::binary);
+    const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(png.size() > 33);
+    CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+    CHECK(png.substr(12, 4) == "IHDR");
+    auto u32 = [&](std::size_t at) {
+        return (std::uint32_t(std::uint8_t(png[at])) << 24) | (std::uint32_t(std::uint8_t(png[at + 1])) << 16) |
+               (std::uint32_t(std::uint8_t(png[at + 2])) << 8) | std::uint32_t(std::uint8_t(png[at + 3]));
+    };
+    CHECK(u32(16) == 3);  // width
+    CHECK(u32(20) == 2);  // height
+    CHECK(png[24] == 8);  // bit depth
+    CHECK(png[25] == 0);  // grayscale
+    // IHDR's CRC, then the IDAT chunk: inflate it back to the filtered rows
+    CHECK(u32(29) == crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17));
+    const std::size_t idat = 33;
+    CHECK(png.substr(idat + 4, 4) == "IDAT");
+    std::vector<unsigned char> rows(8);
+    uLongf size = rows.size();
+    REQUIRE(uncompress(rows.data(), &size, reinterpret_cast<const Bytef*>(png.data() + idat + 8), u32(idat)) == Z_OK);
+    CHECK(size == 8);
+    CHECK(rows == std::vector<unsigned char>{0, 0, 255, 0, 0, 128, 0, 255});
+    CHECK(png.substr(png.size() - 8, 4) == "IEND");
+
+    REQUIRE_THROWS_AS(xgrad::io::save_png(path, xt::zeros<float>({2, 3, 2})), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::io::save_png(path, xt::zeros<float>({0, 3, 1})), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::io::save_png("/nonexistent-dir/x.png", img), xgrad::IoError);
+
+    const xt::xarray<float> batch = xt::zeros<float>({5, 2, 3, 1});
+    const auto grid = xgrad::io::image_grid(batch, 2);
+    CHECK(grid.shape() == std::vector<std::size_t>{3 * 3 + 1, 2 * 4 + 1, 1});
+    CHECK(grid(0, 0, 0) == 1.0f);  // the frame
+    CHECK(grid(1, 1, 0) == 0.0f);  // the first image
+    CHECK(grid(7, 1, 0) == 0.0f);  // the fifth, first column of the third row
+    CHECK(grid(7, 5, 0) == 1.0f);  // no sixth image
+    REQUIRE_THROWS_AS(xgrad::io::image_grid(batch, 0), xgrad::ValueError);
+}

@@ -22,6 +22,7 @@
 #include "xgrad/distributed.hpp"
 #include "xgrad/io/checkpoint.hpp"
 #include "xgrad/io/npz.hpp"
+#include "xgrad/io/png.hpp"
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/layers.hpp"
 #include "xgrad/nn/metrics.hpp"
