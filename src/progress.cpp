@@ -1,5 +1,7 @@
 #include "xgrad/progress.hpp"
 
+#include <cmath>
+
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -42,16 +44,18 @@ void Progress::update(std::size_t batch, double loss, double accuracy, std::size
     const std::size_t filled = batches_ ? kWidth * (batch + 1) / batches_ : kWidth;
     const std::string bar = std::string(filled, '=') + (filled < kWidth ? ">" : "") +
                             std::string(kWidth - filled - (filled < kWidth ? 1 : 0), ' ');
-    fmt::print(out_, "\r\033[2Kepoch {}/{} [{}] {}/{} loss {:.4f} acc {:.1f}% {:.0f} img/s ETA {:.0f}s", epoch_ + 1,
-               epochs_, bar, batch + 1, batches_, loss, 100 * accuracy, rate, eta);
+    const std::string acc = std::isnan(accuracy) ? "" : fmt::format(" acc {:.1f}%", 100 * accuracy);
+    fmt::print(out_, "\r\033[2Kepoch {}/{} [{}] {}/{} loss {:.4f}{} {:.0f} img/s ETA {:.0f}s", epoch_ + 1, epochs_, bar,
+               batch + 1, batches_, loss, acc, rate, eta);
     std::fflush(out_);
 }
 
 void Progress::end_epoch(double loss, double accuracy, const std::string& extra) {
     if (quiet_) return;
     const double s = train_seconds_ > 0 ? train_seconds_ : seconds();
-    fmt::print(out_, "{}epoch {}/{}: loss {:.4f} acc {:.2f}%{} ({:.1f} s, {:.0f} img/s)\n", terminal_ ? "\r\033[2K" : "",
-               epoch_ + 1, epochs_, loss, 100 * accuracy, extra, s, s > 0 ? static_cast<double>(images_) / s : 0.0);
+    const std::string acc = std::isnan(accuracy) ? "" : fmt::format(" acc {:.2f}%", 100 * accuracy);
+    fmt::print(out_, "{}epoch {}/{}: loss {:.4f}{}{} ({:.1f} s, {:.0f} img/s)\n", terminal_ ? "\r\033[2K" : "",
+               epoch_ + 1, epochs_, loss, acc, extra, s, s > 0 ? static_cast<double>(images_) / s : 0.0);
     std::fflush(out_);
 }
 

@@ -19,7 +19,8 @@ public:
 
     /// Starts an epoch of `batches` batches.
     void begin_epoch(std::size_t epoch, std::size_t epochs, std::size_t batches);
-    /// After each batch: running mean loss and accuracy (a fraction), images so far.
+    /// After each batch: running mean loss and accuracy (a fraction; NaN for none, as for a
+    /// regression or an autoencoder: the line then shows no accuracy), images so far.
     void update(std::size_t batch, double loss, double accuracy, std::size_t images);
     /// Ends the epoch with its summary line (`extra` is appended, e.g. validation figures).
     void end_epoch(double loss, double accuracy, const std::string& extra = "");
