@@ -2,7 +2,10 @@
 
 #include <cstdio>
 #include <fstream>
+#include <cmath>
 #include <set>
+
+#include <xtensor/xview.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -11,6 +14,7 @@
 
 using xgrad::Shape;
 using xgrad::Tensor;
+using xgrad_test::array_diff;
 using Catch::Matchers::Contains;
 namespace data = xgrad::data;
 
@@ -152,4 +156,108 @@ TEST_CASE("DataLoader: shards split every global batch into disjoint parts that 
         }
     }
     REQUIRE_THROWS_WITH(data::DataLoader(d, {.shard = 2, .shards = 2}), Contains("shard 2 of 2"));
+}
+
+namespace {
+
+// 40 distinct 5x6x2 images (every pixel's value is unique and nonzero) with labels 0..39.
+xgrad::data::Dataset numbered_images() {
+    auto x = xgrad::reshape(xgrad::arange<float>(1, 40 * 5 * 6 * 2 + 1), {40, 5, 6, 2});
+    return {x, xgrad::arange<float>(0, 40)};
+}
+
+// Whether `out` is `in` shifted by (dy, dx) within ±p, zero-filled, and maybe mirrored.
+bool is_shifted_copy(const xt::xarray<float>& in, const xt::xarray<float>& out, int p, bool& flipped) {
+    const int h = static_cast<int>(in.shape(0)), w = static_cast<int>(in.shape(1)), c = static_cast<int>(in.shape(2));
+    for (int flip = 0; flip < 2; ++flip)
+        for (int dy = -p; dy <= p; ++dy)
+            for (int dx = -p; dx <= p; ++dx) {
+                bool same = true;
+                for (int y = 0; same && y < h; ++y)
+                    for (int x = 0; same && x < w; ++x) {
+                        const int sy = y + dy, sx = (flip ? w - 1 - x : x) + dx;
+                        for (int k = 0; same && k < c; ++k) {
+                            const float expect = sy < 0 || sx < 0 || sy >= h || sx >= w ? 0.0f : in(sy, sx, k);
+                            same = out(y, x, k) == expect;
+                        }
+                    }
+                if (same) {
+                    flipped = flip;
+                    return true;
+                }
+            }
+    return false;
+}
+
+xt::xarray<float> all_samples(const xgrad::data::DataLoader& loader, std::size_t epoch) {
+    std::vector<xgrad::Tensor> parts;
+    for (std::size_t i = 0; i < loader.size(); ++i) parts.push_back(loader.batch(epoch, i).x);
+    return xgrad::concat(parts, 0).value();
+}
+
+}  // namespace
+
+TEST_CASE("DataLoader augmentation: random crops and flips, the same per (seed, epoch, sample) whatever the batching",
+          "[data][augment]") {
+    const auto data = numbered_images();
+    const xgrad::data::Augment aug{.crop_padding = 2, .horizontal_flip = true};
+    const xgrad::data::DataLoader a(data, {.batch_size = 4, .shuffle = false, .seed = 3, .augment = aug});
+    const xgrad::data::DataLoader b(data, {.batch_size = 7, .shuffle = false, .seed = 3, .augment = aug});
+    const auto xa = all_samples(a, 1);
+    CHECK(array_diff(xa, all_samples(b, 1)) == "");
+    CHECK(array_diff(xa, all_samples(a, 1)) == "");  // a second read of the epoch
+    CHECK(array_diff(xa, all_samples(a, 2)) != "");  // another epoch, other draws
+    // the shuffled loader gives each sample its own augmentation, found by its label
+    const xgrad::data::DataLoader shuffled(data, {.batch_size = 8, .seed = 3, .augment = aug});
+    const auto batch = shuffled.batch(1, 2);
+    for (std::size_t j = 0; j < batch.y.size(); ++j) {
+        const auto k = static_cast<std::size_t>(batch.y.value()(j));
+        CHECK(array_diff(xt::xarray<float>(xt::view(batch.x.value(), j)), xt::xarray<float>(xt::view(xa, k))) == "");
+    }
+    // every sample is the original shifted by at most 2 and maybe mirrored; both kinds occur
+    int flips = 0, moved = 0;
+    for (std::size_t k = 0; k < 40; ++k) {
+        bool flipped = false;
+        const xt::xarray<float> in = xt::view(data.x.value(), k), out = xt::view(xa, k);
+        REQUIRE(is_shifted_copy(in, out, 2, flipped));
+        flips += flipped;
+        moved += array_diff(in, out) != "";
+    }
+    CHECK(flips > 8);
+    CHECK(flips < 32);
+    CHECK(moved > 30);
+    // off by default: the samples as stored
+    const xgrad::data::DataLoader plain(data, {.batch_size = 40, .shuffle = false});
+    CHECK(array_diff(plain.batch(0, 0).x.value(), data.x.value()) == "");
+    REQUIRE_THROWS_WITH(xgrad::data::DataLoader(xgrad::data::Dataset{xgrad::zeros({4, 3}), xgrad::zeros({4})},
+                                                {.augment = {.horizontal_flip = true}}),
+                        Contains("augmentation needs images x [N, H, W, C]; x [4, 3]"));
+}
+
+TEST_CASE("normalize: per channel (x - mean) / std, typed errors", "[data][augment]") {
+    const auto data = numbered_images();
+    const auto n = xgrad::data::normalize(data, {1.0, 2.0}, {2.0, 4.0});
+    CHECK(n.x.value()(0, 0, 0, 0) == 0.0f);      // (1 - 1) / 2
+    CHECK(n.x.value()(0, 0, 0, 1) == 0.0f);      // (2 - 2) / 4
+    CHECK(n.x.value()(0, 0, 1, 1) == 0.5f);      // (4 - 2) / 4
+    CHECK(array_diff(n.y.value(), data.y.value()) == "");
+    REQUIRE_THROWS_AS(xgrad::data::normalize(data, {0.5}, {1.0}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(xgrad::data::normalize(data, {0.5, 0.5}, {1.0, 0.0}), xgrad::ValueError);
+}
+
+TEST_CASE("Sequential::fit augments the training batches only", "[data][augment][nn]") {
+    xgrad::manual_seed(1);
+    auto data = numbered_images();
+    data.y = xgrad::Tensor(xt::xarray<float>(xt::fmod(data.y.value(), 2.0f)));
+    const auto scaled = xgrad::data::normalize(data, {1200.0, 1200.0}, {700.0, 700.0});
+    xgrad::nn::Sequential model({5, 6, 2});
+    model.add(xgrad::nn::Flatten()).add(xgrad::nn::Dense(60, 2));
+    model.compile(std::make_shared<xgrad::optim::SGD>(model.parameters(), xgrad::optim::SGDOptions{.lr = 0.01}),
+                  xgrad::nn::Loss::cross_entropy);
+    const auto h = model.fit(scaled, {.epochs = 2, .batch_size = 8, .validation_data = &scaled,
+                                      .progress = xgrad::Progress::Mode::quiet,
+                                      .augment = {.crop_padding = 1, .horizontal_flip = true}});
+    REQUIRE(h.epochs.size() == 2);
+    CHECK(std::isfinite(h.epochs[1].loss));
+    CHECK(h.epochs[1].val_loss.has_value());
 }

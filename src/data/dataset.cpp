@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
@@ -153,6 +154,56 @@ basic_tensor<T> take_rows(const basic_tensor<T>& x, const std::vector<std::size_
     return basic_tensor<T>(std::move(out));
 }
 
+namespace {
+
+// SplitMix64's finaliser: a well-mixed 64-bit value from any input.
+std::uint64_t mix(std::uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// One sample [H, W, C] augmented in place from its own draw: crop offsets, then the flip.
+template <class T>
+void augment_sample(T* x, std::size_t h, std::size_t w, std::size_t c, const Augment& a, std::uint64_t draw,
+                    std::vector<T>& scratch) {
+    const std::size_t span = 2 * a.crop_padding + 1;
+    const auto shift_y = static_cast<std::ptrdiff_t>(draw % span) - static_cast<std::ptrdiff_t>(a.crop_padding);
+    const auto shift_x = static_cast<std::ptrdiff_t>((draw >> 21) % span) - static_cast<std::ptrdiff_t>(a.crop_padding);
+    const bool flip = a.horizontal_flip && (draw >> 63) != 0;
+    scratch.assign(x, x + h * w * c);
+    for (std::size_t y = 0; y < h; ++y)
+        for (std::size_t xo = 0; xo < w; ++xo) {
+            // the cropped image's column (mirrored when flipping), then its source in the input
+            const std::size_t col = flip ? w - 1 - xo : xo;
+            const auto sy = static_cast<std::ptrdiff_t>(y) + shift_y, sx = static_cast<std::ptrdiff_t>(col) + shift_x;
+            T* out = x + (y * w + xo) * c;
+            if (sy < 0 || sx < 0 || sy >= static_cast<std::ptrdiff_t>(h) || sx >= static_cast<std::ptrdiff_t>(w))
+                std::fill(out, out + c, T(0));
+            else
+                std::copy_n(scratch.data() + (static_cast<std::size_t>(sy) * w + static_cast<std::size_t>(sx)) * c, c, out);
+        }
+}
+
+}  // namespace
+
+template <class T>
+basic_dataset<T> normalize(const basic_dataset<T>& data, const std::vector<double>& mean, const std::vector<double>& std) {
+    const std::size_t c = data.x.dim() ? data.x.shape().back() : 0;
+    detail::check_value(data.x.dim() >= 2 && mean.size() == c && std.size() == c,
+                        "normalize: mean and std need one entry per channel of x {} (got {} and {})", data.x.shape(),
+                        mean.size(), std.size());
+    for (std::size_t j = 0; j < c; ++j)
+        detail::check_value(std[j] > 0 && std::isfinite(std[j]) && std::isfinite(mean[j]),
+                            "normalize: channel {} has mean {} and std {}; std must be positive and both finite", j,
+                            mean[j], std[j]);
+    xt::xarray<T> x = data.x.value();
+    for (std::size_t k = 0; k < x.size(); ++k)
+        x.data()[k] = static_cast<T>((x.data()[k] - mean[k % c]) / std[k % c]);
+    return {basic_tensor<T>(std::move(x)), data.y};
+}
+
 template <class T>
 basic_data_loader<T>::basic_data_loader(Dataset data, LoaderOptions options)
     : data_(std::move(data)), options_(options) {
@@ -167,6 +218,8 @@ basic_data_loader<T>::basic_data_loader(Dataset data, LoaderOptions options)
     detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
                         "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
                         data_.y.defined() ? data_.y.shape() : Shape{});
+    detail::check_shape(!options.augment.enabled() || data_.x.dim() == 4,
+                        "DataLoader: augmentation needs images x [N, H, W, C]; x {}", data_.x.shape());
 }
 
 template <class T>
@@ -203,13 +256,24 @@ basic_batch<T> basic_data_loader<T>::batch(std::size_t epoch, std::size_t i) con
     const auto end = static_cast<std::size_t>(first + Wide{r + 1} * len / options_.shards);
     const std::vector<std::size_t> idx(o.begin() + static_cast<std::ptrdiff_t>(begin),
                                        o.begin() + static_cast<std::ptrdiff_t>(end));
-    return {take_rows(data_.x, idx), take_rows(data_.y, idx)};
+    basic_batch<T> b{take_rows(data_.x, idx), take_rows(data_.y, idx)};
+    const Augment& a = options_.augment;
+    if (a.enabled()) {
+        const Shape& s = data_.x.shape();
+        const std::size_t per = s[1] * s[2] * s[3];
+        std::vector<T> scratch;
+        T* x = b.x.mutable_value().data();
+        for (std::size_t j = 0; j < idx.size(); ++j)
+            augment_sample(x + j * per, s[1], s[2], s[3], a, mix(mix(mix(options_.seed) ^ epoch) ^ idx[j]), scratch);
+    }
+    return b;
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                   \
     template struct basic_dataset<T>;                                                          \
     template class basic_data_loader<T>;                                                       \
-    template basic_tensor<T> take_rows(const basic_tensor<T>&, const std::vector<std::size_t>&);
+    template basic_tensor<T> take_rows(const basic_tensor<T>&, const std::vector<std::size_t>&); \
+    template basic_dataset<T> normalize(const basic_dataset<T>&, const std::vector<double>&, const std::vector<double>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -173,7 +173,8 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
         train_set = train_in.slice(0, keep);
         validation = &held_out;
     }
-    data::basic_data_loader<T> loader(train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed});
+    data::basic_data_loader<T> loader(
+        train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed, .augment = o.augment});
     Progress progress(o.progress);
     History history;
     this->train();

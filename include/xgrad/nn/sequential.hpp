@@ -50,6 +50,8 @@ struct basic_fit_options {
     Progress::Mode progress = Progress::Mode::automatic;
     std::string csv_log{};  ///< when set, per-epoch metrics are written to this CSV file
     std::string plot{};     ///< when set, a PNG of the loss and accuracy curves (needs gnuplot)
+    /// Random augmentation of the training batches (never of the validation data).
+    data::Augment augment{};
 };
 using FitOptions = basic_fit_options<float>;
 
