@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -91,4 +93,30 @@ TEST_CASE("elementwise: maximum, minimum, clamp and where, values and gradients 
     CHECK(array_diff(p.grad(), xt::xarray<double>{{1.0, 1.0}, {0.0, 0.0}}) == "");
     CHECK(array_diff(q.grad(), xt::xarray<double>{1.0, 1.0}) == "");
     REQUIRE_THROWS_AS(xgrad::where(xt::xarray<bool>{true, false, true}, p, q), xgrad::ShapeError);
+}
+
+TEST_CASE("add, sub, mul, div: every broadcast pattern gives xtensor's numbers", "[elementwise][broadcast]") {
+    std::mt19937 rng(9);
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    for (int trial = 0; trial < 300; ++trial) {
+        // an output shape of rank 1-5 with lengths 1-4 (0 now and then), and two operands that
+        // keep each axis or broadcast it (or drop leading axes)
+        const int rank = pick(1, 5);
+        Shape out;
+        for (int i = 0; i < rank; ++i) out.push_back(static_cast<std::size_t>(trial % 37 == 0 && i == 1 ? 0 : pick(1, 4)));
+        auto operand = [&] {
+            Shape s;
+            const int drop = pick(0, rank - 1);
+            for (int i = drop; i < rank; ++i) s.push_back(pick(0, 2) == 0 ? 1 : out[static_cast<std::size_t>(i)]);
+            return s;
+        };
+        const Shape sa = operand(), sb = operand();
+        INFO("a " << xgrad::to_string(sa) << ", b " << xgrad::to_string(sb));
+        xgrad::manual_seed(static_cast<std::uint64_t>(trial));
+        const auto a = xgrad::randn<double>(sa), b = xgrad::randn<double>(sb);
+        CHECK(array_diff(xgrad::add(a, b).value(), xt::xarray<double>(a.value() + b.value()), 0, 0) == "");
+        CHECK(array_diff(xgrad::sub(a, b).value(), xt::xarray<double>(a.value() - b.value()), 0, 0) == "");
+        CHECK(array_diff(xgrad::mul(b, a).value(), xt::xarray<double>(b.value() * a.value()), 0, 0) == "");
+        CHECK(array_diff(xgrad::div(a, b).value(), xt::xarray<double>(a.value() / b.value()), 0, 0) == "");
+    }
 }

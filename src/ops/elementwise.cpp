@@ -15,8 +15,7 @@ using detail::broadcast_shapes;
 
 template <class T>
 basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b) {
-    broadcast_shapes("add", a.shape(), b.shape());
-    basic_tensor<T> out(a.value() + b.value());
+    basic_tensor<T> out(detail::broadcast_apply("add", a.value(), b.value(), [](T u, T v) { return u + v; }));
     record(OpKind::add, {a, b}, out, [as = a.shape(), bs = b.shape()](const basic_tensor<T>& gy, auto& grads) {
         // da = gy, db = gy, each summed to its input's shape
         if (grads.needs(0)) grads.add(0, sum_to(gy, as));
@@ -27,8 +26,7 @@ basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 
 template <class T>
 basic_tensor<T> sub(const basic_tensor<T>& a, const basic_tensor<T>& b) {
-    broadcast_shapes("sub", a.shape(), b.shape());
-    basic_tensor<T> out(a.value() - b.value());
+    basic_tensor<T> out(detail::broadcast_apply("sub", a.value(), b.value(), [](T u, T v) { return u - v; }));
     record(OpKind::sub, {a, b}, out, [as = a.shape(), bs = b.shape()](const basic_tensor<T>& gy, auto& grads) {
         // da = gy, db = -gy
         if (grads.needs(0)) grads.add(0, sum_to(gy, as));
@@ -39,8 +37,7 @@ basic_tensor<T> sub(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 
 template <class T>
 basic_tensor<T> mul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
-    broadcast_shapes("mul", a.shape(), b.shape());
-    basic_tensor<T> out(a.value() * b.value());
+    basic_tensor<T> out(detail::broadcast_apply("mul", a.value(), b.value(), [](T u, T v) { return u * v; }));
     record(OpKind::mul, {a, b}, out, [a, b](const basic_tensor<T>& gy, auto& grads) {
         // da = gy * b, db = gy * a
         if (grads.needs(0)) grads.add(0, sum_to(mul(gy, b), a.shape()));
@@ -51,8 +48,7 @@ basic_tensor<T> mul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 
 template <class T>
 basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
-    broadcast_shapes("div", a.shape(), b.shape());
-    basic_tensor<T> out(a.value() / b.value());
+    basic_tensor<T> out(detail::broadcast_apply("div", a.value(), b.value(), [](T u, T v) { return u / v; }));
     record(OpKind::div, {a, b}, out, [a, b](const basic_tensor<T>& gy, auto& grads) {
         // da = gy / b, db = -gy * y / b   (y = a / b)
         if (grads.needs(0)) grads.add(0, sum_to(div(gy, b), a.shape()));
