@@ -24,6 +24,7 @@ xgrad_packages=(
     libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
+    fortunes-min  # the text of the char_lm example
     libopenmpi-dev openmpi-bin
     libxsmm-dev
     ${XGRAD_EXTRA_PACKAGES:-}
