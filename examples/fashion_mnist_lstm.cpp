@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "classifier.hpp"
 #include "xgrad/xgrad.hpp"
 
 using xgrad::Tensor;
@@ -62,39 +63,9 @@ int main(int argc, char** argv) {
         RowReader model(hidden);
         xgrad::optim::Adam opt(model.parameters(), {.lr = lr});
         xgrad::data::DataLoader loader(train_set, {.batch_size = batch, .seed = seed});
-        const std::size_t batches = max_batches ? std::min(max_batches, loader.size()) : loader.size();
-        xgrad::Progress progress(xgrad::Progress::Mode::automatic);
-        double seconds = 0;
-        for (int epoch = 0; epoch < epochs; ++epoch) {
-            progress.begin_epoch(static_cast<std::size_t>(epoch), static_cast<std::size_t>(epochs), batches);
-            double loss_sum = 0, correct = 0;
-            std::size_t seen = 0;
-            for (std::size_t i = 0; i < batches; ++i) {
-                const auto b = loader.batch(static_cast<std::size_t>(epoch), i);
-                const auto logits = model(b.x);
-                auto loss = xgrad::cross_entropy(logits, b.y);
-                opt.zero_grad();
-                loss.backward();
-                opt.step();
-                correct += static_cast<double>(xgrad::nn::count_correct(logits, b.y));
-                seen += b.y.size();
-                loss_sum += loss.item() * static_cast<double>(b.y.size());
-                progress.update(i, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), seen);
-            }
-            seconds += progress.train_seconds();
-            progress.end_epoch(loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), "");
-        }
-        xgrad::NoGradGuard off;
-        model.eval();
-        xgrad::data::DataLoader test_loader(test_set, {.batch_size = 500, .shuffle = false});
-        double correct = 0;
-        for (std::size_t i = 0; i < test_loader.size(); ++i) {
-            const auto b = test_loader.batch(0, i);
-            correct += static_cast<double>(xgrad::nn::count_correct(model(b.x), b.y));
-        }
-        const double accuracy = correct / static_cast<double>(test_set.size());
-        fmt::print("test accuracy {:.2f}% ({} images), {:.1f} s per epoch\n", 100 * accuracy, test_set.size(),
-                   seconds / epochs);
+        const double seconds = train_classifier(model, opt, loader, epochs, max_batches);
+        const double accuracy = test_accuracy(model, test_set);
+        fmt::print("test accuracy {:.2f}% ({} images), {:.1f} s per epoch\n", 100 * accuracy, test_set.size(), seconds);
         return accuracy > 0.2 ? 0 : 1;  // far above chance (10%) even after a few batches
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "fashion_mnist_lstm: {}\n", e.what());

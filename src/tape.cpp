@@ -37,7 +37,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "erf", "gelu", "gelu_tanh", "silu", "elu", "softplus", "hardswish",
     "maximum", "minimum", "clamp", "where",
     "layer_norm", "group_norm",
-    "index_select", "index_add", "embedding",
+    "index_select", "index_add", "embedding", "gather", "scatter_add",
 };
 
 thread_local bool t_grad_enabled = true;

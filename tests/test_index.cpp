@@ -100,3 +100,27 @@ TEST_CASE("stack and split: a new axis, and consecutive parts that are slices", 
                         Contains("split: sizes [2, 2] add up to 4, not axis 1's 5; x [2, 5]"));
     REQUIRE_THROWS_AS(xgrad::split(x, std::size_t{0}, 1), xgrad::ValueError);
 }
+
+TEST_CASE("gather and scatter_add: PyTorch's semantics along any axis, typed errors", "[index]") {
+    const Tensor64 x(array({2, 3}, {1, 2, 3, 4, 5, 6}));
+    const Tensor64 idx(xt::xarray<double>{{2, 0}, {1, 1}});
+    CHECK(array_diff(xgrad::gather(x, 1, idx).value(), array({2, 2}, {3, 1, 5, 5})) == "");
+    const Tensor64 rows(xt::xarray<double>{{1, 0, 1}});
+    CHECK(array_diff(xgrad::gather(x, 0, rows).value(), array({1, 3}, {4, 2, 6})) == "");
+    // along axis 0: out[i][j] = x3[idx[i][j]][j], the inner axis wrapping under the outer one
+    const Tensor64 x3(array({3, 2}, {1, 2, 3, 4, 5, 6}));
+    CHECK(array_diff(xgrad::gather(x3, 0, Tensor64(array({2, 2}, {2, 0, 1, 2}))).value(), array({2, 2}, {5, 2, 3, 6})) ==
+          "");
+    const Tensor64 src(array({2, 2}, {10, 20, 30, 40}));
+    CHECK(array_diff(xgrad::scatter_add(x, 1, idx, src).value(), array({2, 3}, {21, 2, 13, 4, 75, 6})) == "");
+    Tensor64 xg(x.value(), true);
+    xgrad::sum(xgrad::gather(xg, 1, idx) * src).backward();
+    CHECK(array_diff(xg.grad(), array({2, 3}, {20, 0, 10, 0, 70, 0})) == "");
+    REQUIRE_THROWS_WITH(xgrad::gather(x, 1, Tensor64(array({2, 1}, {3, 0}))),
+                        Contains("gather: index 3 (flat position 0) is outside axis 1 of size 3; x [2, 3], index [2, 1]"));
+    REQUIRE_THROWS_AS(xgrad::gather(x, 1, Tensor64(xt::xarray<double>{0.5, 1})), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::gather(x, 1, Tensor64(array({2, 1}, {0.5, 1}))), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::gather(x, 1, xgrad::zeros<double>({3, 1})), Contains("larger than x along axis 0"));
+    REQUIRE_THROWS_AS(xgrad::scatter_add(x, 1, idx, xgrad::zeros<double>({2, 3})), xgrad::ShapeError);
+    CHECK(xgrad::gather(x, 0, xgrad::zeros<double>({0, 3})).shape() == Shape{0, 3});
+}

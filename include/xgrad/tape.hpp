@@ -33,7 +33,7 @@ enum class OpKind {
     erf, gelu, gelu_tanh, silu, elu, softplus, hardswish,
     maximum, minimum, clamp, where,
     layer_norm, group_norm,
-    index_select, index_add, embedding,
+    index_select, index_add, embedding, gather, scatter_add,
     count_
 };
 

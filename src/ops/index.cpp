@@ -95,6 +95,75 @@ basic_tensor<T> index_add(const basic_tensor<T>& x, std::ptrdiff_t axis_in, cons
     return out;
 }
 
+namespace {
+
+// An index tensor checked against x for gather / scatter_add, and the offset into x of each of
+// its positions (row-major over index's shape).
+template <class T>
+std::vector<std::size_t> gather_offsets(const char* op, const Shape& xs, std::size_t axis, const basic_tensor<T>& index) {
+    const Shape& is = index.shape();
+    detail::check_shape(is.size() == xs.size(), "{}: index must have x's rank; x {}, index {}", op, xs, is);
+    for (std::size_t d = 0; d < xs.size(); ++d)
+        detail::check_shape(d == axis || is[d] <= xs[d],
+                            "{}: index is larger than x along axis {} (only axis {} may differ freely); x {}, index {}",
+                            op, d, axis, xs, is);
+    std::vector<std::size_t> stride(xs.size(), 1), at(xs.size(), 0), offsets(index.size());
+    for (std::size_t d = xs.size(); d-- > 1;) stride[d - 1] = stride[d] * xs[d];
+    const T* iv = index.value().data();
+    std::size_t base = 0;  // x's offset of the position without its axis coordinate
+    for (std::size_t p = 0; p < offsets.size(); ++p) {
+        const T v = iv[p];
+        detail::check_value(std::isfinite(v) && v == std::floor(v) && v >= 0 && v < static_cast<T>(xs[axis]),
+                            "{}: index {} (flat position {}) is outside axis {} of size {}; x {}, index {}", op, v, p,
+                            axis, xs[axis], xs, is);
+        offsets[p] = base + static_cast<std::size_t>(v) * stride[axis];
+        for (std::size_t d = is.size(); d-- > 0;) {  // the next position of index
+            if (d != axis) base += stride[d];
+            if (++at[d] < is[d]) break;
+            if (d != axis) base -= stride[d] * is[d];
+            at[d] = 0;
+        }
+    }
+    return offsets;
+}
+
+}  // namespace
+
+template <class T>
+basic_tensor<T> gather(const basic_tensor<T>& x, std::ptrdiff_t axis_in, const basic_tensor<T>& index) {
+    const std::size_t axis = detail::normalize_axis("gather", axis_in, x.shape());
+    const auto offsets = gather_offsets("gather", x.shape(), axis, index);
+    xt::xarray<T> y = xt::empty<T>(index.shape());
+    const T* xv = x.value().data();
+    for (std::size_t p = 0; p < offsets.size(); ++p) y.data()[p] = xv[offsets[p]];
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::gather, {x}, out, [xs = x.shape(), axis, index](const basic_tensor<T>& gy, auto& grads) {
+        // dx: gy added back where each entry was read
+        grads.add(0, scatter_add(zeros<T>(xs), static_cast<std::ptrdiff_t>(axis), index, gy));
+    });
+    return out;
+}
+
+template <class T>
+basic_tensor<T> scatter_add(const basic_tensor<T>& x, std::ptrdiff_t axis_in, const basic_tensor<T>& index,
+                            const basic_tensor<T>& src) {
+    const std::size_t axis = detail::normalize_axis("scatter_add", axis_in, x.shape());
+    detail::check_shape(src.shape() == index.shape(), "scatter_add: src and index must have one shape; x {}, index {}, "
+                                                      "src {}",
+                        x.shape(), index.shape(), src.shape());
+    const auto offsets = gather_offsets("scatter_add", x.shape(), axis, index);
+    xt::xarray<T> y = x.value();
+    const T* sv = src.value().data();
+    for (std::size_t p = 0; p < offsets.size(); ++p) y.data()[offsets[p]] += sv[p];  // in order: deterministic
+    basic_tensor<T> out(std::move(y));
+    record(OpKind::scatter_add, {x, src}, out, [axis, index](const basic_tensor<T>& gy, auto& grads) {
+        // out is x plus src scattered: dx = gy, dsrc = gy where src was added
+        if (grads.needs(0)) grads.add(0, gy);
+        if (grads.needs(1)) grads.add(1, gather(gy, static_cast<std::ptrdiff_t>(axis), index));
+    });
+    return out;
+}
+
 template <class T>
 basic_tensor<T> embedding(const basic_tensor<T>& indices, const basic_tensor<T>& weight,
                           std::optional<std::ptrdiff_t> padding_idx) {
@@ -141,7 +210,10 @@ basic_tensor<T> embedding(const basic_tensor<T>& indices, const basic_tensor<T>&
     template basic_tensor<T> index_select(const basic_tensor<T>&, std::ptrdiff_t, const std::vector<std::size_t>&); \
     template basic_tensor<T> index_add(const basic_tensor<T>&, std::ptrdiff_t, const std::vector<std::size_t>&,  \
                                        const basic_tensor<T>&);                                                \
-    template basic_tensor<T> embedding(const basic_tensor<T>&, const basic_tensor<T>&, std::optional<std::ptrdiff_t>);
+    template basic_tensor<T> embedding(const basic_tensor<T>&, const basic_tensor<T>&, std::optional<std::ptrdiff_t>); \
+    template basic_tensor<T> gather(const basic_tensor<T>&, std::ptrdiff_t, const basic_tensor<T>&);           \
+    template basic_tensor<T> scatter_add(const basic_tensor<T>&, std::ptrdiff_t, const basic_tensor<T>&,       \
+                                         const basic_tensor<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
@@ -163,6 +235,20 @@ void register_index_cases(CaseRegistry& r) {
     r.add(OpKind::embedding, "[2,3] indices into [5,4], repeated", {{{5, 4}}}, [](const V& v) {
         const Tensor64 idx(xt::xarray<double>{{1, 4, 1}, {0, 2, 4}});
         return embedding(idx, v[0]);
+    });
+    r.add(OpKind::gather, "axis 1 of [3,4] by [3,2] (repeated)", {{{3, 4}}}, [](const V& v) {
+        const Tensor64 idx(xt::xarray<double>{{3, 0}, {1, 1}, {2, 3}});
+        return gather(v[0], 1, idx);
+    });
+    r.add(OpKind::gather, "axis 0 of [3,2,2] by [2,2,1] (smaller off the axis)", {{{3, 2, 2}}}, [](const V& v) {
+        xt::xarray<double> values{2, 0, 1, 2};
+        values.reshape({2, 2, 1});
+        const Tensor64 idx(values);
+        return gather(v[0], 0, idx);
+    });
+    r.add(OpKind::scatter_add, "axis -1 of [2,3] from [2,4] (repeated)", {{{2, 3}}, {{2, 4}}}, [](const V& v) {
+        const Tensor64 idx(xt::xarray<double>{{0, 2, 0, 1}, {1, 1, 2, 0}});
+        return scatter_add(v[0], -1, idx, v[1]);
     });
     // padding_idx's row passes no gradient by definition (not the derivative): it is a constant
     // here, appended to the rows under test; unit tests check that it stays without gradient.

@@ -25,6 +25,22 @@ template <class T>
 basic_tensor<T> index_add(const basic_tensor<T>& x, std::ptrdiff_t axis, const std::vector<std::size_t>& indices,
                           const basic_tensor<T>& src);
 
+/// Entries of x picked along `axis` by an index tensor of x's rank (PyTorch's torch.gather):
+/// out[i][j][k] = x[index[i][j][k]][j][k] for axis 0, and so on; out has index's shape, which
+/// may be smaller than x's along every axis. The indices are whole numbers in a float tensor
+/// (data, not differentiated); repeated ones add up in the gradient. Throws ShapeError (axis,
+/// ranks, index larger than x off the axis) and ValueError (an index that is not a whole
+/// number inside the axis).
+template <class T>
+basic_tensor<T> gather(const basic_tensor<T>& x, std::ptrdiff_t axis, const basic_tensor<T>& index);
+
+/// x plus src added where gather would read (PyTorch's x.scatter_add(axis, index, src)):
+/// out[index[i][j][k]][j][k] += src[i][j][k] for axis 0; src has index's shape. The adjoint of
+/// gather. Throws as gather, and ShapeError when src and index differ.
+template <class T>
+basic_tensor<T> scatter_add(const basic_tensor<T>& x, std::ptrdiff_t axis, const basic_tensor<T>& index,
+                            const basic_tensor<T>& src);
+
 /// Rows of a table (PyTorch's F.embedding): indices of any shape holding whole numbers in
 /// [0, V), weight [V, D] -> [indices' shape..., D]. The gradient adds into the rows that were
 /// looked up only, and never into row padding_idx (a negative one counts from the end, as in
