@@ -119,4 +119,14 @@ TEST_CASE("add, sub, mul, div: every broadcast pattern gives xtensor's numbers",
         CHECK(array_diff(xgrad::mul(b, a).value(), xt::xarray<double>(b.value() * a.value()), 0, 0) == "");
         CHECK(array_diff(xgrad::div(a, b).value(), xt::xarray<double>(a.value() / b.value()), 0, 0) == "");
     }
+    // above the parallel threshold (64Ki elements): rows split between threads mid-axis
+    for (const auto& [sa, sb] : std::vector<std::pair<Shape, Shape>>{{{301, 7, 41}, {301, 1, 41}},
+                                                                       {{301, 7, 41}, {7, 1}},
+                                                                       {{3, 301, 2, 47}, {3, 1, 2, 1}},
+                                                                       {{90000}, {90000}}}) {
+        INFO("a " << xgrad::to_string(sa) << ", b " << xgrad::to_string(sb));
+        const auto a = xgrad::randn<double>(sa), b = xgrad::randn<double>(sb);
+        CHECK(array_diff(xgrad::mul(a, b).value(), xt::xarray<double>(a.value() * b.value()), 0, 0) == "");
+        CHECK(array_diff(xgrad::sub(b, a).value(), xt::xarray<double>(b.value() - a.value()), 0, 0) == "");
+    }
 }

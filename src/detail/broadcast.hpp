@@ -5,9 +5,12 @@
 #include <string_view>
 #include <vector>
 
+#include <omp.h>
+
 #include <xtensor/xarray.hpp>
 
 #include "detail/check.hpp"
+#include "detail/parallel.hpp"
 
 namespace xgrad::detail {
 
@@ -40,8 +43,10 @@ xt::xarray<T> broadcast_apply(std::string_view op, const xt::xarray<T>& a, const
     T* y = out.data();
     const T* pa = a.data();
     const T* pb = b.data();
+    const bool parallel = total > static_cast<std::size_t>(kParallelElements);
     if (as == bs) {
-        for (std::size_t k = 0; k < total; ++k) y[k] = f(pa[k], pb[k]);
+#pragma omp parallel for schedule(static) if (parallel)
+        for (std::ptrdiff_t k = 0; k < static_cast<std::ptrdiff_t>(total); ++k) y[k] = f(pa[k], pb[k]);
         return out;
     }
     // Per output axis: its length and each operand's stride (0 when broadcast).
@@ -76,28 +81,42 @@ xt::xarray<T> broadcast_apply(std::string_view op, const xt::xarray<T>& a, const
         return out;
     }
     const std::size_t inner = len.back(), ia = sa.back(), ib = sb.back(), rows = total / inner, m = len.size();
-    std::vector<std::size_t> at(m, 0);  // the outer axes' counters
-    std::size_t oa = 0, ob = 0;
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* ra = pa + oa;
-        const T* rb = pb + ob;
-        T* ry = y + r * inner;
-        if (ia == 1 && ib == 1)
-            for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j], rb[j]);
-        else if (ia == 1)
-            for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j], rb[0]);
-        else if (ib == 1)
-            for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[0], rb[j]);
-        else
-            for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j * ia], rb[j * ib]);
-        // next row: advance the outer counters, carrying
-        for (std::size_t d = m - 1; d-- > 0;) {
-            oa += sa[d];
-            ob += sb[d];
-            if (++at[d] < len[d]) break;
-            oa -= sa[d] * len[d];
-            ob -= sb[d] * len[d];
-            at[d] = 0;
+    // Rows in one block per thread: each finds its first row's offsets, then carries its
+    // counters row by row (every output element is written once: any split gives the same).
+#pragma omp parallel if (parallel)
+    {
+        const auto threads = static_cast<std::size_t>(omp_get_num_threads());
+        const auto me = static_cast<std::size_t>(omp_get_thread_num());
+        const std::size_t first = rows * me / threads, last = rows * (me + 1) / threads;
+        std::vector<std::size_t> at(m, 0);  // the outer axes' counters at row `first`
+        std::size_t oa = 0, ob = 0;
+        for (std::size_t d = m - 1, rest = first; d-- > 0;) {
+            at[d] = rest % len[d];
+            rest /= len[d];
+            oa += at[d] * sa[d];
+            ob += at[d] * sb[d];
+        }
+        for (std::size_t r = first; r < last; ++r) {
+            const T* ra = pa + oa;
+            const T* rb = pb + ob;
+            T* ry = y + r * inner;
+            if (ia == 1 && ib == 1)
+                for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j], rb[j]);
+            else if (ia == 1)
+                for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j], rb[0]);
+            else if (ib == 1)
+                for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[0], rb[j]);
+            else
+                for (std::size_t j = 0; j < inner; ++j) ry[j] = f(ra[j * ia], rb[j * ib]);
+            // next row: advance the outer counters, carrying
+            for (std::size_t d = m - 1; d-- > 0;) {
+                oa += sa[d];
+                ob += sb[d];
+                if (++at[d] < len[d]) break;
+                oa -= sa[d] * len[d];
+                ob -= sb[d] * len[d];
+                at[d] = 0;
+            }
         }
     }
     return out;
