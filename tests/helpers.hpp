@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -7,7 +8,9 @@
 #include <fmt/format.h>
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xarray.hpp>
+#include <xtensor/xbuilder.hpp>
 
+#include "xgrad/data/dataset.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xgrad_test {
@@ -83,6 +86,21 @@ inline std::vector<ConvPath> conv_paths() {
         {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},
         {"grouped", {2, 6, 6, 4}, {3, 3, 2, 6}, {.padding = xgrad::Padding::same, .groups = 2}},
     };
+}
+
+// A file name under /tmp for a test's scratch file.
+inline std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+
+// A small classification problem: the class is the index of the largest of 3 of 4 features.
+inline xgrad::data::Dataset blobs(std::size_t n, std::uint64_t seed) {
+    xgrad::manual_seed(seed);
+    auto x = xgrad::randn({n, 4});
+    xt::xarray<float> y = xt::empty<float>({n});
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* r = x.value().data() + i * 4;
+        y(i) = static_cast<float>(std::max_element(r, r + 3) - r);
+    }
+    return {x, xgrad::Tensor(y)};
 }
 
 }  // namespace xgrad_test

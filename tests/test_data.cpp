@@ -20,7 +20,7 @@ namespace data = xgrad::data;
 
 namespace {
 
-std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+using xgrad_test::temp_path;
 
 // An IDX file of unsigned bytes: magic, dims (big-endian), data.
 std::string idx_bytes(const std::vector<std::uint32_t>& dims, const std::vector<std::uint8_t>& values) {

@@ -17,7 +17,7 @@ namespace io = xgrad::io;
 
 namespace {
 
-std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+using xgrad_test::temp_path;
 
 std::string slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);

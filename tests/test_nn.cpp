@@ -22,19 +22,8 @@ struct Net : Module {
     Tensor forward(const Tensor& x) override { return (*fc2)((*bn)((*fc1)(x))); }
 };
 
-// A small classification problem: the class is the index of the largest of 3 features.
-xgrad::data::Dataset blobs(std::size_t n, std::uint64_t seed) {
-    xgrad::manual_seed(seed);
-    auto x = xgrad::randn({n, 4});
-    xt::xarray<float> y = xt::empty<float>({n});
-    for (std::size_t i = 0; i < n; ++i) {
-        const float* r = x.value().data() + i * 4;
-        y(i) = static_cast<float>(std::max_element(r, r + 3) - r);
-    }
-    return {x, Tensor(y)};
-}
-
-std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+using xgrad_test::blobs;
+using xgrad_test::temp_path;
 
 }  // namespace
 

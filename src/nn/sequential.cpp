@@ -11,6 +11,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
+#include "xgrad/io/checkpoint.hpp"
 #include "xgrad/nn/metrics.hpp"
 #include "xgrad/nn/layers.hpp"
 #include "xgrad/ops/loss.hpp"
@@ -44,16 +45,23 @@ basic_tensor<T> basic_sequential<T>::forward(const Tensor& x) {
     const auto& layers = this->children();
     Tensor h = x;
     for (std::size_t i = 0; i < layers.size(); ++i) {
-        // A Conv2D with relu followed by MaxPool2D: the pool and relu in one pass, the relu
-        // gradient masked on the pooled tensor (the same numbers as the two layers).
-        const auto* conv = exactly<basic_conv2d<T>>(layers[i].second.get());
-        const auto* pool = i + 1 < layers.size() ? exactly<basic_max_pool2d<T>>(layers[i + 1].second.get()) : nullptr;
-        if (conv && pool && conv->activation() == Activation::relu) {
-            h = relu_max_pool2d(conv->forward_without_activation(h), pool->options());
-            ++i;
-            continue;
+        try {
+            // A Conv2D with relu followed by MaxPool2D: the pool and relu in one pass, the relu
+            // gradient masked on the pooled tensor (the same numbers as the two layers).
+            const auto* conv = exactly<basic_conv2d<T>>(layers[i].second.get());
+            const auto* pool =
+                i + 1 < layers.size() ? exactly<basic_max_pool2d<T>>(layers[i + 1].second.get()) : nullptr;
+            if (conv && pool && conv->activation() == Activation::relu) {
+                h = relu_max_pool2d(conv->forward_without_activation(h), pool->options());
+                ++i;
+                continue;
+            }
+            h = (*layers[i].second)(h);
+        } catch (const ShapeError& e) {
+            throw ShapeError(fmt::format("Sequential layer {} ({}): {}", i, layers[i].second->type_name(), e.what()));
+        } catch (const ValueError& e) {
+            throw ValueError(fmt::format("Sequential layer {} ({}): {}", i, layers[i].second->type_name(), e.what()));
         }
-        h = (*layers[i].second)(h);
     }
     return h;
 }
@@ -158,12 +166,41 @@ basic_tensor<T> basic_sequential<T>::predict(const Tensor& x, std::size_t batch_
     return parts.size() == 1 ? parts[0] : concat(parts, 0);
 }
 
+namespace {
+
+// The monitored figure of an epoch, as a number where smaller is better (accuracies negated),
+// or nothing when the epoch lacks it.
+std::optional<double> monitored(const EpochMetrics& m, Monitor monitor) {
+    switch (monitor) {
+        case Monitor::automatic: return m.val_loss ? m.val_loss : std::optional<double>(m.loss);
+        case Monitor::loss: return m.loss;
+        case Monitor::accuracy: return -m.accuracy;
+        case Monitor::val_loss: return m.val_loss;
+        case Monitor::val_accuracy: return m.val_accuracy ? std::optional<double>(-*m.val_accuracy) : std::nullopt;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 template <class T>
 History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_options<T>& o) {
     detail::check_value(optimizer_ != nullptr, "Sequential::fit: call compile(optimizer, loss) first");
     detail::check_value(o.epochs >= 1, "Sequential::fit: epochs must be at least 1, got {}", o.epochs);
+    detail::check_value(o.initial_epoch >= 0 && o.initial_epoch < o.epochs,
+                        "Sequential::fit: initial_epoch must be in [0, epochs), got {} with epochs {}", o.initial_epoch,
+                        o.epochs);
     detail::check_value(o.validation_split >= 0 && o.validation_split < 1,
                         "Sequential::fit: validation_split must be in [0, 1), got {}", o.validation_split);
+    const bool validating = o.validation_data || o.validation_split > 0;
+    detail::check_value(validating || (o.monitor != Monitor::val_loss && o.monitor != Monitor::val_accuracy),
+                        "Sequential::fit: the monitor is a validation figure, but there is no validation data "
+                        "(validation_data or validation_split)");
+    detail::check_value(loss_ != Loss::mse || (o.monitor != Monitor::accuracy && o.monitor != Monitor::val_accuracy),
+                        "Sequential::fit: the monitor is an accuracy, which the mse loss has not");
+    detail::check_value(!o.scheduler || o.scheduler->optimizer() == optimizer_.get(),
+                        "Sequential::fit: the scheduler ({}) was built on another optimizer than the compiled {}",
+                        o.scheduler ? o.scheduler->name() : "", optimizer_->name());
     Dataset train_set = train_in, held_out;
     const Dataset* validation = o.validation_data;
     if (!validation && o.validation_split > 0) {
@@ -173,34 +210,45 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
         train_set = train_in.slice(0, keep);
         validation = &held_out;
     }
-    data::basic_data_loader<T> loader(
-        train_set, {.batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed, .augment = o.augment});
+    data::basic_data_loader<T> loader(train_set, {.batch_size = o.batch_size,
+                                                  .shuffle = o.shuffle,
+                                                  .seed = o.seed,
+                                                  .drop_last = o.drop_last,
+                                                  .augment = o.augment});
     Progress progress(o.progress);
     History history;
+    std::optional<double> best;
+    std::size_t since_best = 0;
+    std::vector<xt::xarray<T>> best_state;  // for EarlyStopping::restore_best
     this->train();
-    for (int e = 0; e < o.epochs; ++e) {
+    bool go_on = true;
+    for (int e = o.initial_epoch; e < o.epochs && go_on; ++e) {
         const auto epoch = static_cast<std::size_t>(e);
         progress.begin_epoch(epoch, static_cast<std::size_t>(o.epochs), loader.size());
         double loss_sum = 0, right = 0, targets = 0;
         std::size_t seen = 0;
-        for (std::size_t i = 0; i < loader.size(); ++i) {
+        for (std::size_t i = 0; i < loader.size() && go_on; ++i) {
             const auto b = loader.batch(epoch, i);
             const auto out = forward(b.x);
             auto loss = loss_of(out, b.y);
             optimizer_->zero_grad();
             loss.backward();
+            const double lr = optimizer_->lr();
             optimizer_->step();
+            if (o.scheduler && o.scheduler->per_batch()) o.scheduler->step();
             const std::size_t rows = b.x.shape()[0];
             seen += rows;
             loss_sum += loss.item() * static_cast<double>(rows);
             right += static_cast<double>(correct(out, b.y));
             targets += static_cast<double>(loss_ == Loss::cross_entropy ? rows : b.y.size());
             progress.update(i, loss_sum / static_cast<double>(seen), loss_ == Loss::mse ? 0.0 : right / targets, seen);
+            const BatchMetrics bm{epoch + 1, i, loader.size(), loss.item(), lr};
+            for (const auto& cb : o.batch_callbacks) go_on = cb(bm) && go_on;
         }
         EpochMetrics m;
-        m.epoch = epoch;
-        m.loss = loss_sum / static_cast<double>(seen);
-        m.accuracy = loss_ == Loss::mse ? kNaN : right / targets;
+        m.epoch = epoch + 1;
+        m.loss = seen ? loss_sum / static_cast<double>(seen) : kNaN;
+        m.accuracy = loss_ == Loss::mse || !seen ? kNaN : right / targets;
         m.seconds = progress.train_seconds();
         std::string extra;
         if (validation) {
@@ -212,9 +260,35 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
         progress.end_epoch(m.loss, std::isnan(m.accuracy) ? 0.0 : m.accuracy, extra);
         history.epochs.push_back(m);
         if (!o.csv_log.empty()) write_history_csv(history, o.csv_log);
-        bool go_on = true;
+        const auto figure = monitored(m, o.monitor);
+        if (o.scheduler && !o.scheduler->per_batch()) o.scheduler->step(figure);
+        // A new best: beats the best so far by more than min_delta (NaN never does).
+        const double delta = o.early_stopping ? o.early_stopping->min_delta : 0;
+        const bool improved = figure && !std::isnan(*figure) && (!best || *figure < *best - delta);
+        if (improved) {
+            best = figure;
+            since_best = 0;
+            if (!o.best_model.empty()) this->save(o.best_model);
+            if (o.early_stopping && o.early_stopping->restore_best) {
+                best_state.clear();
+                for (const auto& [name, t] : this->state()) best_state.push_back(t.value());
+            }
+        } else {
+            ++since_best;
+        }
+        if (!o.checkpoint.empty()) io::save_checkpoint(o.checkpoint, *this, *optimizer_, e + 1, o.scheduler);
         for (const auto& cb : o.callbacks) go_on = cb(m) && go_on;
-        if (!go_on) break;
+        if (o.early_stopping && since_best >= o.early_stopping->patience && best) {
+            if (o.progress != Progress::Mode::quiet)
+                fmt::print("early stopping after epoch {}: no improvement for {} epochs{}\n", epoch + 1, since_best,
+                           o.early_stopping->restore_best ? "; weights of the best epoch restored" : "");
+            go_on = false;
+        }
+    }
+    if (o.early_stopping && o.early_stopping->restore_best && !best_state.empty()) {
+        NoGradGuard no_grad;
+        std::size_t k = 0;
+        for (auto& [name, t] : this->state()) t.mutable_value() = best_state[k++];
     }
     if (!o.plot.empty() && !plot_history(history, o.plot))
         fmt::print("note: gnuplot is not installed, so no plot was drawn ({})\n", o.plot);
@@ -230,7 +304,7 @@ void write_history_csv(const History& history, const std::string& path) {
     f << "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n";
     auto opt = [](const std::optional<double>& v) { return v ? fmt::format("{:.6f}", *v) : std::string(); };
     for (const auto& m : history.epochs)
-        f << fmt::format("{},{:.6f},{:.6f},{},{},{:.3f}\n", m.epoch + 1, m.loss, m.accuracy, opt(m.val_loss),
+        f << fmt::format("{},{:.6f},{:.6f},{},{},{:.3f}\n", m.epoch, m.loss, m.accuracy, opt(m.val_loss),
                          opt(m.val_accuracy), m.seconds);
     if (!f) throw IoError("csv: writing " + path + " failed");
 }
@@ -242,7 +316,7 @@ bool plot_history(const History& history, const std::string& png_path) {
         std::ofstream f(data);
         if (!f) throw IoError("plot: cannot write " + data);
         for (const auto& m : history.epochs)
-            f << fmt::format("{} {} {} {} {}\n", m.epoch + 1, m.loss, m.accuracy, m.val_loss.value_or(kNaN),
+            f << fmt::format("{} {} {} {} {}\n", m.epoch, m.loss, m.accuracy, m.val_loss.value_or(kNaN),
                              m.val_accuracy.value_or(kNaN));
     }
     std::FILE* g = ::popen("gnuplot", "w");

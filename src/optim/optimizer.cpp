@@ -1,10 +1,13 @@
 #include "xgrad/optim/optimizer.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <optional>
 
 #include <fmt/format.h>
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
@@ -41,12 +44,44 @@ void check_params(const std::vector<basic_tensor<T>>& params, const std::string&
 
 }  // namespace
 
+ParamList::ParamList(std::vector<Tensor> params) : float_(std::move(params)), groups_{{0, float_.size(), {}, {}}} {}
+ParamList::ParamList(std::vector<Tensor64> params) : double_(std::move(params)), groups_{{0, double_.size(), {}, {}}} {}
+ParamList::ParamList(std::initializer_list<Tensor> params) : ParamList(std::vector<Tensor>(params)) {}
+ParamList::ParamList(std::initializer_list<Tensor64> params) : ParamList(std::vector<Tensor64>(params)) {}
+
+ParamList::ParamList(std::vector<ParamGroup> groups) {
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        auto& group = groups[g];
+        detail::check_value(group.params.empty() != group.params64.empty(),
+                            "parameter group {}: give float32 tensors (params) or float64 ones (params64), got {} and {}",
+                            g, group.params.size(), group.params64.size());
+        detail::check_value(g == 0 || group.params64.empty() == double_.empty(),
+                            "parameter group {}: holds float{} tensors, group 0 float{}; an optimizer updates one "
+                            "precision",
+                            g, group.params64.empty() ? 32 : 64, double_.empty() ? 32 : 64);
+        const std::size_t begin = size();
+        for (auto& t : group.params) float_.push_back(std::move(t));
+        for (auto& t : group.params64) double_.push_back(std::move(t));
+        groups_.push_back({begin, size(), group.lr, group.weight_decay});
+    }
+}
+
 Optimizer::Optimizer(ParamList params, double lr, std::string name)
-    : params_(std::move(params)), lr_(lr), name_(std::move(name)) {
+    : params_(std::move(params)), name_(std::move(name)) {
     detail::check_value(params_.size() > 0, "{}: got an empty parameter list", name_);
     check_params(params_.floats(), name_);
     check_params(params_.doubles(), name_);
-    set_lr(lr);
+    for (const auto& g : params_.groups()) {
+        const double rate = g.lr.value_or(lr);
+        detail::check_value(rate >= 0 && std::isfinite(rate),
+                            "{}: the learning rate must be finite and not negative, got {}{}", name_, rate,
+                            g.lr ? fmt::format(" (group {})", lr_.size()) : "");
+        detail::check_value(!g.weight_decay || (*g.weight_decay >= 0 && std::isfinite(*g.weight_decay)),
+                            "{}: group {}'s weight_decay must be finite and not negative, got {}", name_, lr_.size(),
+                            g.weight_decay.value_or(0));
+        lr_.push_back(rate);
+        group_.insert(group_.end(), g.end - g.begin, lr_.size() - 1);
+    }
 }
 
 template <class T>
@@ -70,10 +105,34 @@ const Optimizer::Slots<T>& Optimizer::slots() const {
     return const_cast<Optimizer*>(this)->slots<T>();
 }
 
+double Optimizer::lr(std::size_t group) const {
+    detail::check_value(group < lr_.size(), "{}: no parameter group {} (it has {})", name_, group, lr_.size());
+    return lr_[group];
+}
+
 void Optimizer::set_lr(double lr) {
+    for (std::size_t g = 0; g < lr_.size(); ++g) set_lr(g, lr);
+}
+
+void Optimizer::set_lr(std::size_t group, double lr) {
+    detail::check_value(group < lr_.size(), "{}: no parameter group {} (it has {})", name_, group, lr_.size());
     detail::check_value(lr >= 0 && std::isfinite(lr), "{}: the learning rate must be finite and not negative, got {}",
                         name_, lr);
-    lr_ = lr;
+    lr_[group] = lr;
+}
+
+std::string Optimizer::type() const {
+    std::string t = fmt::format("{}({})", name_, options());
+    // Groups change what the steps do: one group with the optimizer's options reads as before.
+    const auto& groups = params_.groups();
+    if (groups.size() > 1 || groups.front().weight_decay) {
+        std::vector<std::string> parts;
+        for (const auto& g : groups)
+            parts.push_back(g.weight_decay ? fmt::format("{} weight_decay={}", g.end - g.begin, *g.weight_decay)
+                                           : fmt::format("{}", g.end - g.begin));
+        t += fmt::format(" groups [{}]", fmt::join(parts, ", "));
+    }
+    return t;
 }
 
 template <class T>
@@ -131,9 +190,9 @@ io::NpzArchive Optimizer::state_as() const {
     const auto& params = typed_params<T>();
     const auto& all = slots<T>();
     io::NpzArchive out;
-    out.emplace_back("type", io::bytes_to_npy(fmt::format("{}({})", name_, options())));
+    out.emplace_back("type", io::bytes_to_npy(type()));
     out.emplace_back("steps", io::to_npy(xt::xarray<double>(static_cast<double>(steps_))));
-    out.emplace_back("lr", io::to_npy(xt::xarray<double>(lr_)));
+    out.emplace_back("lr", io::to_npy(xt::xarray<double>(xt::adapt(lr_, {lr_.size()}))));
     // Which parameters have their slots (were updated at least once): with it a loader can
     // tell a slot that was never made from one that was lost.
     std::string stepped(params.size(), '\0');
@@ -158,7 +217,8 @@ void Optimizer::load_state_as(const io::NpzArchive& state) {
                                       to_string(v.shape())));
         return v.data()[0];
     };
-    std::optional<double> steps_in, lr_in;
+    std::optional<double> steps_in;
+    std::optional<std::vector<double>> lr_in;
     std::optional<std::string> stepped;  // absent in older checkpoints
     Slots<T> slots;
     const auto names = slot_names();
@@ -168,12 +228,15 @@ void Optimizer::load_state_as(const io::NpzArchive& state) {
             continue;
         }
         if (key == "lr") {
-            lr_in = scalar(a, "lr");
+            const auto v = io::npy_to_double(a, name_ + " state 'lr'");
+            if (v.size() != lr_.size())
+                throw IoError(fmt::format("{} state: 'lr' has {} rate(s) (shape {}) for {} parameter group(s)", name_,
+                                          v.size(), to_string(v.shape()), lr_.size()));
+            lr_in.emplace(v.begin(), v.end());
             continue;
         }
         if (key == "type") {
-            const std::string saved = io::npy_to_bytes(a, name_ + " state 'type'"),
-                              ours = fmt::format("{}({})", name_, options());
+            const std::string saved = io::npy_to_bytes(a, name_ + " state 'type'"), ours = type();
             if (saved != ours)
                 throw IoError(fmt::format("optimizer state: saved by {}, not by this {}; load it into the same "
                                           "optimizer with the same options",
@@ -220,10 +283,10 @@ void Optimizer::load_state_as(const io::NpzArchive& state) {
     // A count of steps: a whole number, 0 <= n < 2^53 (exact in a double).
     if (!(*steps_in >= 0 && *steps_in < 0x1p53) || *steps_in != std::floor(*steps_in))
         throw IoError(fmt::format("{} state: steps {} is not a count of steps", name_, *steps_in));
-    if (!(*lr_in >= 0 && std::isfinite(*lr_in)))
-        throw IoError(fmt::format("{} state: the learning rate {} is not finite and >= 0", name_, *lr_in));
+    for (const double lr : *lr_in)
+        if (!(lr >= 0 && std::isfinite(lr)))
+            throw IoError(fmt::format("{} state: the learning rate {} is not finite and >= 0", name_, lr));
     const auto steps = static_cast<std::int64_t>(*steps_in);
-    const double lr = *lr_in;
     // Slots come together: a parameter that was updated has every slot, one never updated none.
     bool any = false;
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -245,7 +308,7 @@ void Optimizer::load_state_as(const io::NpzArchive& state) {
         throw IoError(fmt::format("{} state: {} steps were taken but no parameter has its {} slots", name_, steps,
                                   fmt::join(names, ", ")));
     steps_ = steps;
-    lr_ = lr;
+    lr_ = *lr_in;
     this->slots<T>() = std::move(slots);
 }
 
@@ -260,7 +323,7 @@ SGD::SGD(ParamList params, SGDOptions o) : OptimizerOf(std::move(params), o.lr, 
 
 template <class T>
 void SGD::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t) {
-    const auto lr = static_cast<T>(this->lr()), wd = static_cast<T>(o_.weight_decay);
+    const auto lr = static_cast<T>(lr_of(i)), wd = static_cast<T>(weight_decay_of(i, o_.weight_decay));
     const auto mu = static_cast<T>(o_.momentum), keep = static_cast<T>(1 - o_.dampening);
     T* pv = p.data();
     const T* gv = g.data();
@@ -287,8 +350,8 @@ Adagrad::Adagrad(ParamList params, AdagradOptions o) : OptimizerOf(std::move(par
 
 template <class T>
 void Adagrad::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t) {
-    const auto clr = static_cast<T>(lr() / (1 + static_cast<double>(t - 1) * o_.lr_decay));
-    const auto wd = static_cast<T>(o_.weight_decay), eps = static_cast<T>(o_.eps);
+    const auto clr = static_cast<T>(lr_of(i) / (1 + static_cast<double>(t - 1) * o_.lr_decay));
+    const auto wd = static_cast<T>(weight_decay_of(i, o_.weight_decay)), eps = static_cast<T>(o_.eps);
     T* sum = slot<T>("sum", i, static_cast<T>(o_.initial_accumulator_value)).data();
     T* pv = p.data();
     for (std::size_t k = 0; k < p.size(); ++k) {
@@ -308,8 +371,8 @@ RMSprop::RMSprop(ParamList params, RMSpropOptions o) : OptimizerOf(std::move(par
 template <class T>
 void RMSprop::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t) {
     const auto alpha = static_cast<T>(o_.alpha), rest = static_cast<T>(1 - o_.alpha), eps = static_cast<T>(o_.eps);
-    const auto lr = static_cast<T>(this->lr()), mu = static_cast<T>(o_.momentum);
-    const auto wd = static_cast<T>(o_.weight_decay);
+    const auto lr = static_cast<T>(lr_of(i)), mu = static_cast<T>(o_.momentum);
+    const auto wd = static_cast<T>(weight_decay_of(i, o_.weight_decay));
     T* sq = slot<T>("square_avg", i).data();
     T* ga = o_.centered ? slot<T>("grad_avg", i).data() : nullptr;
     T* buf = mu > 0 ? slot<T>("momentum_buffer", i).data() : nullptr;
@@ -348,7 +411,7 @@ AdamW::AdamW(ParamList params, AdamOptions o) : Adam(std::move(params), o, "Adam
 
 template <class T>
 void Adam::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t t) {
-    const double lr = this->lr();
+    const double lr = lr_of(i), weight_decay = weight_decay_of(i, o_.weight_decay);
     const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t));
     const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t));
     const auto step_size = static_cast<T>(lr / bc1);
@@ -357,8 +420,8 @@ void Adam::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int
     // trajectory drifts by that much per step (PyTorch forms these constants in double too).
     const auto b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2);
     const auto rest1 = static_cast<T>(1 - o_.beta1), rest2 = static_cast<T>(1 - o_.beta2);
-    const auto eps = static_cast<T>(o_.eps), wd = static_cast<T>(o_.weight_decay);
-    const auto decay = static_cast<T>(1 - lr * o_.weight_decay);
+    const auto eps = static_cast<T>(o_.eps), wd = static_cast<T>(weight_decay);
+    const auto decay = static_cast<T>(1 - lr * weight_decay);
     T* m = slot<T>("exp_avg", i).data();
     T* v = slot<T>("exp_avg_sq", i).data();
     T* vmax = o_.amsgrad ? slot<T>("max_exp_avg_sq", i).data() : nullptr;
@@ -377,26 +440,243 @@ void Adam::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int
     }
 }
 
-StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
-    : Scheduler(opt), step_size_(step_size), gamma_(gamma) {
-    detail::check_value(step_size >= 1, "StepLR: step_size must be at least 1, got {}", step_size);
-}
-double StepLR::rate(std::int64_t epoch) const {
-    return base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+Scheduler::Scheduler(Optimizer& opt, std::string name) : opt_(opt), name_(std::move(name)) {
+    for (std::size_t g = 0; g < opt.groups(); ++g) base_lr_.push_back(opt.lr(g));
 }
 
-ExponentialLR::ExponentialLR(Optimizer& opt, double gamma) : Scheduler(opt), gamma_(gamma) {
-    detail::check_value(gamma > 0, "ExponentialLR: gamma must be positive, got {}", gamma);
+void Scheduler::apply() {
+    for (std::size_t g = 0; g < base_lr_.size(); ++g) opt_.set_lr(g, rate(base_lr_[g], epoch_));
 }
-double ExponentialLR::rate(std::int64_t epoch) const { return base_lr_ * std::pow(gamma_, static_cast<double>(epoch)); }
+
+void Scheduler::step(std::optional<double>) {
+    ++epoch_;
+    apply();
+}
+
+io::NpzArchive Scheduler::state() const {
+    io::NpzArchive out;
+    out.emplace_back("type", io::bytes_to_npy(fmt::format("{}({})", name_, options())));
+    out.emplace_back("epoch", io::to_npy(xt::xarray<double>(static_cast<double>(epoch_))));
+    out.emplace_back("base_lr", io::to_npy(xt::xarray<double>(xt::adapt(base_lr_, {base_lr_.size()}))));
+    save_extra(out);
+    return out;
+}
+
+void Scheduler::load_state(const io::NpzArchive& state) {
+    std::optional<std::string> type;
+    std::optional<double> epoch;
+    std::optional<std::vector<double>> base;
+    for (const auto& [key, a] : state) {
+        if (key == "type") type = io::npy_to_bytes(a, name_ + " state 'type'");
+        if (key == "epoch") {
+            const auto v = io::npy_to_double(a, name_ + " state 'epoch'");
+            if (v.size() != 1)
+                throw IoError(fmt::format("{} state: 'epoch' has shape {}; expected one number", name_,
+                                          to_string(v.shape())));
+            epoch = v.data()[0];
+        }
+        if (key == "base_lr") {
+            const auto v = io::npy_to_double(a, name_ + " state 'base_lr'");
+            base.emplace(v.begin(), v.end());
+        }
+    }
+    if (!type || !epoch || !base)
+        throw IoError(fmt::format("{} state: the '{}' entry is missing", name_,
+                                  !type ? "type" : !epoch ? "epoch" : "base_lr"));
+    const std::string ours = fmt::format("{}({})", name_, options());
+    if (*type != ours)
+        throw IoError(fmt::format("scheduler state: saved by {}, not by this {}; build the same schedule with the "
+                                  "same options before loading",
+                                  *type, ours));
+    if (!(*epoch >= 0 && *epoch < 0x1p53) || *epoch != std::floor(*epoch))
+        throw IoError(fmt::format("{} state: epoch {} is not a count of steps", name_, *epoch));
+    if (base->size() != base_lr_.size())
+        throw IoError(fmt::format("{} state: {} base rate(s) for an optimizer with {} parameter group(s)", name_,
+                                  base->size(), base_lr_.size()));
+    for (const double b : *base)
+        if (!(b >= 0 && std::isfinite(b)))
+            throw IoError(fmt::format("{} state: the base rate {} is not finite and >= 0", name_, b));
+    load_extra(state);  // checks, then applies; throws before changing anything
+    epoch_ = static_cast<std::int64_t>(*epoch);
+    base_lr_ = *base;
+}
+
+StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
+    : Scheduler(opt, "StepLR"), step_size_(step_size), gamma_(gamma) {
+    detail::check_value(step_size >= 1, "StepLR: step_size must be at least 1, got {}", step_size);
+    detail::check_value(gamma > 0 && std::isfinite(gamma), "StepLR: gamma must be positive, got {}", gamma);
+    apply();
+}
+double StepLR::rate(double base, std::int64_t epoch) const {
+    return base * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+std::string StepLR::options() const { return fmt::format("step_size={}, gamma={}", step_size_, gamma_); }
+
+MultiStepLR::MultiStepLR(Optimizer& opt, std::vector<std::int64_t> milestones, double gamma)
+    : Scheduler(opt, "MultiStepLR"), milestones_(std::move(milestones)), gamma_(gamma) {
+    for (std::size_t i = 0; i < milestones_.size(); ++i)
+        detail::check_value(milestones_[i] >= 1 && (i == 0 || milestones_[i] > milestones_[i - 1]),
+                            "MultiStepLR: milestones must be increasing and at least 1, got [{}]",
+                            fmt::join(milestones_, ", "));
+    detail::check_value(gamma > 0 && std::isfinite(gamma), "MultiStepLR: gamma must be positive, got {}", gamma);
+    apply();
+}
+double MultiStepLR::rate(double base, std::int64_t epoch) const {
+    const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin();
+    return base * std::pow(gamma_, static_cast<double>(passed));
+}
+std::string MultiStepLR::options() const {
+    return fmt::format("milestones=[{}], gamma={}", fmt::join(milestones_, ", "), gamma_);
+}
+
+ExponentialLR::ExponentialLR(Optimizer& opt, double gamma) : Scheduler(opt, "ExponentialLR"), gamma_(gamma) {
+    detail::check_value(gamma > 0 && std::isfinite(gamma), "ExponentialLR: gamma must be positive, got {}", gamma);
+    apply();
+}
+double ExponentialLR::rate(double base, std::int64_t epoch) const {
+    return base * std::pow(gamma_, static_cast<double>(epoch));
+}
+std::string ExponentialLR::options() const { return fmt::format("gamma={}", gamma_); }
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min)
-    : Scheduler(opt), t_max_(t_max), eta_min_(eta_min) {
+    : Scheduler(opt, "CosineAnnealingLR"), t_max_(t_max), eta_min_(eta_min) {
     detail::check_value(t_max >= 1, "CosineAnnealingLR: t_max must be at least 1, got {}", t_max);
+    detail::check_value(eta_min >= 0 && std::isfinite(eta_min), "CosineAnnealingLR: eta_min must be >= 0, got {}",
+                        eta_min);
+    apply();
 }
-double CosineAnnealingLR::rate(std::int64_t epoch) const {
-    return eta_min_ + (base_lr_ - eta_min_) *
+double CosineAnnealingLR::rate(double base, std::int64_t epoch) const {
+    return eta_min_ + (base - eta_min_) *
                           (1 + std::cos(std::numbers::pi * static_cast<double>(epoch) / static_cast<double>(t_max_))) / 2;
+}
+std::string CosineAnnealingLR::options() const { return fmt::format("t_max={}, eta_min={}", t_max_, eta_min_); }
+
+LinearLR::LinearLR(Optimizer& opt, LinearLROptions o) : Scheduler(opt, "LinearLR"), o_(o) {
+    detail::check_value(o.start_factor > 0 && o.start_factor <= 1 && o.end_factor >= 0 && o.end_factor <= 1,
+                        "LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got {} and {}",
+                        o.start_factor, o.end_factor);
+    detail::check_value(o.total_iters >= 1, "LinearLR: total_iters must be at least 1, got {}", o.total_iters);
+    apply();
+}
+double LinearLR::rate(double base, std::int64_t epoch) const {
+    const double done = static_cast<double>(std::min(epoch, o_.total_iters)) / static_cast<double>(o_.total_iters);
+    return base * (o_.start_factor + (o_.end_factor - o_.start_factor) * done);
+}
+std::string LinearLR::options() const {
+    return fmt::format("start_factor={}, end_factor={}, total_iters={}", o_.start_factor, o_.end_factor,
+                       o_.total_iters);
+}
+
+LambdaLR::LambdaLR(Optimizer& opt, std::function<double(std::int64_t)> factor)
+    : Scheduler(opt, "LambdaLR"), factor_(std::move(factor)) {
+    detail::check_value(static_cast<bool>(factor_), "LambdaLR: the factor function is empty");
+    apply();
+}
+double LambdaLR::rate(double base, std::int64_t epoch) const {
+    const double f = factor_(epoch);
+    detail::check_value(f >= 0 && std::isfinite(f), "LambdaLR: the factor for step {} is {}; it must be finite and >= 0",
+                        epoch, f);
+    return base * f;
+}
+
+OneCycleLR::OneCycleLR(Optimizer& opt, OneCycleOptions o) : Scheduler(opt, "OneCycleLR"), o_(o) {
+    detail::check_value(o.total_steps >= 2, "OneCycleLR: total_steps must be at least 2, got {}", o.total_steps);
+    detail::check_value(o.max_lr > 0 && std::isfinite(o.max_lr), "OneCycleLR: max_lr must be positive, got {}", o.max_lr);
+    detail::check_value(o.pct_start > 0 && o.pct_start < 1, "OneCycleLR: pct_start must be in (0, 1), got {}",
+                        o.pct_start);
+    detail::check_value(o.div_factor >= 1 && o.final_div_factor >= 1 && std::isfinite(o.div_factor) &&
+                            std::isfinite(o.final_div_factor),
+                        "OneCycleLR: div_factor and final_div_factor must be at least 1, got {} and {}", o.div_factor,
+                        o.final_div_factor);
+    apply();
+}
+double OneCycleLR::rate(double, std::int64_t epoch) const {
+    detail::check_value(epoch <= o_.total_steps, "OneCycleLR: stepped {} times, more than total_steps = {}", epoch,
+                        o_.total_steps);
+    const double initial = o_.max_lr / o_.div_factor, final = initial / o_.final_div_factor;
+    const double rise_end = o_.pct_start * static_cast<double>(o_.total_steps) - 1, end = static_cast<double>(o_.total_steps - 1);
+    auto anneal = [](double from, double to, double pct) { return to + (from - to) / 2 * (std::cos(std::numbers::pi * pct) + 1); };
+    const auto t = static_cast<double>(epoch);
+    if (t <= rise_end) return anneal(initial, o_.max_lr, rise_end > 0 ? t / rise_end : 1);
+    // The step after the last batch (epoch == total_steps) gets the final rate.
+    return anneal(o_.max_lr, final, std::min(1.0, (t - rise_end) / (end - rise_end)));
+}
+std::string OneCycleLR::options() const {
+    return fmt::format("max_lr={}, total_steps={}, pct_start={}, div_factor={}, final_div_factor={}", o_.max_lr,
+                       o_.total_steps, o_.pct_start, o_.div_factor, o_.final_div_factor);
+}
+
+ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& opt, PlateauOptions o)
+    : Scheduler(opt, "ReduceLROnPlateau"), o_(o),
+      best_(o.maximize ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity()) {
+    detail::check_value(o.factor > 0 && o.factor < 1, "ReduceLROnPlateau: factor must be in (0, 1), got {}", o.factor);
+    detail::check_value(o.patience >= 0 && o.cooldown >= 0, "ReduceLROnPlateau: patience and cooldown must be >= 0, got {} "
+                        "and {}", o.patience, o.cooldown);
+    detail::check_value(finite_non_negative({o.threshold, o.min_lr}),
+                        "ReduceLROnPlateau: threshold and min_lr must be finite and >= 0, got {} and {}", o.threshold,
+                        o.min_lr);
+}
+
+void ReduceLROnPlateau::step(std::optional<double> metric) {
+    detail::check_value(metric.has_value() && !std::isnan(*metric),
+                        "ReduceLROnPlateau: step() needs the metric it watches (a validation loss), got {}",
+                        metric ? fmt::format("{}", *metric) : std::string("none"));
+    ++epoch_;
+    const double m = *metric;
+    const double margin = o_.relative ? std::abs(best_) * o_.threshold : o_.threshold;
+    const bool better = std::isinf(best_) ? (o_.maximize ? m > best_ : m < best_)
+                                           : (o_.maximize ? m > best_ + margin : m < best_ - margin);
+    if (better) {
+        best_ = m;
+        bad_epochs_ = 0;
+    } else {
+        ++bad_epochs_;
+    }
+    if (cooldown_left_ > 0) {
+        --cooldown_left_;
+        bad_epochs_ = 0;
+    }
+    if (bad_epochs_ > o_.patience) {
+        for (std::size_t g = 0; g < opt_.groups(); ++g) {
+            const double old = opt_.lr(g), cut = std::max(old * o_.factor, o_.min_lr);
+            if (old - cut > 1e-8) opt_.set_lr(g, cut);  // PyTorch's eps: changes below it are skipped
+        }
+        cooldown_left_ = o_.cooldown;
+        bad_epochs_ = 0;
+    }
+}
+
+std::string ReduceLROnPlateau::options() const {
+    return fmt::format("maximize={}, factor={}, patience={}, threshold={}, relative={}, cooldown={}, min_lr={}",
+                       o_.maximize, o_.factor, o_.patience, o_.threshold, o_.relative, o_.cooldown, o_.min_lr);
+}
+
+void ReduceLROnPlateau::save_extra(io::NpzArchive& out) const {
+    out.emplace_back("best", io::to_npy(xt::xarray<double>(best_)));
+    out.emplace_back("bad_epochs", io::to_npy(xt::xarray<double>(static_cast<double>(bad_epochs_))));
+    out.emplace_back("cooldown_left", io::to_npy(xt::xarray<double>(static_cast<double>(cooldown_left_))));
+}
+
+void ReduceLROnPlateau::load_extra(const io::NpzArchive& in) {
+    std::optional<double> best, bad, cooldown;
+    for (const auto& [key, a] : in) {
+        auto* target = key == "best" ? &best : key == "bad_epochs" ? &bad : key == "cooldown_left" ? &cooldown : nullptr;
+        if (!target) continue;
+        const auto v = io::npy_to_double(a, name_ + " state '" + key + "'");
+        if (v.size() != 1)
+            throw IoError(fmt::format("{} state: '{}' has shape {}; expected one number", name_, key,
+                                      to_string(v.shape())));
+        *target = v.data()[0];
+    }
+    if (!best || !bad || !cooldown)
+        throw IoError(fmt::format("{} state: the best metric or a counter is missing", name_));
+    auto count = [](double v) { return v >= 0 && v < 0x1p53 && v == std::floor(v); };
+    if (std::isnan(*best) || !count(*bad) || !count(*cooldown))
+        throw IoError(fmt::format("{} state: best {}, bad_epochs {}, cooldown_left {} are not a metric and two counts",
+                                  name_, *best, *bad, *cooldown));
+    best_ = *best;
+    bad_epochs_ = static_cast<std::int64_t>(*bad);
+    cooldown_left_ = static_cast<std::int64_t>(*cooldown);
 }
 
 namespace {

@@ -24,7 +24,7 @@ enum class Loss {
 /// One epoch's figures. Accuracy is the fraction of correct predictions (argmax for
 /// cross-entropy, a 0.5 threshold for the binary losses) and NaN for mse.
 struct EpochMetrics {
-    std::size_t epoch = 0;  ///< from 0
+    std::size_t epoch = 0;  ///< from 1, as the progress line and the CSV count
     double loss = 0, accuracy = 0;
     std::optional<double> val_loss, val_accuracy;
     double seconds = 0;  ///< training time of the epoch
@@ -34,8 +34,38 @@ struct History {
     std::vector<EpochMetrics> epochs;
 };
 
-/// Called after every epoch; returning false stops training (early stopping).
+/// Called after every epoch; returning false stops training.
 using Callback = std::function<bool(const EpochMetrics&)>;
+
+/// One training batch's figures, for per-batch callbacks.
+struct BatchMetrics {
+    std::size_t epoch = 0;  ///< from 1
+    std::size_t batch = 0;  ///< from 0 within the epoch
+    std::size_t batches = 0;  ///< per epoch
+    double loss = 0;          ///< of this batch
+    double lr = 0;            ///< the rate this batch's update used (the first group's)
+};
+
+/// Called after every batch's update; returning false stops training after it.
+using BatchCallback = std::function<bool(const BatchMetrics&)>;
+
+/// The epoch figure that early stopping, best-model saving and ReduceLROnPlateau watch.
+enum class Monitor {
+    automatic,     ///< val_loss with validation data, else loss
+    loss,
+    accuracy,
+    val_loss,
+    val_accuracy,
+};
+
+/// Stop when the monitored figure has not improved by more than min_delta for `patience`
+/// epochs (Keras's EarlyStopping); with restore_best the model ends with the weights (and
+/// buffers) of its best epoch.
+struct EarlyStopping {
+    std::size_t patience = 5;
+    double min_delta = 0;
+    bool restore_best = true;
+};
 
 template <class T>
 struct basic_fit_options {
@@ -47,6 +77,23 @@ struct basic_fit_options {
     const data::basic_dataset<T>* validation_data = nullptr;
     double validation_split = 0;
     std::vector<Callback> callbacks{};
+    std::vector<BatchCallback> batch_callbacks{};
+    /// Skip a last batch smaller than batch_size (BatchNorm cannot train on one sample).
+    bool drop_last = false;
+    /// Epochs already done (resuming from load_checkpoint's count): training runs epochs
+    /// initial_epoch + 1 ... epochs, with the same data order as an uninterrupted run.
+    int initial_epoch = 0;
+    /// Stepped after every batch (per-batch schedules such as OneCycleLR) or every epoch (with
+    /// the monitored figure, which ReduceLROnPlateau uses). Must be built on the compiled optimizer.
+    optim::Scheduler* scheduler = nullptr;
+    Monitor monitor = Monitor::automatic;
+    std::optional<EarlyStopping> early_stopping{};
+    /// When set, a checkpoint (model, optimizer, scheduler, epoch) is written here after every
+    /// epoch: io::load_checkpoint and initial_epoch resume from it.
+    std::string checkpoint{};
+    /// When set, the model's weights are saved here (Module::save) whenever the monitored figure
+    /// reaches a new best.
+    std::string best_model{};
     Progress::Mode progress = Progress::Mode::automatic;
     std::string csv_log{};  ///< when set, per-epoch metrics are written to this CSV file
     std::string plot{};     ///< when set, a PNG of the loss and accuracy curves (needs gnuplot)
@@ -90,6 +137,8 @@ public:
         return *this;
     }
 
+    /// The layers in order. An error in a layer is rethrown (same type) with the layer's index
+    /// and type first: "Sequential layer 2 (Dense): matmul: ...".
     Tensor forward(const Tensor& x) override;
     std::string type_name() const override { return "Sequential"; }
 
@@ -101,7 +150,8 @@ public:
     /// Chooses the optimizer and the loss of fit(). Throws ValueError for a null optimizer.
     void compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss = Loss::cross_entropy);
     /// Trains on `train` (batches of batch_size, shuffled every epoch) and returns each
-    /// epoch's metrics. Throws ValueError when not compiled or for bad options.
+    /// epoch's metrics. Throws ValueError when not compiled or for bad options (a monitor
+    /// that needs validation data without any, a scheduler on another optimizer).
     History fit(const Dataset& train, const basic_fit_options<T>& options = {});
     /// Loss and accuracy over `data`, in batches, in eval mode, without recording.
     Evaluation evaluate(const Dataset& data, std::size_t batch_size = 256);
