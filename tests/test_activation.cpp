@@ -143,7 +143,8 @@ TEST_CASE("activation: the new activations pass NaN through and are layers", "[a
     }
     using xgrad::nn::Activation;
     for (auto [a, name] : {std::pair{Activation::gelu, "GELU"}, {Activation::silu, "SiLU"}, {Activation::elu, "ELU"},
-                           {Activation::softplus, "Softplus"}, {Activation::hardswish, "Hardswish"}}) {
+                           {Activation::softplus, "Softplus"}, {Activation::hardswish, "Hardswish"},
+                           {Activation::log_softmax, "LogSoftmax"}}) {
         xgrad::nn::ActivationLayer64 layer(a);
         CHECK(layer.type_name() == name);
         CHECK(layer(Tensor64(xt::xarray<double>{1.0})).item() == xgrad::nn::activate(Tensor64(xt::xarray<double>{1.0}), a).item());

@@ -119,3 +119,92 @@ TEST_CASE("cross_entropy: a NaN logit gives a NaN loss", "[loss][nan]") {
         CHECK(std::isnan(xgrad::cross_entropy(Tensor64(v), Tensor64(xt::xarray<double>{0})).item()));
     }
 }
+
+TEST_CASE("cross_entropy options and nll_loss: class weights, label smoothing and ignore_index as PyTorch defines them",
+          "[loss]") {
+    xgrad::manual_seed(3);
+    const auto z = xgrad::randn<double>({5, 4}) * 2.0;
+    const Tensor64 labels(xt::xarray<double>{3, 0, -100, 1, 3});
+    const std::vector<double> w{0.5, 2, 1, 0.25};
+    const double eps = 0.2;
+    // The definition: loss_i = (1 - ε) w_y (-lp_y) + ε/K Σ_j w_j (-lp_j); the mean divides by
+    // Σ w_y over the kept samples.
+    const auto lp = xgrad::log_softmax(z, 1).value();
+    std::vector<double> per_sample;
+    double total = 0, count = 0;
+    for (std::size_t i = 0; i < 5; ++i) {
+        const double c = labels.value()(i);
+        if (c == -100) {
+            per_sample.push_back(0);
+            continue;
+        }
+        const auto y = static_cast<std::size_t>(c);
+        double smooth = 0;
+        for (std::size_t j = 0; j < 4; ++j) smooth -= w[j] * lp(i, j);
+        const double loss = (1 - eps) * w[y] * -lp(i, y) + eps / 4 * smooth;
+        per_sample.push_back(loss);
+        total += loss;
+        count += w[y];
+    }
+    const xgrad::CrossEntropyOptions o{.weight = w, .label_smoothing = eps, .ignore_index = -100};
+    CHECK(xgrad::cross_entropy(z, labels, o).item() == Approx(total / count).epsilon(1e-12));
+    auto none = o;
+    none.reduction = Reduction::none;
+    CHECK(array_diff(xgrad::cross_entropy(z, labels, none).value(), xt::adapt(per_sample, {5}), 1e-12) == "");
+    // By hand: logits (0, ln 3), label 1, ε = 0.2, K = 2.
+    const Tensor64 two(xt::xarray<double>{{0, std::log(3.0)}});
+    CHECK(xgrad::cross_entropy(two, Tensor64(xt::xarray<double>{1}), {.label_smoothing = 0.2}).item() ==
+          Approx(0.8 * -std::log(0.75) + 0.1 * (-std::log(0.25) - std::log(0.75))).epsilon(1e-12));
+    // nll_loss of log_softmax is cross_entropy, weights and ignored samples included.
+    auto plain = o;
+    plain.label_smoothing = 0;
+    CHECK(xgrad::nll_loss(xgrad::log_softmax(z, 1), labels, plain).item() ==
+          Approx(xgrad::cross_entropy(z, labels, plain).item()).epsilon(1e-12));
+    CHECK(xgrad::nll_loss(Tensor64(lp), labels, {.reduction = Reduction::sum, .ignore_index = -100}).item() ==
+          Approx(-lp(0, 3) - lp(1, 0) - lp(3, 1) - lp(4, 3)).epsilon(1e-12));
+    // Ignored samples get no gradient; every sample ignored gives 0, not NaN.
+    Tensor64 zg(z.value(), true);
+    xgrad::cross_entropy(zg, labels, o).backward();
+    for (std::size_t j = 0; j < 4; ++j) CHECK(zg.grad()(2, j) == 0);
+    CHECK(xgrad::cross_entropy(z, Tensor64(xt::xarray<double>{-100, -100, -100, -100, -100}), o).item() == 0);
+    // Probability targets: the smoothed targets scaled per class; the mean divides by N.
+    const auto soft = xgrad::softmax(xgrad::randn<double>({5, 4}), 1);
+    xt::xarray<double> t = soft.value() * (1 - eps) + eps / 4;
+    for (std::size_t i = 0; i < 5; ++i)
+        for (std::size_t j = 0; j < 4; ++j) t(i, j) *= w[j];
+    CHECK(xgrad::cross_entropy(z, soft, {.weight = w, .label_smoothing = eps}).item() ==
+          Approx(xgrad::cross_entropy(z, Tensor64(t), Reduction::sum).item() / 5).epsilon(1e-12));
+    // Errors name the op and the shapes.
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, labels, {.weight = {1, 2}}),
+                        Contains("cross_entropy: 2 class weights for 4 classes") && Contains("[5, 4]"));
+    REQUIRE_THROWS_AS(xgrad::cross_entropy(z, labels, {.weight = {1, 1, -1, 1}}), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, labels, {.label_smoothing = 1}), Contains("label_smoothing"));
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, labels, {.weight = w}), Contains("label -100 of sample 2"));
+    REQUIRE_THROWS_WITH(xgrad::cross_entropy(z, soft, {.ignore_index = 0}), Contains("ignore_index"));
+    REQUIRE_THROWS_WITH(xgrad::nll_loss(z, labels, {.label_smoothing = 0.1}), Contains("nll_loss"));
+    REQUIRE_THROWS_AS(xgrad::nll_loss(z, Tensor64(xt::xarray<double>{1, 2})), xgrad::ShapeError);
+}
+
+TEST_CASE("huber_loss, smooth_l1_loss and l1_loss follow their definitions on both sides of the kink", "[loss]") {
+    const Tensor64 x(xt::xarray<double>{{0.1, -2.0, 0.69}, {0.71, 3.0, -0.3}});
+    const Tensor64 t = xgrad::zeros<double>({2, 3});
+    auto huber = [](double d, double delta) {
+        return std::abs(d) < delta ? 0.5 * d * d : delta * (std::abs(d) - 0.5 * delta);
+    };
+    xt::xarray<double> h = xt::empty<double>({2, 3}), s = h, l = h;
+    for (std::size_t k = 0; k < 6; ++k) {
+        const double d = x.value().data()[k];
+        h.data()[k] = huber(d, 0.7);
+        s.data()[k] = huber(d, 0.5) / 0.5;
+        l.data()[k] = std::abs(d);
+    }
+    CHECK(array_diff(xgrad::huber_loss(x, t, 0.7, Reduction::none).value(), h, 1e-14) == "");
+    CHECK(array_diff(xgrad::smooth_l1_loss(x, t, 0.5, Reduction::none).value(), s, 1e-14) == "");
+    CHECK(array_diff(xgrad::smooth_l1_loss(x, t, 0.0, Reduction::none).value(), l, 1e-14) == "");
+    CHECK(xgrad::l1_loss(x, t).item() == Approx(xt::mean(l)()).epsilon(1e-14));
+    CHECK(xgrad::huber_loss(x, t).item() == Approx((0.005 + 1.5 + 0.5 * 0.69 * 0.69 + 0.5 * 0.71 * 0.71 + 2.5 + 0.045) / 6));
+    CHECK(xgrad::huber_loss(x, t, 0.7, Reduction::sum).item() == Approx(xt::sum(h)()).epsilon(1e-14));
+    REQUIRE_THROWS_WITH(xgrad::huber_loss(x, t, 0.0), Contains("huber_loss: delta"));
+    REQUIRE_THROWS_AS(xgrad::smooth_l1_loss(x, t, -1.0), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(xgrad::l1_loss(x, xgrad::zeros<double>({3, 2})), Contains("l1_loss") && Contains("[3, 2]"));
+}

@@ -370,3 +370,27 @@ TEST_CASE("fit: a checkpoint written every epoch resumes with initial_epoch exac
     CHECK(o3->lr() == Approx(1e-3 / 16));
     xgrad::set_num_threads(2);
 }
+
+TEST_CASE("Sequential: the nll, huber and l1 losses train; nll with LogSoftmax is cross-entropy", "[nn][training][loss]") {
+    const auto train = blobs(200, 1);
+    auto a = small_model(6), b = small_model(6);
+    b->add(LogSoftmax());
+    a->compile(std::make_shared<optim::SGD>(a->parameters(), optim::SGDOptions{.lr = 0.1}), Loss::cross_entropy);
+    b->compile(std::make_shared<optim::SGD>(b->parameters(), optim::SGDOptions{.lr = 0.1}), Loss::nll);
+    const auto ha = a->fit(train, {.epochs = 2, .progress = xgrad::Progress::Mode::quiet});
+    const auto hb = b->fit(train, {.epochs = 2, .progress = xgrad::Progress::Mode::quiet});
+    CHECK(hb.epochs[1].loss == Approx(ha.epochs[1].loss).epsilon(1e-4));
+    CHECK(hb.epochs[1].accuracy == ha.epochs[1].accuracy);
+    CHECK(hb.epochs[1].accuracy > 0.6);  // chance is 1/3
+    for (const auto loss : {Loss::huber, Loss::l1}) {
+        xgrad::manual_seed(1);
+        const auto x = xgrad::randn({128, 4});
+        const Tensor y = xgrad::sum(x, {1}, true) * 0.5f;
+        Sequential reg({4});
+        reg.add(Dense(4, 1));
+        reg.compile(std::make_shared<optim::Adam>(reg.parameters(), optim::AdamOptions{.lr = 0.05}), loss);
+        const auto h = reg.fit({x, y}, {.epochs = 30, .batch_size = 16, .progress = xgrad::Progress::Mode::quiet});
+        CHECK(std::isnan(h.epochs.back().accuracy));
+        CHECK(h.epochs.back().loss < 0.1 * h.epochs.front().loss);
+    }
+}

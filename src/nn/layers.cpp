@@ -30,6 +30,7 @@ basic_tensor<T> activate(const basic_tensor<T>& x, Activation a) {
         case Activation::elu: return elu(x);
         case Activation::softplus: return softplus(x);
         case Activation::hardswish: return hardswish(x);
+        case Activation::log_softmax: return log_softmax(x);
     }
     return x;
 }
@@ -48,6 +49,7 @@ std::string basic_activation_layer<T>::type_name() const {
         case Activation::elu: return "ELU";
         case Activation::softplus: return "Softplus";
         case Activation::hardswish: return "Hardswish";
+        case Activation::log_softmax: return "LogSoftmax";
     }
     return "Activation";
 }

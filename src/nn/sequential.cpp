@@ -113,6 +113,9 @@ basic_tensor<T> basic_sequential<T>::loss_of(const Tensor& out, const Tensor& y)
     switch (loss_) {
         case Loss::cross_entropy: return cross_entropy(out, y);
         case Loss::mse: return mse_loss(out, y);
+        case Loss::nll: return nll_loss(out, y);
+        case Loss::huber: return huber_loss(out, y);
+        case Loss::l1: return l1_loss(out, y);
         case Loss::binary_cross_entropy: return binary_cross_entropy(out, y);
         case Loss::binary_cross_entropy_with_logits: return binary_cross_entropy_with_logits(out, y);
     }
@@ -121,7 +124,7 @@ basic_tensor<T> basic_sequential<T>::loss_of(const Tensor& out, const Tensor& y)
 
 template <class T>
 std::size_t basic_sequential<T>::correct(const Tensor& out, const Tensor& y) const {
-    if (loss_ == Loss::cross_entropy) return count_correct(out, y);
+    if (classifies()) return count_correct(out, y);
     const T threshold = loss_ == Loss::binary_cross_entropy ? T(0.5) : T(0);
     std::size_t n = 0;
     for (std::size_t i = 0; i < out.size(); ++i)
@@ -141,10 +144,10 @@ Evaluation basic_sequential<T>::evaluate(const Dataset& data, std::size_t batch_
         const auto out = forward(b.x);
         loss += loss_of(out, b.y).item() * static_cast<double>(b.x.shape()[0]);
         right += static_cast<double>(correct(out, b.y));
-        targets += static_cast<double>(loss_ == Loss::cross_entropy ? b.x.shape()[0] : b.y.size());
+        targets += static_cast<double>(classifies() ? b.x.shape()[0] : b.y.size());
     }
     this->train(was_training);
-    return {loss / static_cast<double>(data.size()), loss_ == Loss::mse ? kNaN : right / targets};
+    return {loss / static_cast<double>(data.size()), regression() ? kNaN : right / targets};
 }
 
 template <class T>
@@ -196,8 +199,8 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
     detail::check_value(validating || (o.monitor != Monitor::val_loss && o.monitor != Monitor::val_accuracy),
                         "Sequential::fit: the monitor is a validation figure, but there is no validation data "
                         "(validation_data or validation_split)");
-    detail::check_value(loss_ != Loss::mse || (o.monitor != Monitor::accuracy && o.monitor != Monitor::val_accuracy),
-                        "Sequential::fit: the monitor is an accuracy, which the mse loss has not");
+    detail::check_value(!regression() || (o.monitor != Monitor::accuracy && o.monitor != Monitor::val_accuracy),
+                        "Sequential::fit: the monitor is an accuracy, which a regression loss has not");
     detail::check_value(!o.scheduler || o.scheduler->optimizer() == optimizer_.get(),
                         "Sequential::fit: the scheduler ({}) was built on another optimizer than the compiled {}",
                         o.scheduler ? o.scheduler->name() : "", optimizer_->name());
@@ -240,15 +243,15 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
             seen += rows;
             loss_sum += loss.item() * static_cast<double>(rows);
             right += static_cast<double>(correct(out, b.y));
-            targets += static_cast<double>(loss_ == Loss::cross_entropy ? rows : b.y.size());
-            progress.update(i, loss_sum / static_cast<double>(seen), loss_ == Loss::mse ? 0.0 : right / targets, seen);
+            targets += static_cast<double>(classifies() ? rows : b.y.size());
+            progress.update(i, loss_sum / static_cast<double>(seen), regression() ? 0.0 : right / targets, seen);
             const BatchMetrics bm{epoch + 1, i, loader.size(), loss.item(), lr};
             for (const auto& cb : o.batch_callbacks) go_on = cb(bm) && go_on;
         }
         EpochMetrics m;
         m.epoch = epoch + 1;
         m.loss = seen ? loss_sum / static_cast<double>(seen) : kNaN;
-        m.accuracy = loss_ == Loss::mse || !seen ? kNaN : right / targets;
+        m.accuracy = regression() || !seen ? kNaN : right / targets;
         m.seconds = progress.train_seconds();
         std::string extra;
         if (validation) {

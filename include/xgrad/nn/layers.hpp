@@ -12,9 +12,9 @@
 namespace xgrad::nn {
 
 /// An activation applied by a layer after its own computation (as Keras layers do).
-enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, elu, softplus, hardswish };
+enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, elu, softplus, hardswish, log_softmax };
 
-/// Applies an activation (leaky_relu with slope 0.01, softmax over the last axis, gelu exact,
+/// Applies an activation (leaky_relu with slope 0.01, softmax and log_softmax over the last axis, gelu exact,
 /// elu with α 1, softplus with β 1 and threshold 20: PyTorch's defaults).
 template <class T>
 basic_tensor<T> activate(const basic_tensor<T>& x, Activation a);
@@ -400,6 +400,9 @@ template <class T = float>
 basic_activation_layer<T> Tanh() { return basic_activation_layer<T>(Activation::tanh); }
 template <class T = float>
 basic_activation_layer<T> Softmax() { return basic_activation_layer<T>(Activation::softmax); }
+/// log(softmax(x)) over the last axis: the output that Loss::nll / nll_loss expect.
+template <class T = float>
+basic_activation_layer<T> LogSoftmax() { return basic_activation_layer<T>(Activation::log_softmax); }
 template <class T = float>
 basic_activation_layer<T> GELU() { return basic_activation_layer<T>(Activation::gelu); }
 template <class T = float>

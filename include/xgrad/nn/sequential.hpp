@@ -19,10 +19,14 @@ enum class Loss {
     mse,                               ///< outputs and targets of the same shape
     binary_cross_entropy,              ///< probabilities (after a Sigmoid) and 0/1 targets
     binary_cross_entropy_with_logits,  ///< logits and 0/1 targets
+    nll,                               ///< log-probabilities (after log_softmax) and class indices
+    huber,                             ///< huber_loss with delta 1, outputs and targets of the same shape
+    l1,                                ///< mean absolute error
 };
 
 /// One epoch's figures. Accuracy is the fraction of correct predictions (argmax for
-/// cross-entropy, a 0.5 threshold for the binary losses) and NaN for mse.
+/// cross-entropy and nll, a 0.5 threshold for the binary losses) and NaN for the regression
+/// losses (mse, huber, l1).
 struct EpochMetrics {
     std::size_t epoch = 0;  ///< from 1, as the progress line and the CSV count
     double loss = 0, accuracy = 0;
@@ -161,6 +165,8 @@ public:
 private:
     Tensor loss_of(const Tensor& out, const Tensor& y) const;
     std::size_t correct(const Tensor& out, const Tensor& y) const;
+    bool classifies() const { return loss_ == Loss::cross_entropy || loss_ == Loss::nll; }
+    bool regression() const { return loss_ == Loss::mse || loss_ == Loss::huber || loss_ == Loss::l1; }
 
     Shape input_shape_;
     std::shared_ptr<optim::Optimizer> optimizer_;
