@@ -1,5 +1,6 @@
 // The W1 CNN of fashion_mnist.cpp, built Keras-style with Sequential: add, summary, compile,
-// fit (progress bar, validation, CSV log, optional plot), evaluate and predict.
+// fit (progress bar, validation, CSV log, optional plot), evaluate, predict, and the
+// per-class report (confusion matrix, precision / recall / F1, top-2 accuracy).
 //
 //   tools/run fashion_mnist_sequential --epochs 3 --csv history.csv --plot history.png
 
@@ -57,6 +58,14 @@ int main(int argc, char** argv) {
                                                .plot = plot});
         const auto result = model.evaluate(test);
         fmt::print("test accuracy: {:.2f}% (loss {:.4f})\n", 100 * result.accuracy, result.loss);
+
+        // Which classes are confused with which, and each class's precision, recall and F1.
+        const auto all_scores = model.predict(test.x);
+        ConfusionMatrix confusion(10);
+        confusion.update(all_scores, test.y);
+        const auto& names = xgrad::data::fashion_mnist_classes();
+        fmt::print("{}top-2 accuracy: {:.2f}%\n", confusion.report(names),
+                   100 * top_k_accuracy(all_scores, test.y, 2));
 
         // predict runs in batches; here the first test images and their classes.
         const auto scores = model.predict(xgrad::data::take_rows(test.x, {0, 1, 2}));

@@ -394,3 +394,38 @@ TEST_CASE("Sequential: the nll, huber and l1 losses train; nll with LogSoftmax i
         CHECK(h.epochs.back().loss < 0.1 * h.epochs.front().loss);
     }
 }
+
+TEST_CASE("metrics: top-k accuracy with argmax's tie order, a confusion matrix and per-class P/R/F1 by hand",
+          "[nn][metrics]") {
+    const Tensor scores(xt::xarray<float>{{0.1f, 0.7f, 0.2f}, {0.5f, 0.3f, 0.2f}, {0.2f, 0.2f, 0.6f}, {0.3f, 0.3f, 0.1f}});
+    const Tensor labels(xt::xarray<float>{1, 2, 0, 1});
+    CHECK(count_top_k(scores, labels, 1) == 1);
+    CHECK(count_top_k(scores, labels, 1) == count_correct(scores, labels));
+    CHECK(count_top_k(scores, labels, 2) == 3);  // row 1's class 2 ranks third
+    CHECK(count_top_k(scores, labels, 3) == 4);
+    CHECK(top_k_accuracy(scores, labels, 2) == 0.75);
+    REQUIRE_THROWS_AS(count_top_k(scores, labels, 0), xgrad::ValueError);
+    REQUIRE_THROWS_WITH(count_top_k(scores, Tensor(xt::xarray<float>{1, 2, 3, 1}), 1), Contains("target 3 of row 2"));
+    ConfusionMatrix cm(3);
+    cm.update(scores, labels);
+    CHECK(cm.total() == 4);
+    CHECK(cm.count(1, 1) == 1);
+    CHECK(cm.count(2, 0) == 1);
+    CHECK(cm.count(0, 2) == 1);
+    CHECK(cm.count(1, 0) == 1);
+    CHECK(cm.accuracy() == 0.25);
+    CHECK(cm.precision() == std::vector<double>{0, 1, 0});
+    CHECK(cm.recall() == std::vector<double>{0, 0.5, 0});
+    CHECK(cm.f1()[1] == Approx(2.0 / 3));
+    CHECK(cm.macro_f1() == Approx(2.0 / 9));
+    const auto text = cm.report({"cat", "dog", "bird"});
+    CHECK(text.find("dog") != std::string::npos);
+    CHECK(text.find("0.6667") != std::string::npos);
+    // One-hot targets read as their argmax; a bad batch adds nothing.
+    cm.update(scores, Tensor(xt::xarray<float>{{0, 1, 0}, {0, 0, 1}, {1, 0, 0}, {0, 1, 0}}));
+    CHECK(cm.total() == 8);
+    REQUIRE_THROWS_AS(cm.update(scores, Tensor(xt::xarray<float>{1, 2, 0, 7})), xgrad::ValueError);
+    CHECK(cm.total() == 8);
+    REQUIRE_THROWS_WITH(ConfusionMatrix(2).update(scores, labels), Contains("3 classes, the matrix 2"));
+    REQUIRE_THROWS_AS(cm.report({"a"}), xgrad::ValueError);
+}
