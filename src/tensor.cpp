@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <random>
+#include <ostream>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -235,7 +236,67 @@ basic_tensor<T> arange(T start, T stop, T step) {
     return basic_tensor<T>(std::move(a));
 }
 
+template <class T>
+basic_tensor<T> from_vector(const std::vector<T>& values, const Shape& shape, bool requires_grad) {
+    std::size_t n = 1;
+    for (const auto d : shape) n *= d;
+    detail::check_shape(values.size() == n, "from_vector: {} values for shape {} ({} elements)", values.size(), shape, n);
+    xt::xarray<T> a = xt::empty<T>(shape);
+    std::copy(values.begin(), values.end(), a.data());
+    return basic_tensor<T>(std::move(a), requires_grad);
+}
+
+template <class T>
+std::vector<T> to_vector(const basic_tensor<T>& t) {
+    return std::vector<T>(t.value().data(), t.value().data() + t.size());
+}
+
+namespace {
+
+// Appends the values of dimension `d` at flat offset `at`, nested in brackets; `skip` shows only
+// the first and last 3 of a longer dimension.
+template <class T>
+void print_dim(std::string& out, const T* data, const Shape& shape, std::size_t d, std::size_t at, bool skip) {
+    if (d == shape.size()) {
+        fmt::format_to(std::back_inserter(out), "{:.6g}", data[at]);
+        return;
+    }
+    std::size_t stride = 1;
+    for (std::size_t k = d + 1; k < shape.size(); ++k) stride *= shape[k];
+    out += '[';
+    const std::size_t n = shape[d];
+    for (std::size_t i = 0; i < n; ++i) {
+        if (skip && n > 6 && i == 3) {
+            out += d + 1 == shape.size() ? "..., " : "...,\n" + std::string(d + 1, ' ');
+            i = n - 3;
+        }
+        print_dim(out, data, shape, d + 1, at + i * stride, skip);
+        if (i + 1 < n) out += d + 1 == shape.size() ? ", " : ",\n" + std::string(d + 1, ' ');
+    }
+    out += ']';
+}
+
+}  // namespace
+
+template <class T>
+std::string to_string(const basic_tensor<T>& t) {
+    if (!t.defined()) return "tensor(undefined)";
+    std::string out = fmt::format("tensor({}, {}{})\n", to_string(t.shape()), std::is_same_v<T, float> ? "float32" : "float64",
+                                  t.requires_grad() ? ", requires_grad" : "");
+    print_dim(out, t.value().data(), t.shape(), 0, 0, t.size() > 1000);
+    return out;
+}
+
+template <class T>
+std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& t) {
+    return out << to_string(t);
+}
+
 #define XGRAD_INSTANTIATE(T)                                         \
+    template basic_tensor<T> from_vector(const std::vector<T>&, const Shape&, bool); \
+    template std::vector<T> to_vector(const basic_tensor<T>&);       \
+    template std::string to_string(const basic_tensor<T>&);          \
+    template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&); \
     template basic_tensor<T> zeros<T>(const Shape&, bool);           \
     template basic_tensor<T> ones<T>(const Shape&, bool);            \
     template basic_tensor<T> full<T>(const Shape&, T, bool);         \

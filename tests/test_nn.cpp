@@ -37,6 +37,23 @@ TEST_CASE("Module: parameters and buffers are named by module path", "[nn]") {
     for (const auto& t : net.parameters()) CHECK(t.requires_grad());
 }
 
+TEST_CASE("Module: summary lists the module tree with each module's parameters and the totals", "[nn]") {
+    struct Shared : Module {
+        std::shared_ptr<Dense> fc = add_module("fc", Dense(4, 4));
+        std::shared_ptr<Dense> again = add_module("again", fc);  // the same layer twice
+        Tensor forward(const Tensor& x) override { return (*again)((*fc)(x)); }
+    };
+    Net net;
+    const auto table = net.summary(false);
+    CHECK_THAT(table, Contains("(Net)") || Contains("(Module)"));
+    CHECK_THAT(table, Contains("fc1 (Dense)") && Contains("weight [4, 8], bias [8]") && Contains("bn (BatchNorm)"));
+    CHECK_THAT(table, Contains("Trainable params: 83") && Contains("Non-trainable (buffers): 16"));
+    CHECK_THAT(Shared().summary(false), Contains("Trainable params: 20"));  // counted once
+    Sequential no_shape;
+    no_shape.add(Dense(3, 2));
+    CHECK_THAT(no_shape.summary(false), Contains("0 (Dense)") && Contains("weight [3, 2]"));
+}
+
 TEST_CASE("Module: train and eval reach every child", "[nn]") {
     Net net;
     net.eval();

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <numeric>
+#include <sstream>
+
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
 
@@ -86,4 +89,27 @@ TEST_CASE("tensor: set_requires_grad refuses a recorded tensor", "[tensor][error
 TEST_CASE("tensor: shapes print as [a, b]", "[tensor]") {
     CHECK(xgrad::to_string(Shape{8, 28, 28, 3}) == "[8, 28, 28, 3]");
     CHECK(xgrad::to_string(Shape{}) == "[]");
+}
+
+TEST_CASE("tensor: from_vector and to_vector without xtensor; printing nests values and abbreviates large tensors",
+          "[tensor]") {
+    const auto t = xgrad::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}, true);
+    CHECK(t.shape() == xgrad::Shape{2, 3});
+    CHECK(t.value()(1, 0) == 4);
+    CHECK(xgrad::to_vector(t) == std::vector<float>{1, 2, 3, 4, 5, 6});
+    CHECK(t.requires_grad());
+    REQUIRE_THROWS_WITH(xgrad::from_vector<float>({1, 2, 3}, {2, 2}), Contains("3 values for shape [2, 2]"));
+    CHECK(xgrad::to_string(t) == "tensor([2, 3], float32, requires_grad)\n[[1, 2, 3],\n [4, 5, 6]]");
+    std::ostringstream os;
+    os << xgrad::Tensor64(xt::xarray<double>(0.25));
+    CHECK(os.str() == "tensor([], float64)\n0.25");
+    CHECK(xgrad::to_string(xgrad::Tensor()) == "tensor(undefined)");
+    // 2 x 1000 values: rows of 3 + ... + 3.
+    std::vector<float> values(2000);
+    std::iota(values.begin(), values.end(), 0.0f);
+    const auto big = xgrad::to_string(xgrad::from_vector(values, {2, 1000}));
+    CHECK(big == "tensor([2, 1000], float32)\n[[0, 1, 2, ..., 997, 998, 999],\n [1000, 1001, 1002, ..., 1997, 1998, 1999]]");
+    const auto cube = xgrad::to_string(xgrad::zeros({8, 8, 20}));
+    CHECK(cube.find("...,\n") != std::string::npos);
+    CHECK(cube.size() < 1200);  // 1280 values in full would take ~4000 characters
 }

@@ -3,10 +3,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <xtensor/xarray.hpp>
 
@@ -153,5 +155,29 @@ basic_tensor<T> randn(const Shape& shape, bool requires_grad = false);
 /// 1-D: start, start + step, ... up to but excluding stop. Throws ValueError for step 0.
 template <class T = float>
 basic_tensor<T> arange(T start, T stop, T step = 1);
+
+/// A leaf of `shape` holding `values` in row-major order (the last index fastest), without
+/// writing xtensor: `xgrad::from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}, {2, 3})`. Throws
+/// ShapeError when the number of values differs from the shape's size.
+template <class T>
+basic_tensor<T> from_vector(const std::vector<T>& values, const Shape& shape, bool requires_grad = false);
+/// The values in row-major order.
+template <class T>
+std::vector<T> to_vector(const basic_tensor<T>& t);
+
+/// The tensor as text: a header with shape, precision and grad flag, then the values nested
+/// by dimension (6 significant digits). A tensor of more than 1000 values shows the first
+/// and last 3 entries of each dimension around "...", as PyTorch prints.
+///
+/// ```
+/// tensor([2, 3], float32, requires_grad)
+/// [[1, 2, 3],
+///  [4, 5, 6]]
+/// ```
+template <class T>
+std::string to_string(const basic_tensor<T>& t);
+/// Writes to_string(t).
+template <class T>
+std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& t);
 
 }  // namespace xgrad

@@ -67,6 +67,34 @@ std::vector<basic_named_tensor<T>> basic_module<T>::state() const {
 }
 
 template <class T>
+void basic_module<T>::summary_rows(const std::string& path, std::string& out) const {
+    std::vector<std::string> shapes;
+    std::size_t count = 0;
+    for (const auto& [name, t] : parameters_) {
+        shapes.push_back(name + " " + to_string(t.shape()));
+        count += t.size();
+    }
+    fmt::format_to(std::back_inserter(out), "{:<32} {:<40} {:>10}\n",
+                   (path.empty() ? "" : path + " ") + "(" + type_name() + ")", fmt::format("{}", fmt::join(shapes, ", ")),
+                   count);
+    for (const auto& [name, child] : children_) child->summary_rows(path.empty() ? name : path + "." + name, out);
+}
+
+template <class T>
+std::string basic_module<T>::summary(bool print) const {
+    std::string out = fmt::format("{:<32} {:<40} {:>10}\n{}\n", "Module (type)", "Parameters", "Count",
+                                  std::string(84, '='));
+    summary_rows("", out);
+    std::size_t trainable = 0, buffers = 0;
+    for (const auto& t : parameters()) trainable += t.size();
+    for (const auto& [name, t] : named_buffers()) buffers += t.size();
+    fmt::format_to(std::back_inserter(out), "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable (buffers): {}\n",
+                   std::string(84, '='), trainable + buffers, trainable, buffers);
+    if (print) fmt::print("{}", out);
+    return out;
+}
+
+template <class T>
 void basic_module<T>::train(bool on) {
     training_ = on;
     for (auto& [name, child] : children_) child->train(on);

@@ -68,8 +68,7 @@ basic_tensor<T> basic_sequential<T>::forward(const Tensor& x) {
 
 template <class T>
 std::string basic_sequential<T>::summary(bool print) const {
-    detail::check_value(!input_shape_.empty(), "Sequential::summary: construct the model with an input shape, e.g. "
-                                               "Sequential({{28, 28, 1}})");
+    if (input_shape_.empty()) return basic_module<T>::summary(print);
     NoGradGuard no_grad;
     Shape shape{1};
     shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());

@@ -56,6 +56,11 @@ public:
     std::vector<NamedTensor> named_buffers() const;
     /// Parameters then buffers: everything save() writes.
     std::vector<NamedTensor> state() const;
+    /// A table of the module tree, depth first: each module's path and type, its own
+    /// parameters with their shapes, and their count; then the totals (a tensor shared by
+    /// two layers counted once) and the buffers' size. Prints it to stdout unless `print` is
+    /// false; returns it. (`Sequential` with an input shape adds each layer's output shape.)
+    virtual std::string summary(bool print = true) const;
     /// Direct children, in registration order.
     const std::vector<std::pair<std::string, std::shared_ptr<basic_module>>>& children() const { return children_; }
 
@@ -104,6 +109,7 @@ protected:
 private:
     void add_child(std::string name, std::shared_ptr<basic_module> child);
     void collect(const std::string& prefix, bool parameters, std::vector<NamedTensor>& out) const;
+    void summary_rows(const std::string& path, std::string& out) const;
 
     std::vector<NamedTensor> parameters_;
     std::vector<NamedTensor> buffers_;

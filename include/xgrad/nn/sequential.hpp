@@ -147,9 +147,9 @@ public:
     std::string type_name() const override { return "Sequential"; }
 
     /// A table of layers, output shapes and parameter counts with totals. Prints it to
-    /// stdout unless `print` is false; returns it. Throws ValueError without an input shape,
-    /// and the error of the first layer that does not fit its input.
-    std::string summary(bool print = true) const;
+    /// stdout unless `print` is false; returns it. Without an input shape, Module's table
+    /// (no output shapes). Throws the error of the first layer that does not fit its input.
+    std::string summary(bool print = true) const override;
 
     /// Chooses the optimizer and the loss of fit(). Throws ValueError for a null optimizer.
     void compile(std::shared_ptr<optim::Optimizer> optimizer, Loss loss = Loss::cross_entropy);
