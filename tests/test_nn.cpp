@@ -271,17 +271,29 @@ TEST_CASE("threads: two models trained at once match the same models trained in 
     }
 }
 
-TEST_CASE("plot_history: a PNG with gnuplot, false without it", "[nn]") {
+TEST_CASE("plot_history: gnuplot (installed by tools/setup.sh) draws a real 1000x400 PNG", "[nn]") {
     History h;
-    for (std::size_t e = 0; e < 3; ++e) h.epochs.push_back({e, 1.0 / (e + 1), 0.5 + 0.1 * e, 1.2 / (e + 1), 0.5, 1.0});
+    for (std::size_t e = 1; e <= 3; ++e) h.epochs.push_back({e, 1.0 / e, 0.5 + 0.1 * e, 1.2 / e, 0.5, 1.0});
     const auto png = temp_path("curves.png");
     std::remove(png.c_str());
-    const bool gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
-    CHECK(plot_history(h, png) == gnuplot);
+    INFO("gnuplot missing? tools/setup.sh installs gnuplot-nox");
+    REQUIRE(std::system("command -v gnuplot >/dev/null 2>&1") == 0);
+    REQUIRE(plot_history(h, png));
     std::ifstream f(png, std::ios::binary);
-    std::string magic(4, '\0');
-    f.read(magic.data(), 4);
-    CHECK((gnuplot ? magic == "\x89PNG" : !f.good()));
+    std::string head(24, '\0');
+    f.read(head.data(), 24);
+    REQUIRE(f.good());
+    CHECK(head.substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    CHECK(head.substr(12, 4) == "IHDR");
+    auto be32 = [&](std::size_t at) {
+        std::uint32_t v = 0;
+        for (std::size_t k = 0; k < 4; ++k) v = v << 8 | static_cast<unsigned char>(head[at + k]);
+        return v;
+    };
+    CHECK(be32(16) == 1000);  // width
+    CHECK(be32(20) == 400);   // height
+    f.seekg(0, std::ios::end);
+    CHECK(f.tellg() > 5000);  // two drawn panels, not an empty canvas
 }
 
 namespace {

@@ -25,6 +25,7 @@ xgrad_packages=(
     libfmt-dev catch2 zlib1g-dev libcli11-dev
     dataset-fashion-mnist
     fortunes-min  # the text of the char_lm example
+    gnuplot-nox   # fit(..., {.plot = "curves.png"}) draws with it
     libopenmpi-dev openmpi-bin
     libxsmm-dev
     ${XGRAD_EXTRA_PACKAGES:-}

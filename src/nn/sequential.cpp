@@ -324,7 +324,7 @@ bool plot_history(const History& history, const std::string& png_path) {
     std::FILE* g = ::popen("gnuplot", "w");
     if (!g) return false;
     fmt::print(g,
-               "set terminal png size 1000,400\nset output '{0}'\nset multiplot layout 1,2\nset xlabel 'epoch'\n"
+               "set terminal png size 1000,400\nset output '{0}'\nset multiplot layout 1,2\nset xlabel 'epoch'\nset xtics 1\nset key top right\n"
                "set title 'loss'\nplot '{1}' using 1:2 with linespoints title 'train', '' using 1:4 with linespoints "
                "title 'validation'\nset title 'accuracy'\nplot '{1}' using 1:3 with linespoints title 'train', '' "
                "using 1:5 with linespoints title 'validation'\nunset multiplot\n",
