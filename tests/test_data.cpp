@@ -1,6 +1,8 @@
 #include <zlib.h>
 
+#include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <cmath>
 #include <set>
@@ -260,4 +262,197 @@ TEST_CASE("Sequential::fit augments the training batches only", "[data][augment]
     REQUIRE(h.epochs.size() == 2);
     CHECK(std::isfinite(h.epochs[1].loss));
     CHECK(h.epochs[1].val_loss.has_value());
+}
+
+namespace {
+
+// The samples of an in-memory dataset served one at a time, counting the reads.
+class RowSource : public data::Source {
+public:
+    explicit RowSource(data::Dataset d) : d_(std::move(d)) {}
+    std::size_t size() const override { return d_.size(); }
+    data::Sample get(std::size_t i) const override {
+        ++reads;
+        const auto one = d_.slice(i, i + 1);
+        xt::xarray<float> x = one.x.value(), y = one.y.value();
+        x.reshape(Shape(x.shape().begin() + 1, x.shape().end()));
+        y.reshape(Shape(y.shape().begin() + 1, y.shape().end()));
+        return {x, y};
+    }
+    mutable std::atomic<int> reads{0};
+
+private:
+    data::Dataset d_;
+};
+
+std::vector<data::Batch> epoch_batches(const data::DataLoader& loader, std::size_t epoch) {
+    std::vector<data::Batch> out;
+    for (std::size_t i = 0; i < loader.size(); ++i) out.push_back(loader.batch(epoch, i));
+    return out;
+}
+
+void check_same_batches(const std::vector<data::Batch>& a, const std::vector<data::Batch>& b) {
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO("batch " << i);
+        CHECK(array_diff(a[i].x.value(), b[i].x.value(), 0, 0) == "");
+        CHECK(array_diff(a[i].y.value(), b[i].y.value(), 0, 0) == "");
+    }
+}
+
+}  // namespace
+
+TEST_CASE("DataLoader over a Source: the same batches as the in-memory dataset, for every option", "[data]") {
+    const auto images = numbered_images();
+    const auto source = std::make_shared<RowSource>(images);
+    const data::Augment aug{.crop_padding = 1, .horizontal_flip = true};
+    const std::vector<data::LoaderOptions> cases{
+        {.batch_size = 7, .seed = 4},
+        {.batch_size = 7, .shuffle = false},
+        {.batch_size = 6, .seed = 2, .drop_last = true},
+        {.batch_size = 5, .seed = 8, .shard = 1, .shards = 3},
+        {.batch_size = 8, .seed = 3, .augment = aug},
+        {.batch_size = 9, .seed = 1, .augment = aug, .prefetch = true},
+    };
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+        INFO("options " << c);
+        const data::DataLoader memory(images, cases[c]), streamed(source, cases[c]);
+        REQUIRE(streamed.size() == memory.size());
+        for (std::size_t epoch : {0u, 3u}) check_same_batches(epoch_batches(streamed, epoch), epoch_batches(memory, epoch));
+    }
+    // a Source of vectors with one-hot targets: x [n, F], y [n, K]
+    auto vectors = data::make_source(10, [](std::size_t i) {
+        xt::xarray<float> y = xt::zeros<float>({3});
+        y(i % 3) = 1;
+        return data::Sample{xt::xarray<float>{float(i), float(2 * i)}, y};
+    });
+    const auto b = data::DataLoader(vectors, {.batch_size = 4, .shuffle = false}).batch(0, 2);
+    CHECK(array_diff(b.x.value(), xgrad_test::array({2, 2}, {8, 16, 9, 18})) == "");
+    CHECK(array_diff(b.y.value(), xgrad_test::array({2, 3}, {0, 0, 1, 1, 0, 0})) == "");
+}
+
+TEST_CASE("DataLoader prefetch: the next batch is read ahead, results and errors are unchanged", "[data]") {
+    const auto images = numbered_images();
+    const auto source = std::make_shared<RowSource>(images);
+    const data::DataLoader plain(images, {.batch_size = 8, .seed = 6});
+    const data::DataLoader ahead(source, {.batch_size = 8, .seed = 6, .prefetch = true});
+    // in order (each call finds the batch ready), across the epoch boundary
+    check_same_batches(epoch_batches(ahead, 1), epoch_batches(plain, 1));
+    // the worker holds epoch 2's batch 0; epoch 4's batch 0 is another one
+    CHECK(array_diff(ahead.batch(4, 0).y.value(), plain.batch(4, 0).y.value(), 0, 0) == "");
+    check_same_batches(epoch_batches(ahead, 2), epoch_batches(plain, 2));
+    // out of order: a batch nobody asked for is dropped, the one asked for is computed
+    CHECK(array_diff(ahead.batch(5, 3).y.value(), plain.batch(5, 3).y.value()) == "");
+    CHECK(array_diff(ahead.batch(2, 1).y.value(), plain.batch(2, 1).y.value()) == "");
+    // read ahead for real: after batch 0 the worker reads batch 1's 8 samples
+    const auto src = std::make_shared<RowSource>(images);
+    {
+        const data::DataLoader counted(src, {.batch_size = 8, .prefetch = true});
+        counted.batch(0, 0);
+        const data::DataLoader copy = counted;  // copies share the source, not the pending batch
+        CHECK(copy.size() == counted.size());
+    }  // the destructor waits for the worker
+    CHECK(src->reads == 16);
+    {  // batch 1 comes from the worker, which then reads batch 2: nothing is read twice
+        const data::DataLoader counted(src, {.batch_size = 8, .prefetch = true});
+        counted.batch(0, 0);
+        counted.batch(0, 1);
+    }
+    CHECK(src->reads == 16 + 24);
+    // a sample whose shape differs from the first's: ShapeError naming both, also when the
+    // worker met it first
+    auto ragged = data::make_source(6, [](std::size_t i) {
+        const std::vector<std::size_t> shape{i == 4 ? 3u : 2u};
+        return data::Sample{xt::zeros<float>(shape), xt::xarray<float>(0.0f)};
+    });
+    const data::DataLoader bad(ragged, {.batch_size = 3, .shuffle = false, .prefetch = true});
+    CHECK(bad.batch(0, 0).x.shape() == Shape{3, 2});
+    REQUIRE_THROWS_AS(bad.batch(0, 1), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(bad.batch(0, 1), Contains("sample 4's x has shape [3], but sample 3's is [2]"));
+    // an exception in get() reaches the caller of batch()
+    auto failing = data::make_source(4, [](std::size_t i) -> data::Sample {
+        if (i == 3) throw xgrad::IoError("cannot read sample 3");
+        return {xt::xarray<float>{1.0f}, xt::xarray<float>(0.0f)};
+    });
+    const data::DataLoader f(failing, {.batch_size = 2, .shuffle = false, .prefetch = true});
+    f.batch(0, 0);
+    REQUIRE_THROWS_WITH(f.batch(0, 1), Contains("cannot read sample 3"));
+    REQUIRE_THROWS_AS(data::DataLoader(std::shared_ptr<const data::Source>(), {}), xgrad::ValueError);
+    REQUIRE_THROWS_AS(data::DataLoader(data::make_source(0, [](std::size_t) { return data::Sample{}; }), {}),
+                      xgrad::ValueError);
+    REQUIRE_THROWS_AS(data::make_source(3, nullptr), xgrad::ValueError);
+}
+
+TEST_CASE("read_csv: numbers with a label column, header, delimiter; errors name the line and column", "[data][io]") {
+    const auto path = temp_path("read.csv");
+    std::ofstream(path) << "a,b,label\n1,2.5,0\n\n-3,4e1,1\r\n";
+    const auto d = data::read_csv(path, {.header = true});
+    CHECK(array_diff(d.x.value(), xgrad_test::array({2, 2}, {1, 2.5, -3, 40})) == "");
+    CHECK(array_diff(d.y.value(), xt::xarray<float>{0, 1}) == "");
+    const auto first = data::read_csv(path, {.header = true, .label_column = 0});
+    CHECK(array_diff(first.x.value(), xgrad_test::array({2, 2}, {2.5, 0, 40, 1})) == "");
+    const auto all = data::read_csv(path, {.header = true, .labels = false});
+    CHECK(all.x.shape() == Shape{2, 3});
+    CHECK(!all.y.defined());
+    std::ofstream(path) << "1;2\n3;4\n";
+    CHECK(data::read_csv(path, {.delimiter = ';'}).x.shape() == Shape{2, 1});
+    auto refused = [&](const std::string& text, const std::string& message, data::CsvOptions o = {}) {
+        std::ofstream(path) << text;
+        INFO(text);
+        REQUIRE_THROWS_AS(data::read_csv(path, o), xgrad::IoError);
+        REQUIRE_THROWS_WITH(data::read_csv(path, o), Contains(message));
+    };
+    refused("1,2\n3,x\n", ":2: column 2 ('x') is not a number");
+    refused("1,2\n3,\n", ":2: column 2 ('') is not a number");
+    refused("1,2\n3,4,5\n", ":2: 3 columns, the first row has 2");
+    refused("1,2\n", "label column 2 of 2 columns", {.label_column = 2});
+    refused("", "holds no rows");
+    refused("h\n", "holds no rows", {.header = true});
+    refused("1\n2\n", "one column");
+    refused("1,1e99\n", "is not a number");
+    REQUIRE_THROWS_WITH(data::read_csv(temp_path("missing.csv")), Contains("cannot open"));
+    std::remove(path.c_str());
+}
+
+TEST_CASE("ImageFolder: one directory per class, sorted; batches equal the images as written; errors name files",
+          "[data][png]") {
+    namespace fs = std::filesystem;
+    const fs::path root = temp_path("image_folder");
+    fs::remove_all(root);
+    // class "b" sorts after "a"; a non-image file and a stray top-level file are ignored
+    const auto images = numbered_images();  // 40 images 5x6x2; keep one channel, scaled into [0, 1]
+    xt::xarray<float> x = xt::view(images.x.value(), xt::all(), xt::all(), xt::all(), xt::range(0, 1));
+    x = xt::round(x / 480.0f * 255.0f) / 255.0f;
+    for (const char* c : {"b", "a", "empty"}) fs::create_directories(root / c);
+    std::ofstream(root / "README.txt") << "not a class";
+    std::ofstream(root / "a" / "notes.txt") << "not an image";
+    for (std::size_t i = 0; i < 6; ++i) {
+        const fs::path file = root / (i < 4 ? "a" : "b") / fmt::format("img{}.{}", i, i == 5 ? "PNG" : "png");
+        xgrad::io::save_png(file.string(), xt::xarray<float>(xt::view(x, i)));
+    }
+    const auto folder = std::make_shared<data::ImageFolder>(root.string());
+    CHECK(folder->classes() == std::vector<std::string>{"a", "b", "empty"});
+    CHECK(folder->labels() == std::vector<std::size_t>{0, 0, 0, 0, 1, 1});
+    CHECK(folder->name(4) == (root / "b" / "img4.png").string());
+    const data::DataLoader loader(folder, {.batch_size = 6, .shuffle = false, .prefetch = true});
+    const auto b = loader.batch(0, 0);
+    CHECK(array_diff(b.x.value(), xt::xarray<float>(xt::view(x, xt::range(0, 6))), 0, 0) == "");
+    CHECK(array_diff(b.y.value(), xt::xarray<float>{0, 0, 0, 0, 1, 1}) == "");
+    CHECK(data::ImageFolder(root.string(), {.channels = 3}).get(0).x.shape() == std::vector<std::size_t>{5, 6, 3});
+    CHECK(data::ImageFolder(root.string(), {.extensions = {".txt"}}).size() == 1);
+    // an image of another size: ShapeError naming both files
+    xgrad::io::save_png((root / "b" / "img9.png").string(), xt::zeros<float>({5, 7, 1}));
+    const data::DataLoader ragged(std::make_shared<data::ImageFolder>(root.string()), {.batch_size = 7, .shuffle = false});
+    REQUIRE_THROWS_AS(ragged.batch(0, 0), xgrad::ShapeError);
+    REQUIRE_THROWS_WITH(ragged.batch(0, 0), Contains("img9.png)'s x has shape [5, 7, 1]") && Contains("img0.png"));
+    // a damaged file: IoError naming it
+    std::ofstream(root / "b" / "img9.png", std::ios::binary) << "\x89PNG\r\n\x1a\n broken";
+    REQUIRE_THROWS_WITH(ragged.batch(0, 0), Contains("img9.png"));
+    REQUIRE_THROWS_AS(ragged.batch(0, 0), xgrad::IoError);
+    REQUIRE_THROWS_WITH(data::ImageFolder((root / "missing").string()), Contains("is not a directory"));
+    REQUIRE_THROWS_WITH(data::ImageFolder((root / "empty").string()), Contains("no class subdirectories"));
+    fs::create_directories(root / "c" / "d");
+    REQUIRE_THROWS_WITH(data::ImageFolder((root / "c").string()), Contains("hold no .png files"));
+    REQUIRE_THROWS_AS(data::ImageFolder(root.string(), {.channels = 7}), xgrad::ValueError);
+    fs::remove_all(root);
 }

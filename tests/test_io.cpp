@@ -1,3 +1,4 @@
+#include <png.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -5,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+
+#include <xtensor/xview.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -224,4 +227,90 @@ TEST_CASE("save_png: a valid 8-bit PNG with the clamped pixels; image_grid tiles
     CHECK(grid(7, 1, 0) == 0.0f);  // the fifth, first column of the third row
     CHECK(grid(7, 5, 0) == 1.0f);  // no sixth image
     REQUIRE_THROWS_AS(xgrad::io::image_grid(batch, 0), xgrad::ValueError);
+}
+
+namespace {
+
+// Writes pixels (row-major, `format`'s channels, 8 or 16 bits) with libpng's own writer.
+template <class P>
+void write_png_with_libpng(const std::string& path, std::uint32_t w, std::uint32_t h, png_uint_32 format,
+                           const std::vector<P>& pixels, const std::vector<std::uint8_t>& colormap = {}) {
+    png_image image{};
+    image.version = PNG_IMAGE_VERSION;
+    image.width = w;
+    image.height = h;
+    image.format = format;
+    image.colormap_entries = static_cast<png_uint_32>(colormap.size() / 3);
+    REQUIRE(png_image_write_to_file(&image, path.c_str(), 0, pixels.data(), 0,
+                                    colormap.empty() ? nullptr : colormap.data()));
+}
+
+}  // namespace
+
+TEST_CASE("load_png: what save_png and libpng write reads back; channels convert; bad files are IoErrors",
+          "[io][png]") {
+    const std::string path = "/tmp/xgrad_test_load.png";
+    // save_png's 8-bit gray and RGB: k / 255 exactly
+    xt::xarray<float> rgb = xt::zeros<float>({3, 4, 3});
+    for (std::size_t i = 0; i < rgb.size(); ++i) rgb.data()[i] = static_cast<float>(i * 7 % 256) / 255.0f;
+    xgrad::io::save_png(path, rgb);
+    CHECK(xgrad_test::array_diff(xgrad::io::load_png(path), rgb, 0, 0) == "");
+    const xt::xarray<float> gray = xt::view(rgb, xt::all(), xt::all(), xt::range(0, 1));
+    xgrad::io::save_png(path, gray);
+    CHECK(xgrad_test::array_diff(xgrad::io::load_png(path), gray, 0, 0) == "");
+    const auto as_rgb = xgrad::io::load_png(path, 3);  // gray to RGB repeats the value
+    CHECK(as_rgb.shape() == std::vector<std::size_t>{3, 4, 3});
+    CHECK(as_rgb(2, 1, 2) == gray(2, 1, 0));
+    const auto with_alpha = xgrad::io::load_png(path, 2);
+    CHECK(with_alpha(1, 3, 0) == gray(1, 3, 0));
+    CHECK(with_alpha(1, 3, 1) == 1.0f);
+    // libpng's gray + alpha: kept with channels 0, composited onto black with 1
+    write_png_with_libpng<std::uint8_t>(path, 2, 1, PNG_FORMAT_GA, {200, 255, 200, 0});
+    CHECK(xgrad_test::array_diff(xgrad::io::load_png(path), xgrad_test::array({1, 2, 2}, {200 / 255.0, 1, 200 / 255.0, 0}),
+                                 1e-7) == "");
+    const auto flat = xgrad::io::load_png(path, 1);
+    CHECK(flat(0, 0, 0) == Approx(200 / 255.0));
+    CHECK(flat(0, 1, 0) == 0.0f);
+    // 16-bit RGBA, linear: k / 65535
+    write_png_with_libpng<std::uint16_t>(path, 1, 2, PNG_FORMAT_RGBA | PNG_FORMAT_FLAG_LINEAR,
+                                         {0, 1000, 65535, 65535, 30000, 2, 40000, 65535});
+    const auto deep = xgrad::io::load_png(path);
+    CHECK(xgrad_test::array_diff(deep, xgrad_test::array({2, 1, 4}, {0, 1000 / 65535.0, 1, 1, 30000 / 65535.0,
+                                                                      2 / 65535.0, 40000 / 65535.0, 1}),
+                                 1e-7) == "");
+    // a palette image
+    write_png_with_libpng<std::uint8_t>(path, 3, 1, PNG_FORMAT_RGB | PNG_FORMAT_FLAG_COLORMAP, {1, 0, 1},
+                                        {10, 20, 30, 250, 240, 230});
+    const auto pal = xgrad::io::load_png(path);
+    CHECK(xgrad_test::array_diff(pal, xgrad_test::array({1, 3, 3}, {250, 240, 230, 10, 20, 30, 250, 240, 230}) / 255.0,
+                                 1e-7) == "");
+    // damaged and foreign files, named
+    xgrad::io::save_png(path, rgb);
+    std::string bytes;
+    {
+        std::ifstream in(path, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto refused = [&](const std::string& content, const std::string& message) {
+        std::ofstream(path, std::ios::binary) << content;
+        INFO(message);
+        REQUIRE_THROWS_AS(xgrad::io::load_png(path), xgrad::IoError);
+        REQUIRE_THROWS_WITH(xgrad::io::load_png(path), Contains(message) && Contains(path));
+    };
+    refused(bytes.substr(0, bytes.size() / 2), "damaged");
+    refused(bytes.substr(0, 20), "not a PNG");
+    refused("P5 1 1 255 x", "not a PNG");
+    refused("", "not a PNG");
+    std::string flipped = bytes;
+    flipped[40] = static_cast<char>(flipped[40] ^ 0x55);  // inside IDAT
+    std::ofstream(path, std::ios::binary) << flipped;
+    REQUIRE_THROWS_AS(xgrad::io::load_png(path), xgrad::IoError);
+    std::string huge = bytes;  // IHDR claims 65536 x 65536 (CRC fixed): refused before decoding
+    for (int k : {16, 20}) huge.replace(static_cast<std::size_t>(k), 4, std::string("\x00\x01\x00\x00", 4));
+    const auto crc = crc32(0, reinterpret_cast<const Bytef*>(huge.data() + 12), 17);
+    for (int k = 0; k < 4; ++k) huge[static_cast<std::size_t>(29 + k)] = static_cast<char>((crc >> (24 - 8 * k)) & 0xff);
+    refused(huge, "at most 2^26");
+    REQUIRE_THROWS_WITH(xgrad::io::load_png("/tmp/xgrad_test_missing.png"), Contains("cannot open"));
+    REQUIRE_THROWS_AS(xgrad::io::load_png(path, 5), xgrad::ValueError);
+    std::remove(path.c_str());
 }

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <numbers>
 
+#include <xtensor/xview.hpp>
+
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
@@ -428,4 +430,29 @@ TEST_CASE("metrics: top-k accuracy with argmax's tie order, a confusion matrix a
     CHECK(cm.total() == 8);
     REQUIRE_THROWS_WITH(ConfusionMatrix(2).update(scores, labels), Contains("3 classes, the matrix 2"));
     REQUIRE_THROWS_AS(cm.report({"a"}), xgrad::ValueError);
+}
+
+TEST_CASE("fit on a Source with prefetch trains exactly as on the in-memory dataset", "[nn][training][data]") {
+    xgrad::set_num_threads(1);
+    const auto train = blobs(100, 3), val = blobs(40, 4);
+    auto source = xgrad::data::make_source(train.size(), [&](std::size_t i) {
+        const auto one = train.slice(i, i + 1);
+        xt::xarray<float> x = xt::view(one.x.value(), 0), y = xt::view(one.y.value(), 0);
+        return xgrad::data::Sample{x, y};
+    });
+    auto trained = [&](bool streamed) {
+        auto m = small_model(5);
+        m->compile(std::make_shared<optim::SGD>(m->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9}));
+        const FitOptions o{.epochs = 2, .batch_size = 16, .seed = 7, .validation_data = &val,
+                           .progress = xgrad::Progress::Mode::quiet, .prefetch = streamed};
+        const auto h = streamed ? m->fit(source, o) : m->fit(train, o);
+        return std::pair{m, h};
+    };
+    const auto [a, ha] = trained(false);
+    const auto [b, hb] = trained(true);
+    for (std::size_t i = 0; i < a->state().size(); ++i)
+        CHECK(a->state()[i].second.value() == b->state()[i].second.value());
+    CHECK(ha.epochs.back().val_loss == hb.epochs.back().val_loss);
+    REQUIRE_THROWS_WITH(b->fit(source, {.validation_split = 0.2}), Contains("validation_split needs an in-memory"));
+    xgrad::set_num_threads(2);
 }

@@ -22,7 +22,7 @@ XGRAD_BUILD=${XGRAD_BUILD:-$XGRAD_ROOT/build}
 xgrad_packages=(
     g++ meson ninja-build pkg-config
     libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
-    libfmt-dev catch2 zlib1g-dev libcli11-dev
+    libfmt-dev catch2 zlib1g-dev libpng-dev libcli11-dev
     dataset-fashion-mnist
     fortunes-min  # the text of the char_lm example
     gnuplot-nox   # fit(..., {.plot = "curves.png"}) draws with it

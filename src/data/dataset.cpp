@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <numeric>
 #include <random>
 
@@ -14,6 +17,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "detail/check.hpp"
+#include "xgrad/io/png.hpp"
 
 namespace xgrad::data {
 
@@ -188,6 +192,156 @@ void augment_sample(T* x, std::size_t h, std::size_t w, std::size_t c, const Aug
 
 }  // namespace
 
+namespace {
+
+// " (name)" when the source names sample i.
+template <class T>
+std::string named(const basic_source<T>& source, std::size_t i) {
+    const auto n = source.name(i);
+    return n.empty() ? n : " (" + n + ")";
+}
+
+// Samples idx of a source stacked into a batch: x [n, ...], y [n, ...].
+template <class T>
+basic_batch<T> stack_samples(const basic_source<T>& source, const std::vector<std::size_t>& idx) {
+    std::vector<basic_sample<T>> samples;
+    samples.reserve(idx.size());
+    for (const auto i : idx) samples.push_back(source.get(i));
+    const auto& first = samples.front();
+    auto stacked = [&](bool inputs) {
+        const auto& proto = inputs ? first.x : first.y;
+        Shape shape{samples.size()};
+        shape.insert(shape.end(), proto.shape().begin(), proto.shape().end());
+        xt::xarray<T> out = xt::empty<T>(shape);
+        for (std::size_t j = 0; j < samples.size(); ++j) {
+            const auto& a = inputs ? samples[j].x : samples[j].y;
+            detail::check_shape(a.shape() == proto.shape(),
+                                "DataLoader: sample {}{}'s {} has shape {}, but sample {}{}'s is {}", idx[j],
+                                named(source, idx[j]), inputs ? "x" : "y", Shape(a.shape().begin(), a.shape().end()),
+                                idx[0], named(source, idx[0]), Shape(proto.shape().begin(), proto.shape().end()));
+            std::copy(a.begin(), a.end(), out.data() + j * proto.size());
+        }
+        return basic_tensor<T>(std::move(out));
+    };
+    return {stacked(true), stacked(false)};
+}
+
+template <class T>
+class FunctionSource : public basic_source<T> {
+public:
+    FunctionSource(std::size_t n, std::function<basic_sample<T>(std::size_t)> get) : n_(n), get_(std::move(get)) {}
+    std::size_t size() const override { return n_; }
+    basic_sample<T> get(std::size_t i) const override { return get_(i); }
+
+private:
+    std::size_t n_;
+    std::function<basic_sample<T>(std::size_t)> get_;
+};
+
+}  // namespace
+
+template <class T>
+std::shared_ptr<basic_source<T>> make_source(std::size_t size,
+                                             std::function<basic_sample<std::type_identity_t<T>>(std::size_t)> get) {
+    detail::check_value(static_cast<bool>(get), "make_source: the function is empty");
+    return std::make_shared<FunctionSource<T>>(size, std::move(get));
+}
+
+ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options) : options_(std::move(options)) {
+    namespace fs = std::filesystem;
+    detail::check_value(options_.channels <= 4, "ImageFolder: channels must be 0 (the files'), 1, 2, 3 or 4, got {}",
+                        options_.channels);
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) throw IoError(fmt::format("ImageFolder: {} is not a directory", root));
+    auto lower = [](std::string t) {
+        for (auto& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return t;
+    };
+    auto is_image = [&](const fs::path& p) {
+        const auto ext = lower(p.extension().string());
+        return std::any_of(options_.extensions.begin(), options_.extensions.end(),
+                           [&](const std::string& e) { return lower(e) == ext; });
+    };
+    auto sorted_entries = [&](const fs::path& dir) {
+        std::vector<fs::path> out;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) out.push_back(it->path());
+        if (ec) throw IoError(fmt::format("ImageFolder: cannot list {}: {}", dir.string(), ec.message()));
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    for (const auto& dir : sorted_entries(root)) {
+        if (!fs::is_directory(dir, ec)) continue;
+        const std::size_t label = classes_.size();
+        classes_.push_back(dir.filename().string());
+        for (const auto& file : sorted_entries(dir))
+            if (fs::is_regular_file(file, ec) && is_image(file)) {
+                files_.push_back(file.string());
+                labels_.push_back(label);
+            }
+    }
+    if (classes_.empty())
+        throw IoError(fmt::format("ImageFolder: {} has no class subdirectories (root/class_name/image.png)", root));
+    if (files_.empty())
+        throw IoError(fmt::format("ImageFolder: the {} class directories of {} hold no {} files", classes_.size(), root,
+                                  fmt::join(options_.extensions, "/")));
+}
+
+Sample ImageFolder::get(std::size_t i) const {
+    detail::check_value(i < files_.size(), "ImageFolder: sample {} of {}", i, files_.size());
+    return {io::load_png(files_[i], options_.channels), xt::xarray<float>(static_cast<float>(labels_[i]))};
+}
+
+Dataset read_csv(const std::string& path, const CsvOptions& o) {
+    std::ifstream f(path);
+    if (!f) throw IoError(fmt::format("csv: cannot open {}", path));
+    std::vector<float> x, y;
+    std::size_t columns = 0, rows = 0, line_no = 0;
+    std::string line;
+    while (std::getline(f, line)) {
+        ++line_no;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line_no == 1 && o.header) continue;
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        std::vector<float> values;
+        std::size_t start = 0;
+        while (true) {
+            const auto end = line.find(o.delimiter, start);
+            const std::string cell = line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+            const char* b = cell.c_str();
+            char* stop = nullptr;
+            errno = 0;
+            const float v = std::strtof(b, &stop);
+            while (stop && (*stop == ' ' || *stop == '\t')) ++stop;
+            if (stop == b || *stop != '\0' || errno == ERANGE)
+                throw IoError(fmt::format("csv: {}:{}: column {} ('{}') is not a number", path, line_no,
+                                          values.size() + 1, cell));
+            values.push_back(v);
+            if (end == std::string::npos) break;
+            start = end + 1;
+        }
+        if (rows == 0) {
+            columns = values.size();
+            if (o.labels && columns < 2)
+                throw IoError(fmt::format("csv: {}:{}: one column; a label column needs at least one feature", path,
+                                          line_no));
+            if (o.labels && o.label_column && *o.label_column >= columns)
+                throw IoError(fmt::format("csv: {}: label column {} of {} columns", path, *o.label_column, columns));
+        } else if (values.size() != columns) {
+            throw IoError(fmt::format("csv: {}:{}: {} columns, the first row has {}", path, line_no, values.size(),
+                                      columns));
+        }
+        const std::size_t label = o.labels ? o.label_column.value_or(columns - 1) : columns;
+        for (std::size_t c = 0; c < columns; ++c) (c == label ? y : x).push_back(values[c]);
+        ++rows;
+    }
+    if (f.bad()) throw IoError(fmt::format("csv: reading {} failed", path));
+    if (rows == 0) throw IoError(fmt::format("csv: {} holds no rows", path));
+    const std::size_t features = o.labels ? columns - 1 : columns;
+    Dataset out{from_vector(x, {rows, features}), {}};
+    if (o.labels) out.y = from_vector(y, {rows});
+    return out;
+}
+
 template <class T>
 basic_dataset<T> normalize(const basic_dataset<T>& data, const std::vector<double>& mean, const std::vector<double>& std) {
     const std::size_t c = data.x.dim() ? data.x.shape().back() : 0;
@@ -204,27 +358,75 @@ basic_dataset<T> normalize(const basic_dataset<T>& data, const std::vector<doubl
     return {basic_tensor<T>(std::move(x)), data.y};
 }
 
+// The batch being prepared on the worker thread, and which one it is.
+template <class T>
+struct basic_data_loader<T>::Prefetch {
+    std::size_t epoch = 0, index = 0;
+    std::future<basic_batch<T>> batch;
+};
+
 template <class T>
 basic_data_loader<T>::basic_data_loader(Dataset data, LoaderOptions options)
     : data_(std::move(data)), options_(options) {
-    detail::check_value(options.batch_size > 0, "DataLoader: batch_size must be positive");
     detail::check_value(data_.size() > 0, "DataLoader: the dataset is empty");
+    detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
+                        "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
+                        data_.y.defined() ? data_.y.shape() : Shape{});
+    detail::check_shape(!options.augment.enabled() || data_.x.dim() == 4,
+                        "DataLoader: augmentation needs images x [N, H, W, C]; x {}", data_.x.shape());
+    check();
+}
+
+template <class T>
+basic_data_loader<T>::basic_data_loader(std::shared_ptr<const basic_source<T>> source, LoaderOptions options)
+    : source_(std::move(source)), options_(options) {
+    detail::check_value(source_ != nullptr, "DataLoader: the source is null");
+    detail::check_value(source_->size() > 0, "DataLoader: the source is empty");
+    check();
+}
+
+template <class T>
+void basic_data_loader<T>::check() const {
+    const LoaderOptions& options = options_;
+    detail::check_value(options.batch_size > 0, "DataLoader: batch_size must be positive");
     detail::check_value(options.shard < options.shards, "DataLoader: shard {} of {} shards", options.shard,
                         options.shards);
     std::size_t global = 0;
     detail::check_value(!__builtin_mul_overflow(options.batch_size, options.shards, &global),
                         "DataLoader: batch_size {} x {} shards overflows the size of a global batch",
                         options.batch_size, options.shards);
-    detail::check_shape(data_.y.defined() && data_.y.shape()[0] == data_.size(),
-                        "DataLoader: x {} and y {} hold different numbers of samples", data_.x.shape(),
-                        data_.y.defined() ? data_.y.shape() : Shape{});
-    detail::check_shape(!options.augment.enabled() || data_.x.dim() == 4,
-                        "DataLoader: augmentation needs images x [N, H, W, C]; x {}", data_.x.shape());
+}
+
+template <class T>
+basic_data_loader<T>::basic_data_loader(const basic_data_loader& other)
+    : data_(other.data_), source_(other.source_), options_(other.options_) {}
+
+template <class T>
+basic_data_loader<T>& basic_data_loader<T>::operator=(const basic_data_loader& other) {
+    if (this != &other) {
+        if (prefetch_ && prefetch_->batch.valid()) prefetch_->batch.wait();
+        prefetch_.reset();
+        data_ = other.data_;
+        source_ = other.source_;
+        options_ = other.options_;
+        order_epoch_ = static_cast<std::size_t>(-1);
+    }
+    return *this;
+}
+
+template <class T>
+basic_data_loader<T>::~basic_data_loader() {
+    if (prefetch_ && prefetch_->batch.valid()) prefetch_->batch.wait();
+}
+
+template <class T>
+std::size_t basic_data_loader<T>::samples() const {
+    return source_ ? source_->size() : data_.size();
 }
 
 template <class T>
 std::size_t basic_data_loader<T>::size() const {
-    const std::size_t n = data_.size(), global = options_.batch_size * options_.shards;
+    const std::size_t n = samples(), global = options_.batch_size * options_.shards;
     // A last, partial global batch counts when every shard gets a sample of it.
     return n / global + (!options_.drop_last && n % global >= options_.shards ? 1 : 0);
 }
@@ -232,7 +434,7 @@ std::size_t basic_data_loader<T>::size() const {
 template <class T>
 const std::vector<std::size_t>& basic_data_loader<T>::order(std::size_t epoch) const {
     if (order_epoch_ != epoch) {
-        order_.resize(data_.size());
+        order_.resize(samples());
         std::iota(order_.begin(), order_.end(), 0);
         if (options_.shuffle) {
             std::mt19937_64 g(options_.seed * 0x9E3779B97F4A7C15ull + epoch);
@@ -246,6 +448,35 @@ const std::vector<std::size_t>& basic_data_loader<T>::order(std::size_t epoch) c
 template <class T>
 basic_batch<T> basic_data_loader<T>::batch(std::size_t epoch, std::size_t i) const {
     detail::check_value(i < size(), "DataLoader: batch {} of an epoch of {}", i, size());
+    std::optional<Batch> ready;
+    if (prefetch_ && prefetch_->batch.valid()) {
+        // The worker's batch, when it is the one asked for (its error too); otherwise it is
+        // finished and dropped, so that nothing runs beside this call.
+        const bool wanted = prefetch_->epoch == epoch && prefetch_->index == i;
+        if (wanted) {
+            ready = prefetch_->batch.get();
+        } else {
+            try {
+                prefetch_->batch.get();
+            } catch (const std::exception&) {  // a batch nobody asked for
+            }
+        }
+    }
+    Batch b = ready ? std::move(*ready) : make_batch(epoch, i);
+    if (options_.prefetch) {
+        if (!prefetch_) prefetch_ = std::make_unique<Prefetch>();
+        const bool last = i + 1 == size();
+        prefetch_->epoch = last ? epoch + 1 : epoch;
+        prefetch_->index = last ? 0 : i + 1;
+        prefetch_->batch = std::async(std::launch::async, [this, e = prefetch_->epoch, k = prefetch_->index] {
+            return make_batch(e, k);
+        });
+    }
+    return b;
+}
+
+template <class T>
+basic_batch<T> basic_data_loader<T>::make_batch(std::size_t epoch, std::size_t i) const {
     const auto& o = order(epoch);
     // This shard's part of global batch i.
     const std::size_t global = options_.batch_size * options_.shards, first = i * global;
@@ -256,10 +487,12 @@ basic_batch<T> basic_data_loader<T>::batch(std::size_t epoch, std::size_t i) con
     const auto end = static_cast<std::size_t>(first + Wide{r + 1} * len / options_.shards);
     const std::vector<std::size_t> idx(o.begin() + static_cast<std::ptrdiff_t>(begin),
                                        o.begin() + static_cast<std::ptrdiff_t>(end));
-    basic_batch<T> b{take_rows(data_.x, idx), take_rows(data_.y, idx)};
+    basic_batch<T> b = source_ ? stack_samples(*source_, idx) : basic_batch<T>{take_rows(data_.x, idx), take_rows(data_.y, idx)};
     const Augment& a = options_.augment;
     if (a.enabled()) {
-        const Shape& s = data_.x.shape();
+        detail::check_shape(b.x.dim() == 4, "DataLoader: augmentation needs images x [N, H, W, C]; a batch's x {}",
+                            b.x.shape());
+        const Shape& s = b.x.shape();
         const std::size_t per = s[1] * s[2] * s[3];
         std::vector<T> scratch;
         T* x = b.x.mutable_value().data();
@@ -270,6 +503,7 @@ basic_batch<T> basic_data_loader<T>::batch(std::size_t epoch, std::size_t i) con
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                   \
+    template std::shared_ptr<basic_source<T>> make_source<T>(std::size_t, std::function<basic_sample<T>(std::size_t)>); \
     template struct basic_dataset<T>;                                                          \
     template class basic_data_loader<T>;                                                       \
     template basic_tensor<T> take_rows(const basic_tensor<T>&, const std::vector<std::size_t>&); \

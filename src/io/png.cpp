@@ -6,7 +6,12 @@
 
 #include <fmt/format.h>
 #include <xtensor/xbuilder.hpp>
+#include <png.h>
 #include <zlib.h>
+
+#include <fstream>
+#include <iterator>
+#include <vector>
 
 #include "detail/check.hpp"
 #include "xgrad/io/npz.hpp"
@@ -64,6 +69,39 @@ void save_png(const std::string& path, const xt::xarray<float>& image) {
     put_chunk(png, "IDAT", packed);
     put_chunk(png, "IEND", "");
     write_file_atomically(path, png);
+}
+
+xt::xarray<float> load_png(const std::string& path, std::size_t channels) {
+    detail::check_value(channels <= 4, "load_png: channels must be 0 (the file's), 1, 2, 3 or 4, got {}; {}", channels,
+                        path);
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw IoError(fmt::format("load_png: cannot open {}", path));
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (f.bad()) throw IoError(fmt::format("load_png: reading {} failed", path));
+    // libpng's simplified API: it reports errors in image.message, never by longjmp into us.
+    png_image image{};
+    image.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size()))
+        throw IoError(fmt::format("load_png: {} is not a PNG libpng can read: {}", path, image.message));
+    const bool wide = image.format & PNG_FORMAT_FLAG_LINEAR;  // 16-bit samples in the file
+    const std::size_t c = channels ? channels : PNG_IMAGE_SAMPLE_CHANNELS(image.format);
+    const std::size_t h = image.height, w = image.width;
+    if (h == 0 || w == 0 || h * w > (std::size_t{1} << 26)) {
+        png_image_free(&image);
+        throw IoError(fmt::format("load_png: {} is {}x{} pixels; at most 2^26 are read", path, w, h));
+    }
+    static constexpr png_uint_32 formats[] = {0, PNG_FORMAT_GRAY, PNG_FORMAT_GA, PNG_FORMAT_RGB, PNG_FORMAT_RGBA};
+    image.format = formats[c] | (wide ? PNG_FORMAT_FLAG_LINEAR : 0u);
+    // Zeroed: dropping alpha without a background composites onto the buffer, here black.
+    std::vector<std::uint16_t> wide_pixels(wide ? h * w * c : 0);
+    std::vector<std::uint8_t> pixels(wide ? 0 : h * w * c);
+    void* buffer = wide ? static_cast<void*>(wide_pixels.data()) : static_cast<void*>(pixels.data());
+    if (!png_image_finish_read(&image, nullptr, buffer, 0, nullptr))
+        throw IoError(fmt::format("load_png: {} is damaged: {}", path, image.message));
+    xt::xarray<float> out = xt::xarray<float>::from_shape({h, w, c});
+    for (std::size_t i = 0; i < out.size(); ++i)
+        out.data()[i] = wide ? static_cast<float>(wide_pixels[i]) / 65535.0f : static_cast<float>(pixels[i]) / 255.0f;
+    return out;
 }
 
 xt::xarray<float> image_grid(const xt::xarray<float>& images, std::size_t columns, std::size_t gap, float background) {

@@ -186,7 +186,7 @@ std::optional<double> monitored(const EpochMetrics& m, Monitor monitor) {
 }  // namespace
 
 template <class T>
-History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_options<T>& o) {
+void basic_sequential<T>::check_fit(const basic_fit_options<T>& o) const {
     detail::check_value(optimizer_ != nullptr, "Sequential::fit: call compile(optimizer, loss) first");
     detail::check_value(o.epochs >= 1, "Sequential::fit: epochs must be at least 1, got {}", o.epochs);
     detail::check_value(o.initial_epoch >= 0 && o.initial_epoch < o.epochs,
@@ -203,6 +203,24 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
     detail::check_value(!o.scheduler || o.scheduler->optimizer() == optimizer_.get(),
                         "Sequential::fit: the scheduler ({}) was built on another optimizer than the compiled {}",
                         o.scheduler ? o.scheduler->name() : "", optimizer_->name());
+}
+
+namespace {
+
+data::LoaderOptions loader_options(const auto& o) {
+    return {.batch_size = o.batch_size,
+            .shuffle = o.shuffle,
+            .seed = o.seed,
+            .drop_last = o.drop_last,
+            .augment = o.augment,
+            .prefetch = o.prefetch};
+}
+
+}  // namespace
+
+template <class T>
+History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_options<T>& o) {
+    check_fit(o);
     Dataset train_set = train_in, held_out;
     const Dataset* validation = o.validation_data;
     if (!validation && o.validation_split > 0) {
@@ -212,11 +230,21 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
         train_set = train_in.slice(0, keep);
         validation = &held_out;
     }
-    data::basic_data_loader<T> loader(train_set, {.batch_size = o.batch_size,
-                                                  .shuffle = o.shuffle,
-                                                  .seed = o.seed,
-                                                  .drop_last = o.drop_last,
-                                                  .augment = o.augment});
+    return fit_loader(data::basic_data_loader<T>(train_set, loader_options(o)), validation, o);
+}
+
+template <class T>
+History basic_sequential<T>::fit(std::shared_ptr<const data::basic_source<T>> train, const basic_fit_options<T>& o) {
+    check_fit(o);
+    detail::check_value(o.validation_split == 0,
+                        "Sequential::fit: validation_split needs an in-memory Dataset; give a Source's validation "
+                        "samples as validation_data");
+    return fit_loader(data::basic_data_loader<T>(std::move(train), loader_options(o)), o.validation_data, o);
+}
+
+template <class T>
+History basic_sequential<T>::fit_loader(const data::basic_data_loader<T>& loader, const Dataset* validation,
+                                        const basic_fit_options<T>& o) {
     Progress progress(o.progress);
     History history;
     std::optional<double> best;

@@ -1,7 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <xtensor/xoperation.hpp>
@@ -39,6 +43,100 @@ struct basic_dataset {
 };
 using Dataset = basic_dataset<float>;
 using Dataset64 = basic_dataset<double>;
+
+/// One sample of a Source: x in the sample's own shape ([H, W, C], [F], ...) and y a class
+/// index (a 0-D array) or a target vector [K].
+template <class T>
+struct basic_sample {
+    xt::xarray<T> x, y;
+};
+using Sample = basic_sample<float>;
+
+/// Data that is not an in-memory tensor: images decoded on demand, a database, generated
+/// samples. Subclass it (or use make_source) and give it to a DataLoader, which batches,
+/// shuffles, shards, seeds and augments it exactly as an in-memory Dataset of the same
+/// samples. With prefetch, get() runs on the loader's worker thread: it must not touch state
+/// the training loop changes (xgrad's random generator included; derive any randomness from
+/// i, as the loader's augmentation does from (seed, epoch, sample)).
+///
+/// ```
+/// struct Noise : xgrad::data::Source {
+///     std::size_t size() const override { return 1000; }
+///     xgrad::data::Sample get(std::size_t i) const override {
+///         return {xt::xarray<float>::from_shape({8}), xt::xarray<float>(float(i % 2))};
+///     }
+/// };
+/// xgrad::data::DataLoader loader(std::make_shared<Noise>(), {.batch_size = 32, .prefetch = true});
+/// ```
+template <class T>
+class basic_source {
+public:
+    virtual ~basic_source() = default;
+    /// Number of samples.
+    virtual std::size_t size() const = 0;
+    /// Sample i < size(). Every sample must have the same shapes.
+    virtual basic_sample<T> get(std::size_t i) const = 0;
+    /// What sample i is (a file name), for error messages; "" when it has no name.
+    virtual std::string name(std::size_t i) const {
+        (void)i;
+        return {};
+    }
+};
+using Source = basic_source<float>;
+using Source64 = basic_source<double>;
+
+/// A Source of `size` samples made by `get(i)` (float unless T is given). Throws ValueError
+/// for an empty function.
+template <class T = float>
+std::shared_ptr<basic_source<T>> make_source(std::size_t size,
+                                             std::function<basic_sample<std::type_identity_t<T>>(std::size_t)> get);
+
+struct ImageFolderOptions {
+    /// 0: the files' own (1 gray, 3 RGB, ...); 1, 2, 3 or 4 converts as io::load_png does.
+    std::size_t channels = 0;
+    /// File names that count as images (compared without case).
+    std::vector<std::string> extensions{".png"};
+};
+
+/// Images in one subdirectory per class (`root/cat/001.png`, `root/dog/a.png`, as
+/// torchvision's ImageFolder): classes sorted by name are labels 0, 1, ...; files sorted by
+/// name within each. Each get(i) decodes one PNG (io::load_png) into x [H, W, C] in [0, 1]
+/// with y its label; the DataLoader stacks them, so every image must have the same size
+/// (ShapeError naming the file otherwise). The constructor lists files only and throws
+/// IoError for a missing directory, one without class subdirectories or without images.
+///
+/// ```
+/// auto train = std::make_shared<xgrad::data::ImageFolder>("pets/train");
+/// model.fit(train, {.epochs = 5, .prefetch = true});
+/// ```
+class ImageFolder : public basic_source<float> {
+public:
+    explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
+    std::size_t size() const override { return files_.size(); }
+    Sample get(std::size_t i) const override;
+    std::string name(std::size_t i) const override { return i < files_.size() ? files_[i] : std::string(); }
+    /// The class names, in label order.
+    const std::vector<std::string>& classes() const { return classes_; }
+    /// Each image's label, in sample order.
+    const std::vector<std::size_t>& labels() const { return labels_; }
+
+private:
+    ImageFolderOptions options_;
+    std::vector<std::string> classes_, files_;
+    std::vector<std::size_t> labels_;
+};
+
+struct CsvOptions {
+    char delimiter = ',';
+    bool header = false;                        ///< skip the first line
+    std::optional<std::size_t> label_column{};  ///< the target column (default: the last)
+    bool labels = true;                         ///< false: every column is a feature, y is empty
+};
+
+/// Reads a CSV file of numbers into a Dataset: x [rows, features] and y [rows] from the label
+/// column. Blank lines are skipped. Throws IoError naming the file, line and column for a
+/// value that is not a number, a row with another number of columns, or an empty file.
+Dataset read_csv(const std::string& path, const CsvOptions& options = {});
 
 enum class Split { train, test };
 
@@ -85,6 +183,10 @@ struct LoaderOptions {
     std::size_t shards = 1;
     /// Random augmentation of the returned samples; none by default.
     Augment augment{};
+    /// Prepare the next batch (the next index, or batch 0 of the next epoch) on a worker
+    /// thread while the caller trains on this one. A request for another batch just
+    /// computes it: results are the same either way.
+    bool prefetch = false;
 };
 
 /// One batch: inputs and targets.
@@ -110,18 +212,33 @@ public:
     /// Throws ValueError for batch_size 0, an empty dataset or shard >= shards, ShapeError when
     /// x and y hold different numbers of samples.
     basic_data_loader(Dataset data, LoaderOptions options);
+    /// Batches of a Source's samples (stacked: x [n, ...], y [n] or [n, K]). Throws ValueError
+    /// as above and for a null source; batch() throws ShapeError naming the sample whose
+    /// shapes differ from the first's.
+    basic_data_loader(std::shared_ptr<const basic_source<T>> source, LoaderOptions options);
+    /// Copies share the data, not a pending prefetch.
+    basic_data_loader(const basic_data_loader& other);
+    basic_data_loader& operator=(const basic_data_loader& other);
+    ~basic_data_loader();
     /// Batches per epoch.
     std::size_t size() const;
     /// Batch i of epoch `epoch`. Throws ValueError when i >= size().
     Batch batch(std::size_t epoch, std::size_t i) const;
+    /// The in-memory dataset (empty for a Source's loader).
     const Dataset& dataset() const { return data_; }
     const LoaderOptions& options() const { return options_; }
 
 private:
+    struct Prefetch;
     const std::vector<std::size_t>& order(std::size_t epoch) const;
+    std::size_t samples() const;
+    Batch make_batch(std::size_t epoch, std::size_t i) const;
+    void check() const;
 
     Dataset data_;
+    std::shared_ptr<const basic_source<T>> source_;
     LoaderOptions options_;
+    mutable std::unique_ptr<Prefetch> prefetch_;
     mutable std::size_t order_epoch_ = static_cast<std::size_t>(-1);
     mutable std::vector<std::size_t> order_;
 };

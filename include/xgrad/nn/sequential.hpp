@@ -103,6 +103,9 @@ struct basic_fit_options {
     std::string plot{};     ///< when set, a PNG of the loss and accuracy curves (needs gnuplot)
     /// Random augmentation of the training batches (never of the validation data).
     data::Augment augment{};
+    /// Prepare the next training batch on a worker thread (LoaderOptions::prefetch): worth it
+    /// when reading or augmenting a batch takes a noticeable share of a step. Same results.
+    bool prefetch = false;
 };
 using FitOptions = basic_fit_options<float>;
 
@@ -157,12 +160,18 @@ public:
     /// epoch's metrics. Throws ValueError when not compiled or for bad options (a monitor
     /// that needs validation data without any, a scheduler on another optimizer).
     History fit(const Dataset& train, const basic_fit_options<T>& options = {});
+    /// Trains on a Source's samples (read on demand; see data::basic_source), with the same
+    /// options except validation_split (give validation_data instead: ValueError otherwise).
+    History fit(std::shared_ptr<const data::basic_source<T>> train, const basic_fit_options<T>& options = {});
     /// Loss and accuracy over `data`, in batches, in eval mode, without recording.
     Evaluation evaluate(const Dataset& data, std::size_t batch_size = 256);
     /// Outputs for x [N, ...], computed in batches in eval mode (never the whole set at once).
     Tensor predict(const Tensor& x, std::size_t batch_size = 256);
 
 private:
+    void check_fit(const basic_fit_options<T>& options) const;
+    History fit_loader(const data::basic_data_loader<T>& loader, const Dataset* validation,
+                       const basic_fit_options<T>& options);
     Tensor loss_of(const Tensor& out, const Tensor& y) const;
     std::size_t correct(const Tensor& out, const Tensor& y) const;
     bool classifies() const { return loss_ == Loss::cross_entropy || loss_ == Loss::nll; }
