@@ -453,6 +453,19 @@ TEST_CASE("fit on a Source with prefetch trains exactly as on the in-memory data
     for (std::size_t i = 0; i < a->state().size(); ++i)
         CHECK(a->state()[i].second.value() == b->state()[i].second.value());
     CHECK(ha.epochs.back().val_loss == hb.epochs.back().val_loss);
+    // validation samples from a Source: the same figures as from memory
+    auto val_source = xgrad::data::make_source(val.size(), [&](std::size_t i) {
+        const auto one = val.slice(i, i + 1);
+        xt::xarray<float> x = xt::view(one.x.value(), 0), y = xt::view(one.y.value(), 0);
+        return xgrad::data::Sample{x, y};
+    });
+    const auto ev = b->evaluate(val_source, 16), em = b->evaluate(val, 16);
+    CHECK(ev.loss == Approx(em.loss).epsilon(1e-12));
+    CHECK(ev.accuracy == em.accuracy);
+    const auto hv = b->fit(source, {.epochs = 1, .validation_source = val_source, .progress = xgrad::Progress::Mode::quiet});
+    CHECK(*hv.epochs[0].val_loss == Approx(b->evaluate(val).loss).epsilon(1e-12));
     REQUIRE_THROWS_WITH(b->fit(source, {.validation_split = 0.2}), Contains("validation_split needs an in-memory"));
+    REQUIRE_THROWS_WITH(b->fit(train, {.validation_data = &val, .validation_source = val_source}),
+                        Contains("not both"));
     xgrad::set_num_threads(2);
 }

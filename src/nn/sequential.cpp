@@ -133,20 +133,32 @@ std::size_t basic_sequential<T>::correct(const Tensor& out, const Tensor& y) con
 
 template <class T>
 Evaluation basic_sequential<T>::evaluate(const Dataset& data, std::size_t batch_size) {
+    return evaluate_loader(data::basic_data_loader<T>(data, {.batch_size = batch_size, .shuffle = false}));
+}
+
+template <class T>
+Evaluation basic_sequential<T>::evaluate(std::shared_ptr<const data::basic_source<T>> data, std::size_t batch_size) {
+    return evaluate_loader(
+        data::basic_data_loader<T>(std::move(data), {.batch_size = batch_size, .shuffle = false, .prefetch = true}));
+}
+
+template <class T>
+Evaluation basic_sequential<T>::evaluate_loader(const data::basic_data_loader<T>& loader) {
     NoGradGuard no_grad;
     const bool was_training = this->is_training();
     this->eval();
-    data::basic_data_loader<T> loader(data, {.batch_size = batch_size, .shuffle = false});
-    double loss = 0, right = 0, targets = 0;
+    double loss = 0, right = 0, targets = 0, samples = 0;
     for (std::size_t i = 0; i < loader.size(); ++i) {
         const auto b = loader.batch(0, i);
         const auto out = forward(b.x);
-        loss += loss_of(out, b.y).item() * static_cast<double>(b.x.shape()[0]);
+        const auto rows = static_cast<double>(b.x.shape()[0]);
+        loss += loss_of(out, b.y).item() * rows;
         right += static_cast<double>(correct(out, b.y));
-        targets += static_cast<double>(classifies() ? b.x.shape()[0] : b.y.size());
+        targets += classifies() ? rows : static_cast<double>(b.y.size());
+        samples += rows;
     }
     this->train(was_training);
-    return {loss / static_cast<double>(data.size()), regression() ? kNaN : right / targets};
+    return {loss / samples, regression() ? kNaN : right / targets};
 }
 
 template <class T>
@@ -194,10 +206,12 @@ void basic_sequential<T>::check_fit(const basic_fit_options<T>& o) const {
                         o.epochs);
     detail::check_value(o.validation_split >= 0 && o.validation_split < 1,
                         "Sequential::fit: validation_split must be in [0, 1), got {}", o.validation_split);
-    const bool validating = o.validation_data || o.validation_split > 0;
+    detail::check_value(!(o.validation_data && o.validation_source),
+                        "Sequential::fit: give validation_data or validation_source, not both");
+    const bool validating = o.validation_data || o.validation_source || o.validation_split > 0;
     detail::check_value(validating || (o.monitor != Monitor::val_loss && o.monitor != Monitor::val_accuracy),
                         "Sequential::fit: the monitor is a validation figure, but there is no validation data "
-                        "(validation_data or validation_split)");
+                        "(validation_data, validation_source or validation_split)");
     detail::check_value(!regression() || (o.monitor != Monitor::accuracy && o.monitor != Monitor::val_accuracy),
                         "Sequential::fit: the monitor is an accuracy, which a regression loss has not");
     detail::check_value(!o.scheduler || o.scheduler->optimizer() == optimizer_.get(),
@@ -223,7 +237,7 @@ History basic_sequential<T>::fit(const Dataset& train_in, const basic_fit_option
     check_fit(o);
     Dataset train_set = train_in, held_out;
     const Dataset* validation = o.validation_data;
-    if (!validation && o.validation_split > 0) {
+    if (!validation && !o.validation_source && o.validation_split > 0) {
         const auto n = train_in.size();
         const auto keep = n - static_cast<std::size_t>(std::floor(static_cast<double>(n) * o.validation_split));
         held_out = train_in.slice(keep, n);
@@ -238,7 +252,7 @@ History basic_sequential<T>::fit(std::shared_ptr<const data::basic_source<T>> tr
     check_fit(o);
     detail::check_value(o.validation_split == 0,
                         "Sequential::fit: validation_split needs an in-memory Dataset; give a Source's validation "
-                        "samples as validation_data");
+                        "samples as validation_source (or validation_data)");
     return fit_loader(data::basic_data_loader<T>(std::move(train), loader_options(o)), o.validation_data, o);
 }
 
@@ -281,8 +295,8 @@ History basic_sequential<T>::fit_loader(const data::basic_data_loader<T>& loader
         m.accuracy = regression() || !seen ? kNaN : right / targets;
         m.seconds = progress.train_seconds();
         std::string extra;
-        if (validation) {
-            const auto v = evaluate(*validation);
+        if (validation || o.validation_source) {
+            const auto v = validation ? evaluate(*validation) : evaluate(o.validation_source);
             m.val_loss = v.loss;
             m.val_accuracy = v.accuracy;
             extra = fmt::format(", val loss {:.4f} acc {:.2f}%", v.loss, 100 * v.accuracy);

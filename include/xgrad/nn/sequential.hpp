@@ -79,6 +79,8 @@ struct basic_fit_options {
     std::uint64_t seed = 0;  ///< with the epoch, fixes the order of the samples
     /// Validation data, or the last `validation_split` of the training data (not trained on).
     const data::basic_dataset<T>* validation_data = nullptr;
+    /// Validation samples read on demand (an ImageFolder), instead of validation_data.
+    std::shared_ptr<const data::basic_source<T>> validation_source{};
     double validation_split = 0;
     std::vector<Callback> callbacks{};
     std::vector<BatchCallback> batch_callbacks{};
@@ -161,15 +163,19 @@ public:
     /// that needs validation data without any, a scheduler on another optimizer).
     History fit(const Dataset& train, const basic_fit_options<T>& options = {});
     /// Trains on a Source's samples (read on demand; see data::basic_source), with the same
-    /// options except validation_split (give validation_data instead: ValueError otherwise).
+    /// options except validation_split (give validation_source or validation_data instead:
+    /// ValueError otherwise).
     History fit(std::shared_ptr<const data::basic_source<T>> train, const basic_fit_options<T>& options = {});
     /// Loss and accuracy over `data`, in batches, in eval mode, without recording.
     Evaluation evaluate(const Dataset& data, std::size_t batch_size = 256);
+    /// The same over a Source's samples (read ahead on a worker thread).
+    Evaluation evaluate(std::shared_ptr<const data::basic_source<T>> data, std::size_t batch_size = 256);
     /// Outputs for x [N, ...], computed in batches in eval mode (never the whole set at once).
     Tensor predict(const Tensor& x, std::size_t batch_size = 256);
 
 private:
     void check_fit(const basic_fit_options<T>& options) const;
+    Evaluation evaluate_loader(const data::basic_data_loader<T>& loader);
     History fit_loader(const data::basic_data_loader<T>& loader, const Dataset* validation,
                        const basic_fit_options<T>& options);
     Tensor loss_of(const Tensor& out, const Tensor& y) const;
