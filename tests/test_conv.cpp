@@ -98,8 +98,8 @@ TEST_CASE("conv2d: float32 with 16+ channels (direct forward) matches the defini
 
 TEST_CASE("conv2d: random geometries match the definition, padding wider than the kernel and the input included",
           "[conv][traps]") {
-    // Every kernel path (single channel, img2col + GEMM, the 16+ channel direct passes, grouped,
-    // pointwise, both input-gradient variants) in float and double, on geometries drawn to put
+    // Every kernel path (single channel, few channels, img2col + GEMM, the 16+ channel direct
+    // passes, grouped, pointwise, both input-gradient variants) in float and double, on geometries drawn to put
     // whole kernel rows and columns in the padding: each side's padding up to twice the kernel
     // and beyond the whole input.
     std::mt19937_64 gen(1234);
@@ -110,7 +110,11 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
     for (int trial = 0; trial < 160; ++trial) {
         const std::size_t groups = trial % 5 == 4 ? 2 : 1;
         const std::size_t cg = std::vector<std::size_t>{1, 2, 3, 16}[pick(0, 3)], c = cg * groups;
-        const std::size_t f = groups * pick(1, 3), kh = pick(1, 4), kw = pick(1, 4);
+        // Every fourth trial a 3x3 kernel with 16 filters (whole float and double vectors): the
+        // few-channel weight gradient's register path.
+        const bool vectors = trial % 4 == 1;
+        const std::size_t f = groups * (vectors ? 16 : pick(1, 3)), kh = vectors ? 3 : pick(1, 4),
+                          kw = vectors ? 3 : pick(1, 4);
         const std::size_t sh = pick(1, 3), sw = pick(1, 3), dh = pick(1, 2), dw = trial % 3 == 0 ? 2 : 1;
         const std::size_t h = pick(1, 6), w = pick(1, 6);
         const std::size_t pt = pick(0, 2 * kh + 1), pb = pick(0, 2 * kh), pl = pick(0, w + kw + 1), pr = pick(0, w + 2);

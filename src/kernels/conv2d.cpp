@@ -674,6 +674,110 @@ void conv2d_backward_weight_single_channel(const T* x, const T* gy, const ConvGe
     });
 }
 
+// v rounded to bf16, lane by lane, as round_bf16(float) does (ties to even, NaN kept quiet).
+inline Vector<float>::type round_lanes_bf16(Vector<float>::type v) {
+    typedef std::uint32_t Bits __attribute__((vector_size(64)));
+    Bits u;
+    std::memcpy(&u, &v, sizeof u);
+    const Bits nearest = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const Bits quiet_nan = (u | 0x00400000u) & 0xffff0000u;
+    const Bits r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest;
+    std::memcpy(&v, &r, sizeof v);
+    return v;
+}
+
+// Whether weight_grad_few_channels serves g: a 3x3 kernel over at most 3 channels (its 9·C
+// sums fit the registers), filters in whole vectors.
+template <class T>
+bool few_channels_weight_grad(const ConvGeometry& g) {
+    return g.few_channels() && g.c <= 3 && g.kh == 3 && g.kw == 3 && g.f % (64 / sizeof(T)) == 0;
+}
+
+// dw [9·C, F] += Σ over N, OH, OW of x at each tap · dY for a 3x3 kernel over kC channels,
+// per thread. For each output line and vector of filters, the 9·kC sums stay in registers
+// over the line's pixels (dY read once per pixel, x from cache; taps in the padding skipped
+// at the edges only). No img2col: W1's first layer spent as long building and rounding its
+// columns as multiplying them. kRound rounds dY to bf16 as it is read (the bf16 mode, whose
+// caller passes x rounded): the same values as rounded copies.
+template <std::size_t kC, bool kRound, class T>
+void weight_grad_few_channels(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
+    using Vec = typename Vector<T>::type;
+    constexpr std::size_t kLanes = 64 / sizeof(T), kRows = 9 * kC;
+    const Index h = static_cast<Index>(g.h), w = static_cast<Index>(g.w);
+    const Index lines = static_cast<Index>(g.n * g.oh);
+    accumulate_per_thread(kRows * g.f, dw, [&](T* partial) {
+#pragma omp for schedule(static) nowait
+        for (Index line = 0; line < lines; ++line) {
+            const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
+            const T* image = x + n * g.h * g.w * kC;
+            const Index iy0 = static_cast<Index>(oy * g.sh) - static_cast<Index>(g.pt);
+            for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes) {
+                Vec acc[kRows] = {};
+                for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                    Vec gv;
+                    std::memcpy(&gv, gy + (static_cast<std::size_t>(line) * g.ow + ox) * g.f + f0, sizeof gv);
+                    if constexpr (kRound) gv = round_lanes_bf16(gv);
+                    const Index ix0 = static_cast<Index>(ox * g.sw) - static_cast<Index>(g.pl);
+                    // Straight-line code either way, so that the sums stay in registers: inside
+                    // the image every tap is read; at the edges a tap in the padding reads 0
+                    // (from a clamped address).
+                    const bool interior = iy0 >= 0 && iy0 + static_cast<Index>(2 * g.dh) < h && ix0 >= 0 &&
+                                          ix0 + static_cast<Index>(2 * g.dw) < w;
+                    auto taps = [&](auto edge) {
+#pragma GCC unroll 3
+                        for (std::size_t ky = 0; ky < 3; ++ky) {
+                            const Index iy = iy0 + static_cast<Index>(ky * g.dh);
+#pragma GCC unroll 3
+                            for (std::size_t kx = 0; kx < 3; ++kx) {
+                                const Index ix = ix0 + static_cast<Index>(kx * g.dw);
+                                const bool in = !edge || (iy >= 0 && iy < h && ix >= 0 && ix < w);
+                                const std::size_t at =
+                                    edge ? static_cast<std::size_t>(std::clamp<Index>(iy, 0, h - 1) * w +
+                                                                    std::clamp<Index>(ix, 0, w - 1))
+                                         : static_cast<std::size_t>(iy * w + ix);
+#pragma GCC unroll 3
+                                for (std::size_t c = 0; c < kC; ++c) {
+                                    const T v = image[at * kC + c];
+                                    acc[(ky * 3 + kx) * kC + c] += (in ? v : T(0)) * gv;
+                                }
+                            }
+                        }
+                    };
+                    if (interior)
+                        taps(std::false_type{});
+                    else
+                        taps(std::true_type{});
+                }
+                for (std::size_t r = 0; r < kRows; ++r) {
+                    T* __restrict out = partial + r * g.f + f0;
+                    for (std::size_t l = 0; l < kLanes; ++l) out[l] += acc[r][l];
+                }
+            }
+        }
+    });
+}
+
+// weight_grad_few_channels with the channel count known at compile time.
+template <class T>
+void conv2d_backward_weight_few_channels(const T* x, const T* gy, const ConvGeometry& g, T* dw, bool round) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (round) {
+            Buffer<T> x_bf16;
+            x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);  // a few channels: small
+            switch (g.c) {
+                case 1: return weight_grad_few_channels<1, true>(x, gy, g, dw);
+                case 2: return weight_grad_few_channels<2, true>(x, gy, g, dw);
+                default: return weight_grad_few_channels<3, true>(x, gy, g, dw);
+            }
+        }
+    }
+    switch (g.c) {
+        case 1: return weight_grad_few_channels<1, false>(x, gy, g, dw);
+        case 2: return weight_grad_few_channels<2, false>(x, gy, g, dw);
+        default: return weight_grad_few_channels<3, false>(x, gy, g, dw);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -742,7 +846,7 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
 
 template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
-    if (direct_single_channel<T>(g) || g.pointwise() || direct<T>(g)) {
+    if (direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) || few_channels_weight_grad<T>(g)) {
         cols = Buffer<T>();
         return;
     }
@@ -755,6 +859,7 @@ template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw,
                             bool use_bf16) {
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    if (few_channels_weight_grad<T>(g)) return conv2d_backward_weight_few_channels(x, gy, g, dw, use_bf16);
     Buffer<T> x_bf16, gy_bf16, cols_bf16;
     // A few input channels: an inner dimension of KH·KW·C is too short for the bf16 kernels to pay
     // for packing its operands (W1's first layer: float32 on rounded copies is faster).

@@ -390,6 +390,15 @@ std::vector<ConvCase> conv_cases() {
         {"3x3 same three channels 16 filters (register blocks)", {1, 3, 21, 3}, {3, 3, 3, 16}, true, opts(1, same)},
         {"2x3 valid s1x2 four channels 8 filters (register blocks)", {2, 3, 22, 4}, {2, 3, 4, 8}, false,
          opts({1, 2}, valid)},
+        // 3x3 kernels over up to three channels, whole vectors of filters: the weight
+        // gradient keeps its 9·C sums in registers per output line (taps in the padding read
+        // zero at the edges), including images where every pixel is an edge.
+        {"3x3 explicit {4,1,5,4} s2x1 dilation 2 two channels 8 filters (few-channel dW)", {2, 5, 6, 2},
+         {3, 3, 2, 8}, true, opts({2, 1}, {4, 1, 5, 4}, 2)},
+        {"3x3 valid s3 three channels 8 filters (few-channel dW)", {1, 10, 11, 3}, {3, 3, 3, 8}, false,
+         opts(3, valid)},
+        {"3x3 same 2x2 image one channel 16 filters (few-channel dW, edges only)", {2, 2, 2, 1}, {3, 3, 1, 16}, true,
+         opts(1, same)},
         {"3x5 explicit {1,2,0,3} stride 2x1", {2, 7, 9, 2}, {3, 5, 2, 3}, true, opts({2, 1}, {1, 2, 0, 3})},
         {"3x3 dilation 2 same", {1, 9, 9, 2}, {3, 3, 2, 2}, false, opts(1, same, 2)},
         {"3x3 dilation 2 valid s2", {1, 11, 10, 2}, {3, 3, 2, 2}, true, opts(2, valid, 2)},
