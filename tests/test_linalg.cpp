@@ -87,3 +87,35 @@ TEST_CASE("matmul and linear: an inner dimension of 0 gives zeros (an empty sum)
     CHECK(a.grad().shape() == Shape{3, 0});
     CHECK(b.grad().shape() == Shape{0, 2});
 }
+
+TEST_CASE("linear and matmul: products shared between the threads agree with float64, every transpose",
+          "[linalg][threads]") {
+    // Over 2^20 multiply-adds: split between the threads in blocks of C (rows, or columns when
+    // C is wider), each in libxsmm when built with it. linear's backward is dY·Wᵀ and xᵀ·dY.
+    // Shapes whose split dimension is not a multiple of the 16-float blocks.
+    struct Case {
+        std::size_t m, k, n;
+    };
+    for (const auto& c : {Case{64, 3136, 128}, Case{33, 700, 50}, Case{20, 500, 300}, Case{3, 40000, 17}}) {
+        INFO("[" << c.m << ", " << c.k << "] x [" << c.k << ", " << c.n << "]");
+        xgrad::manual_seed(7);
+        const auto x = xgrad::randn<double>({c.m, c.k}), w = xgrad::randn<double>({c.k, c.n});
+        const auto b = xgrad::randn<double>({c.n}), gy = xgrad::randn<double>({c.m, c.n});
+        for (const int threads : {1, 2}) {
+            xgrad::set_num_threads(threads);
+            Tensor64 x64(x.value(), true), w64(w.value(), true), b64(b.value(), true);
+            Tensor x32(xt::xarray<float>(xt::cast<float>(x.value())), true);
+            Tensor w32(xt::xarray<float>(xt::cast<float>(w.value())), true);
+            Tensor b32(xt::xarray<float>(xt::cast<float>(b.value())), true);
+            auto y64 = xgrad::linear(x64, w64, b64);
+            auto y32 = xgrad::linear(x32, w32, b32);
+            y64.backward(gy.value());
+            y32.backward(xt::xarray<float>(xt::cast<float>(gy.value())));
+            const double tol = 2e-5 * std::sqrt(static_cast<double>(std::max(c.k, c.m)));
+            CHECK(array_diff(y32.value(), y64.value(), tol, 1e-4) == "");
+            CHECK(array_diff(x32.grad(), x64.grad(), tol, 1e-4) == "");
+            CHECK(array_diff(w32.grad(), w64.grad(), tol, 1e-4) == "");
+        }
+    }
+    xgrad::set_num_threads(2);
+}

@@ -1,6 +1,7 @@
 #include "kernels/gemm.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <limits>
@@ -63,6 +64,7 @@ void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
             std::max({m, n, k, lda, ldb, ldc}) <= kMax) {
             const int mm = static_cast<int>(n), nn = static_cast<int>(m), kk = static_cast<int>(k);
             const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+            // (libxsmm 1.17 has no kernels for a transposed first operand: trans_b goes to gemm.)
             const int flags = trans_a ? LIBXSMM_GEMM_FLAG_TRANS_B : 0;
             const float one = 1;
             if (const auto kernel = libxsmm_smmdispatch(mm, nn, kk, &la, &lb, &lc, &one, &beta, &flags, nullptr)) {
@@ -73,6 +75,32 @@ void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
     }
 #endif
     gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <class T>
+void gemm_parallel(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                   std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+    const int threads = omp_get_max_threads();
+    const bool shared = XGRAD_HAVE_XSMM && std::is_same_v<T, float> && alpha == 1 &&
+                        (beta == 0 || beta == 1) && threads > 1 && !omp_in_parallel() &&
+                        static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1 << 20;
+    if (!shared) return gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const bool by_rows = m >= n;
+    const std::size_t size = by_rows ? m : n;
+    // Blocks of whole vectors (16 floats) of C's split dimension, one per thread.
+    const auto t_count = static_cast<std::size_t>(threads);
+    const std::size_t block = std::max<std::size_t>(16, (size + t_count - 1) / t_count + 15) / 16 * 16;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(t_count); ++t) {
+        const std::size_t first = static_cast<std::size_t>(t) * block, last = std::min(size, first + block);
+        if (first >= last) continue;
+        if (by_rows)  // rows of op(A): A's columns when it is stored transposed
+            gemm_per_thread<T>(trans_a, trans_b, last - first, n, k, alpha, trans_a ? a + first : a + first * lda, lda,
+                               b, ldb, beta, c + first * ldc, ldc);
+        else
+            gemm_per_thread<T>(trans_a, trans_b, m, last - first, k, alpha, a, lda, trans_b ? b + first * ldb : b + first,
+                               ldb, beta, c + first, ldc);
+    }
 }
 
 template <class T>
@@ -120,6 +148,10 @@ template class BatchReduceGemm<double>;
 
 template void gemm_per_thread<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*,
                                      std::size_t, const float*, std::size_t, float, float*, std::size_t);
+template void gemm_parallel<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                                   const float*, std::size_t, float, float*, std::size_t);
+template void gemm_parallel<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*,
+                                    std::size_t, const double*, std::size_t, double, double*, std::size_t);
 template void gemm_per_thread<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*,
                                       std::size_t, const double*, std::size_t, double, double*, std::size_t);
 

@@ -25,7 +25,7 @@ using kernels::gemm;
 
 namespace {
 
-// C = op(A) · op(B) (+ C when beta is 1): gemm, or with bf16 products the bf16 kernels (or,
+// C = op(A) · op(B) (+ C when beta is 1): gemm_parallel, or with bf16 products the bf16 kernels (or,
 // on the portable level, gemm on rounded copies of A and B).
 template <class T>
 void product(bool bf16, bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
@@ -38,10 +38,10 @@ void product(bool bf16, bool ta, bool tb, std::size_t m, std::size_t n, std::siz
             kernels::Buffer<float> ar(as), br(bs);
             kernels::round_bf16(a, as, ar.data());
             kernels::round_bf16(b, bs, br.data());
-            return gemm<T>(ta, tb, m, n, k, 1, ar.data(), lda, br.data(), ldb, beta, c, ldc);
+            return kernels::gemm_parallel<T>(ta, tb, m, n, k, 1, ar.data(), lda, br.data(), ldb, beta, c, ldc);
         }
     }
-    gemm<T>(ta, tb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+    kernels::gemm_parallel<T>(ta, tb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
 }
 
 // op(a) · op(b), op transposing the last two axes when asked: the one product every matmul
