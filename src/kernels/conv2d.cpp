@@ -567,17 +567,21 @@ struct Vector<double> {
     typedef double type __attribute__((vector_size(64)));
 };
 
-// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + one vector): the sums
-// stay in registers over every tap and channel. Every tap along a row of these pixels lies
-// inside the image, unless kEdge (one pixel, whose taps in the padding are skipped).
-template <std::size_t kPixels, std::size_t kC, bool kEdge, class T>
+// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + kV vectors): the sums
+// stay in registers over every tap and channel, each input value broadcast once for the kV
+// vectors of weights. Every tap along a row of these pixels lies inside the image, unless kEdge
+// (one pixel, whose taps in the padding are skipped).
+template <std::size_t kPixels, std::size_t kC, bool kEdge, std::size_t kV, class T>
 inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t n,
-                                 std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
+                               std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
     using Vec = typename Vector<T>::type;
-    Vec init{};
-    if (e.bias) std::memcpy(&init, e.bias + f0, sizeof(Vec));
-    Vec acc[kPixels];
-    for (std::size_t p = 0; p < kPixels; ++p) acc[p] = init;
+    constexpr std::size_t kLanes = sizeof(Vec) / sizeof(T);
+    Vec acc[kPixels][kV];
+    for (std::size_t v = 0; v < kV; ++v) {
+        Vec init{};
+        if (e.bias) std::memcpy(&init, e.bias + f0 + v * kLanes, sizeof(Vec));
+        for (std::size_t p = 0; p < kPixels; ++p) acc[p][v] = init;
+    }
     for (std::size_t ky = 0; ky < g.kh; ++ky) {
         const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
         if (iy < 0) continue;
@@ -587,27 +591,44 @@ inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, con
             const Index ix = static_cast<Index>(ox0 * g.sw + kx * g.dw) - static_cast<Index>(g.pl);  // pixel ox0's
             if (kEdge && (ix < 0 || ix >= static_cast<Index>(g.w))) continue;
             for (std::size_t c = 0; c < kC; ++c) {
-                Vec wk;
-                std::memcpy(&wk, w + ((ky * g.kw + kx) * kC + c) * g.f + f0, sizeof(Vec));
+                Vec wk[kV];
+                const T* wrow = w + ((ky * g.kw + kx) * kC + c) * g.f + f0;
+                for (std::size_t v = 0; v < kV; ++v) std::memcpy(&wk[v], wrow + v * kLanes, sizeof(Vec));
                 const T* px = row + static_cast<std::size_t>(ix) * kC + c;
-                for (std::size_t p = 0; p < kPixels; ++p) acc[p] += px[p * step] * wk;
+                for (std::size_t p = 0; p < kPixels; ++p) {
+                    const T xv = px[p * step];
+                    for (std::size_t v = 0; v < kV; ++v) acc[p][v] += xv * wk[v];
+                }
             }
         }
     }
-    for (std::size_t p = 0; p < kPixels; ++p) {
-        if (e.relu) acc[p] = acc[p] <= T(0) ? Vec{} : acc[p];  // NaN passes, as relu()
-        std::memcpy(line + (ox0 + p) * g.f + f0, &acc[p], sizeof(Vec));
-    }
+    for (std::size_t p = 0; p < kPixels; ++p)
+        for (std::size_t v = 0; v < kV; ++v) {
+            if (e.relu) acc[p][v] = acc[p][v] <= T(0) ? Vec{} : acc[p][v];  // NaN passes, as relu()
+            std::memcpy(line + (ox0 + p) * g.f + f0 + v * kLanes, &acc[p][v], sizeof(Vec));
+        }
 }
 
-// A block of kPixels interior pixels, or the single edge pixel ox0.
-template <std::size_t kPixels, std::size_t kC, class T>
+// A block of kPixels interior pixels, or the single edge pixel ox0; kV vectors of filters.
+template <std::size_t kPixels, std::size_t kC, std::size_t kV, class T>
 inline void few_channels(bool interior, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
                          std::size_t n, std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
     if (interior)
-        few_channels_block<kPixels, kC, false>(x, w, e, g, n, oy, ox0, f0, line);
+        few_channels_block<kPixels, kC, false, kV>(x, w, e, g, n, oy, ox0, f0, line);
     else
-        few_channels_block<1, kC, true>(x, w, e, g, n, oy, ox0, f0, line);
+        few_channels_block<1, kC, true, kV>(x, w, e, g, n, oy, ox0, f0, line);
+}
+
+// few_channels for the channel count, known at compile time.
+template <std::size_t kPixels, std::size_t kV, class T>
+inline void few_channels_any(bool interior, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
+                             std::size_t n, std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
+    switch (g.c) {
+        case 1: return few_channels<kPixels, 1, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
+        case 2: return few_channels<kPixels, 2, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
+        case 3: return few_channels<kPixels, 3, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
+        default: return few_channels<kPixels, 4, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
+    }
 }
 
 // y = conv(x, w) for a few input channels (one group), finished by the epilogue: inner
@@ -643,12 +664,11 @@ void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, c
             // The last block of the interior ends at ox_hi: it may recompute (to the same
             // values) pixels of the block before.
             if (interior) ox = std::min(ox, ox_hi - kPixels);
-            for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes) switch (g.c) {  // the channels known at compile time
-                    case 1: few_channels<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
-                    case 2: few_channels<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
-                    case 3: few_channels<kPixels, 3>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
-                    default: few_channels<kPixels, 4>(interior, x, w, e, g, n, oy, ox, f0, out_line); break;
-                }
+            // Two vectors of filters at a time (one broadcast of x feeds both), then one.
+            std::size_t f0 = 0;
+            for (; f0 + 2 * kLanes <= g.f; f0 += 2 * kLanes)
+                few_channels_any<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line);
+            if (f0 < g.f) few_channels_any<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line);
             if (interior) ox += kPixels - 1;
         }
     }
