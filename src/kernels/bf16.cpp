@@ -235,7 +235,11 @@ void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
     }
     // row r0's first pair and the step from one row to the next, one pair to the next
     const std::size_t row_step = trans_a ? 2 : width, pair_step = trans_a ? 2 * m : 2;
-    constexpr std::size_t kRows = 48;  // rows of C per task
+    // Tasks of at most 48 rows of C, as many as a multiple of the threads, of equal size: a
+    // batch of 64 rows in tasks of 48 and 16 left one thread waiting for the other.
+    const auto threads = static_cast<std::size_t>(omp_get_max_threads());
+    const std::size_t tasks_wanted = ((m + 47) / 48 + threads - 1) / threads * threads;
+    const std::size_t kRows = (m + tasks_wanted - 1) / tasks_wanted;  // rows of C per task
     const auto tasks = static_cast<std::ptrdiff_t>((m + kRows - 1) / kRows);
     const Bf16Level level = bf16_level();
 #pragma omp parallel for schedule(static)
