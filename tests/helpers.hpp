@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,17 @@ inline std::vector<ConvPath> conv_paths() {
 
 // A file name under /tmp for a test's scratch file.
 inline std::string temp_path(const std::string& name) { return "/tmp/xgrad_test_" + name; }
+
+// The samples of an in-memory dataset as a Source, read one at a time (make_source).
+inline std::shared_ptr<xgrad::data::Source> as_source(const xgrad::data::Dataset& d) {
+    return xgrad::data::make_source(d.size(), [d](std::size_t i) {
+        const auto one = d.slice(i, i + 1);
+        xt::xarray<float> x = one.x.value(), y = one.y.value();
+        x.reshape(xgrad::Shape(x.shape().begin() + 1, x.shape().end()));
+        y.reshape(xgrad::Shape(y.shape().begin() + 1, y.shape().end()));
+        return xgrad::data::Sample{x, y};
+    });
+}
 
 // A small classification problem: the class is the index of the largest of 3 of 4 features.
 inline xgrad::data::Dataset blobs(std::size_t n, std::uint64_t seed) {

@@ -4,8 +4,6 @@
 #include <fstream>
 #include <numbers>
 
-#include <xtensor/xview.hpp>
-
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
@@ -435,11 +433,7 @@ TEST_CASE("metrics: top-k accuracy with argmax's tie order, a confusion matrix a
 TEST_CASE("fit on a Source with prefetch trains exactly as on the in-memory dataset", "[nn][training][data]") {
     xgrad::set_num_threads(1);
     const auto train = blobs(100, 3), val = blobs(40, 4);
-    auto source = xgrad::data::make_source(train.size(), [&](std::size_t i) {
-        const auto one = train.slice(i, i + 1);
-        xt::xarray<float> x = xt::view(one.x.value(), 0), y = xt::view(one.y.value(), 0);
-        return xgrad::data::Sample{x, y};
-    });
+    const auto source = xgrad_test::as_source(train);
     auto trained = [&](bool streamed) {
         auto m = small_model(5);
         m->compile(std::make_shared<optim::SGD>(m->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9}));
@@ -454,11 +448,7 @@ TEST_CASE("fit on a Source with prefetch trains exactly as on the in-memory data
         CHECK(a->state()[i].second.value() == b->state()[i].second.value());
     CHECK(ha.epochs.back().val_loss == hb.epochs.back().val_loss);
     // validation samples from a Source: the same figures as from memory
-    auto val_source = xgrad::data::make_source(val.size(), [&](std::size_t i) {
-        const auto one = val.slice(i, i + 1);
-        xt::xarray<float> x = xt::view(one.x.value(), 0), y = xt::view(one.y.value(), 0);
-        return xgrad::data::Sample{x, y};
-    });
+    const auto val_source = xgrad_test::as_source(val);
     const auto ev = b->evaluate(val_source, 16), em = b->evaluate(val, 16);
     CHECK(ev.loss == Approx(em.loss).epsilon(1e-12));
     CHECK(ev.accuracy == em.accuracy);
