@@ -33,7 +33,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpKind::count_)>
     "broadcast_to", "slice", "relu_backward",
     "conv2d_input_grad", "conv2d_weight_grad",
     "max_pool2d_backward", "max_pool2d_gather", "avg_pool2d_backward",
-    "conv2d_relu", "linear_relu", "relu_max_pool2d",
+    "conv2d_relu", "linear_relu", "relu_max_pool2d", "conv2d_relu_max_pool2d",
     "erf", "gelu", "gelu_tanh", "silu", "elu", "softplus", "hardswish",
     "maximum", "minimum", "clamp", "where",
     "layer_norm", "group_norm",

@@ -76,6 +76,41 @@ void check_conv_relu() {
     }
 }
 
+template <class T>
+void check_conv_pool(bool bf16) {
+    const xgrad::Pool2dOptions pools[] = {{.kernel = 2}, {.kernel = 3, .stride = 2, .padding = 1}};
+    for (const auto& c : xgrad_test::conv_paths()) {
+        for (const auto& pool : pools) {
+            for (bool bias : {true, false}) {
+                INFO(c.name << (bias ? ", bias" : ", no bias") << (sizeof(T) == 4 ? ", float" : ", double") << ", pool "
+                            << pool.kernel.h << (bf16 ? ", bf16" : ""));
+                std::vector<Shape> shapes{c.x, c.w};
+                if (bias) shapes.push_back({c.w[3]});
+                auto values = random_values<T>(shapes, 6);
+                values[0].data()[7] = std::numeric_limits<T>::quiet_NaN();  // propagates to its windows
+                xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+                const auto fused = run<T>(values, [&](const auto& v) {
+                    return bias ? xgrad::conv2d_relu_max_pool2d(v[0], v[1], v[2], c.o, pool)
+                                : xgrad::conv2d_relu_max_pool2d(v[0], v[1], c.o, pool);
+                });
+                const auto pair = run<T>(values, [&](const auto& v) {
+                    return xgrad::relu_max_pool2d(
+                        bias ? xgrad::conv2d(v[0], v[1], v[2], c.o) : xgrad::conv2d(v[0], v[1], c.o), pool);
+                });
+                for (std::size_t i = 0; i < fused.size(); ++i) {
+                    INFO("output 0 is y, then dL/d(input i - 1); i = " << i);
+                    CHECK(same_bits(fused[i], pair[i]));
+                }
+                xgrad::NoGradGuard off;  // no argmax
+                const xgrad::basic_tensor<T> x(values[0]), w(values[1]);
+                const auto y = bias ? xgrad::conv2d_relu_max_pool2d(x, w, xgrad::basic_tensor<T>(values[2]), c.o, pool)
+                                    : xgrad::conv2d_relu_max_pool2d(x, w, c.o, pool);
+                CHECK(same_bits(y.value(), fused[0]));
+            }
+        }
+    }
+}
+
 }  // namespace
 
 TEST_CASE("fused: conv2d_relu is relu(conv2d) on every kernel path, forward, backward and inference", "[fused]") {
@@ -83,12 +118,41 @@ TEST_CASE("fused: conv2d_relu is relu(conv2d) on every kernel path, forward, bac
     check_conv_relu<double>();
 }
 
+TEST_CASE(
+    "fused: conv2d_relu_max_pool2d is relu_max_pool2d(conv2d) on every kernel path and pool, NaN, bf16, "
+    "inference",
+    "[fused]") {
+    check_conv_pool<float>(false);
+    check_conv_pool<double>(false);
+    check_conv_pool<float>(true);
+}
+
+TEST_CASE("fused: conv2d_relu_max_pool2d refuses a pool that does not fit the convolution's output, naming both",
+          "[fused][errors]") {
+    const auto x = xgrad::zeros<float>({1, 3, 3, 1}), w = xgrad::zeros<float>({3, 3, 1, 4});
+    try {
+        xgrad::conv2d_relu_max_pool2d(x, w, {}, {.kernel = 2});  // a 1x1 output
+        FAIL("no error");
+    } catch (const xgrad::ShapeError& e) {
+        const std::string m = e.what();
+        CHECK(m.find("conv2d_relu_max_pool2d") != std::string::npos);
+        CHECK(m.find("[1, 3, 3, 1]") != std::string::npos);
+        CHECK(m.find("[1, 1, 1, 4]") != std::string::npos);
+    }
+    CHECK_THROWS_AS(xgrad::conv2d_relu_max_pool2d(x, w, {}, {.kernel = 0}), xgrad::ValueError);
+    CHECK_THROWS_AS(xgrad::conv2d_relu_max_pool2d(x, xgrad::zeros<float>({3, 3, 2, 4})), xgrad::ShapeError);
+    // An empty batch: an empty output.
+    CHECK(xgrad::conv2d_relu_max_pool2d(xgrad::zeros<float>({0, 4, 4, 1}), w, {.padding = Padding::same}).shape() ==
+          Shape{0, 2, 2, 4});
+}
+
 TEST_CASE("fused: linear_relu is relu(linear), with and without bias", "[fused]") {
     const auto values = random_values<float>({{7, 5}, {5, 4}, {4}}, 9);
     const auto fused = run<float>(values, [](const auto& v) { return xgrad::linear_relu(v[0], v[1], v[2]); });
     const auto pair = run<float>(values, [](const auto& v) { return xgrad::relu(xgrad::linear(v[0], v[1], v[2])); });
     for (std::size_t i = 0; i < fused.size(); ++i) CHECK(same_bits(fused[i], pair[i]));
-    const auto fused_nb = run<float>({values[0], values[1]}, [](const auto& v) { return xgrad::linear_relu(v[0], v[1]); });
+    const auto fused_nb =
+        run<float>({values[0], values[1]}, [](const auto& v) { return xgrad::linear_relu(v[0], v[1]); });
     const auto pair_nb =
         run<float>({values[0], values[1]}, [](const auto& v) { return xgrad::relu(xgrad::linear(v[0], v[1])); });
     for (std::size_t i = 0; i < fused_nb.size(); ++i) CHECK(same_bits(fused_nb[i], pair_nb[i]));
@@ -120,7 +184,7 @@ TEST_CASE("fused: relu_max_pool2d is max_pool2d(relu), NaN, ties and all-negativ
     CHECK(same_bits(fused[1], pair[1]));
 }
 
-TEST_CASE("fused: Sequential runs Conv2D(relu) + MaxPool2D as one relu_max_pool2d, with the layers' numbers",
+TEST_CASE("fused: Sequential runs Conv2D(relu) + MaxPool2D as one conv2d_relu_max_pool2d, with the layers' numbers",
           "[fused][nn]") {
     using namespace xgrad::nn;
     const xgrad::Conv2dOptions same{.padding = Padding::same};
@@ -130,7 +194,7 @@ TEST_CASE("fused: Sequential runs Conv2D(relu) + MaxPool2D as one relu_max_pool2
     const auto x = xgrad::randn<float>({2, 4, 4, 1});
     const auto y = model.forward(x);
     const std::string graph = xgrad::to_dot(y);
-    CHECK(graph.find("relu_max_pool2d") != std::string::npos);
+    CHECK(graph.find("conv2d_relu_max_pool2d") != std::string::npos);
     xgrad::sum(y).backward();
     const auto params = model.parameters();
     std::vector<xt::xarray<float>> grads;

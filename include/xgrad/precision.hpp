@@ -22,7 +22,7 @@ enum class Precision {
 ///
 /// | op                                                     | operands | sums    | output  |
 /// |--------------------------------------------------------|----------|---------|---------|
-/// | conv2d, conv2d_relu, their input and weight gradients, conv_transpose2d (an input gradient) | bf16 | float32 | float32 |
+/// | conv2d, conv2d_relu, conv2d_relu_max_pool2d (its convolution), their input and weight gradients, conv_transpose2d (an input gradient) | bf16 | float32 | float32 |
 /// | linear, linear_relu, matmul, and their gradients        | bf16     | float32 | float32 |
 /// | everything else (activations, pooling, reductions, losses, batch norm, optimizers) | float32 | float32 | float32 |
 ///

@@ -29,7 +29,7 @@ enum class OpKind {
     conv2d_input_grad, conv2d_weight_grad,
     max_pool2d_backward, max_pool2d_gather, avg_pool2d_backward,
     // Fused ops: one pass where two ops would make two (the same numbers as the pair).
-    conv2d_relu, linear_relu, relu_max_pool2d,
+    conv2d_relu, linear_relu, relu_max_pool2d, conv2d_relu_max_pool2d,
     erf, gelu, gelu_tanh, silu, elu, softplus, hardswish,
     maximum, minimum, clamp, where,
     layer_norm, group_norm,

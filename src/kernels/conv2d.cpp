@@ -13,6 +13,7 @@
 
 #include "kernels/bf16.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/pool2d.hpp"
 
 namespace xgrad::kernels {
 
@@ -631,11 +632,10 @@ inline void few_channels_any(bool interior, const T* x, const T* w, const Epilog
     }
 }
 
-// y = conv(x, w) for a few input channels (one group), finished by the epilogue: inner
-// dimension KH·KW·C is too short for img2col + GEMM (conv A, one channel: 0.93 ms through
-// libxsmm at 2 threads, 0.38 ms here).
+// Output line `line` (n·OH + oy) of conv2d_forward_few_channels into out_line [OW, F].
 template <class T>
-void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+void few_channels_line(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t line,
+                       T* out_line) {
     constexpr std::size_t kPixels = 8, kLanes = 64 / sizeof(T);  // filters per vector
     // Output columns whose taps all lie inside their row: ox·sw ≥ pl and
     // ox·sw + (KW - 1)·dw - pl < W.
@@ -643,34 +643,60 @@ void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, c
     const std::size_t ox_lo = std::min(g.ow, (g.pl + g.sw - 1) / g.sw);
     const std::size_t ox_hi = g.w + g.pl > reach ? std::clamp((g.w + g.pl - reach + g.sw - 1) / g.sw, ox_lo, g.ow) : ox_lo;
     const bool blocked = g.f % kLanes == 0;
+    const std::size_t n = line / g.oh, oy = line % g.oh;
+    for (std::size_t ox = 0; ox < g.ow; ++ox) {
+        if (!blocked) {
+            T* __restrict out = out_line + ox * g.f;
+            for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
+            for_each_tap(x, g, n, oy, ox, [&](std::size_t row, T v) {
+                const T* __restrict wk = w + row * g.f;
+                for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
+            });
+            if (e.relu)
+                for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
+            continue;
+        }
+        const bool interior = ox >= ox_lo && ox_lo + kPixels <= ox_hi && ox < ox_hi;
+        // The last block of the interior ends at ox_hi: it may recompute (to the same
+        // values) pixels of the block before.
+        if (interior) ox = std::min(ox, ox_hi - kPixels);
+        // Two vectors of filters at a time (one broadcast of x feeds both), then one.
+        std::size_t f0 = 0;
+        for (; f0 + 2 * kLanes <= g.f; f0 += 2 * kLanes)
+            few_channels_any<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line);
+        if (f0 < g.f) few_channels_any<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line);
+        if (interior) ox += kPixels - 1;
+    }
+}
+
+// y = conv(x, w) for a few input channels (one group), finished by the epilogue: inner
+// dimension KH·KW·C is too short for img2col + GEMM (conv A, one channel: 0.93 ms through
+// libxsmm at 2 threads, 0.38 ms here).
+template <class T>
+void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
     const Index lines = static_cast<Index>(g.n * g.oh);
 #pragma omp parallel for schedule(static)
-    for (Index line = 0; line < lines; ++line) {
-        const std::size_t n = static_cast<std::size_t>(line) / g.oh, oy = static_cast<std::size_t>(line) % g.oh;
-        T* out_line = y + static_cast<std::size_t>(line) * g.ow * g.f;
-        for (std::size_t ox = 0; ox < g.ow; ++ox) {
-            if (!blocked) {
-                T* __restrict out = out_line + ox * g.f;
-                for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
-                for_each_tap(x, g, n, oy, ox, [&](std::size_t row, T v) {
-                    const T* __restrict wk = w + row * g.f;
-                    for (std::size_t f = 0; f < g.f; ++f) out[f] += v * wk[f];
-                });
-                if (e.relu)
-                    for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
-                continue;
-            }
-            const bool interior = ox >= ox_lo && ox_lo + kPixels <= ox_hi && ox < ox_hi;
-            // The last block of the interior ends at ox_hi: it may recompute (to the same
-            // values) pixels of the block before.
-            if (interior) ox = std::min(ox, ox_hi - kPixels);
-            // Two vectors of filters at a time (one broadcast of x feeds both), then one.
-            std::size_t f0 = 0;
-            for (; f0 + 2 * kLanes <= g.f; f0 += 2 * kLanes)
-                few_channels_any<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line);
-            if (f0 < g.f) few_channels_any<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line);
-            if (interior) ox += kPixels - 1;
-        }
+    for (Index line = 0; line < lines; ++line)
+        few_channels_line(x, w, e, g, static_cast<std::size_t>(line), y + static_cast<std::size_t>(line) * g.ow * g.f);
+}
+
+// The 2x2 max pool of a convolution's output, y [N, OH / 2, OW / 2, F], taken while its lines
+// are in cache: threads take pooled lines, call conv_line(line, out [OW, F]) for the two
+// convolution lines of each into a per-thread pair and pool the pair (relu after the max).
+template <class T, class Line>
+void pooled_lines(const ConvGeometry& g, bool relu, T* y, std::int32_t* argmax, Line conv_line) {
+    const std::size_t poh = g.oh / 2, pooled_line = g.ow / 2 * g.f;
+    auto pairs = per_thread<T>(2 * g.ow * g.f);
+    const Index lines = static_cast<Index>(g.n * poh);
+#pragma omp parallel for schedule(static)
+    for (Index l = 0; l < lines; ++l) {
+        T* r0 = pairs[static_cast<std::size_t>(omp_get_thread_num())].data();
+        T* r1 = r0 + g.ow * g.f;
+        const std::size_t n = static_cast<std::size_t>(l) / poh, py = static_cast<std::size_t>(l) % poh;
+        conv_line(n * g.oh + 2 * py, r0);
+        conv_line(n * g.oh + 2 * py + 1, r1);
+        const std::size_t o = static_cast<std::size_t>(l) * pooled_line;
+        max_pool2x2_line(r0, r1, g.ow, g.f, 2 * py, relu, y + o, argmax ? argmax + o : nullptr);
     }
 }
 
@@ -865,6 +891,27 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
 }
 
 template <class T>
+void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
+                             const PoolGeometry& pool, T* y, std::int32_t* argmax, bool use_bf16) {
+    use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    const bool pair = pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.ph == 0 && pool.pw == 0;
+    if (pair && g.few_channels()) {
+        Buffer<T> x_bf16, w_bf16;
+        if (use_bf16) {  // float32 kernels on bf16 values, as conv2d_forward's few-channel path
+            x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
+            w = rounded(w, g.kh * g.kw * g.c * g.f, w_bf16);
+        }
+        const Epilogue<T> e{bias, false};
+        pooled_lines(g, relu, y, argmax, [&](std::size_t line, T* out) { few_channels_line(x, w, e, g, line, out); });
+        return;
+    }
+    // Any other pool or convolution: the whole output, then the pool.
+    Buffer<T> full(g.n * g.oh * g.ow * g.f), cols;
+    conv2d_forward<T>(x, w, {bias, false}, g, full.data(), cols, false, use_bf16);
+    max_pool2d_forward<T>(full.data(), pool, y, argmax, relu);
+}
+
+template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
     if (direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) || few_channels_weight_grad<T>(g)) {
         cols = Buffer<T>();
@@ -1049,6 +1096,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     template void img2col<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void col2img<T>(const T*, const ConvGeometry&, std::size_t, T*);                           \
     template void conv2d_forward<T>(const T*, const T*, Epilogue<T>, const ConvGeometry&, T*, Buffer<T>&, bool, bool); \
+    template void conv2d_forward_max_pool<T>(const T*, const T*, const T*, bool, const ConvGeometry&,          \
+                                             const PoolGeometry&, T*, std::int32_t*, bool);                     \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*, bool); \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool);  \

@@ -70,31 +70,27 @@ inline void max_window(const T* x, const PoolGeometry& g, std::size_t n, const S
         for (std::size_t c = 0; c < g.c; ++c) best[c] = !(best[c] <= T(0)) ? best[c] : T(0);
 }
 
-// max_window for a whole 2x2 window (the usual pool): the four pixels compared per channel in
-// one pass, in the same order and with the same NaN rule, the result stored once (max_window
-// keeps its running maximum in memory, as the window's size is known only at run time: the
-// W1 forward pass spent 7% of a step there).
+// The 2x2 window whose rows start at r0 and r1 (C channels per pixel): the four pixels compared
+// per channel in one pass, in max_window's order and with its NaN rule, the result stored once
+// (max_window keeps its running maximum in memory, as the window's size is known only at run
+// time: the W1 forward pass spent 7% of a step there). pos is the index of r0's first pixel,
+// w the image's width.
 template <bool kIndices, class T>
-inline void max_window_2x2(const T* x, const PoolGeometry& g, std::size_t n, const Span& ys, const Span& xs, bool relu,
-                           T* __restrict best, std::int32_t* __restrict at) {
-    const T* __restrict p00 = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
-    const T* __restrict p01 = p00 + g.c;
-    const T* __restrict p10 = p00 + g.w * g.c;
-    const T* __restrict p11 = p10 + g.c;
-    const auto pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin), w = static_cast<std::int32_t>(g.w);
+inline void max_window_2x2(const T* __restrict r0, const T* __restrict r1, std::size_t c, std::int32_t pos,
+                           std::int32_t w, bool relu, T* __restrict best, std::int32_t* __restrict at) {
     auto take = [](T v, T& m, std::int32_t v_at, std::int32_t& m_at) {
         const bool greater = v > m || (v != v && m == m);  // NaN counts as the largest
         m = greater ? v : m;
         m_at = greater ? v_at : m_at;
     };
-    for (std::size_t c = 0; c < g.c; ++c) {
-        T m = p00[c];
+    for (std::size_t k = 0; k < c; ++k) {
+        T m = r0[k];
         std::int32_t m_at = pos;
-        take(p01[c], m, pos + 1, m_at);
-        take(p10[c], m, pos + w, m_at);
-        take(p11[c], m, pos + w + 1, m_at);
-        best[c] = relu && m <= T(0) ? T(0) : m;
-        if constexpr (kIndices) at[c] = m_at;
+        take(r0[c + k], m, pos + 1, m_at);
+        take(r1[k], m, pos + w, m_at);
+        take(r1[c + k], m, pos + w + 1, m_at);
+        best[k] = relu && m <= T(0) ? T(0) : m;
+        if constexpr (kIndices) at[k] = m_at;
     }
 }
 
@@ -103,19 +99,36 @@ inline void max_window_2x2(const T* x, const PoolGeometry& g, std::size_t n, con
 template <class T>
 void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax, bool relu) {
     const bool two = g.kh == 2 && g.kw == 2;
+    const auto w = static_cast<std::int32_t>(g.w);
     for_each_window(g, [&](std::size_t n, std::size_t o, const Span& ys, const Span& xs) {
         const bool whole = two && ys.end - ys.begin == 2 && xs.end - xs.begin == 2;
+        const T* r0 = x + ((n * g.h + ys.begin) * g.w + xs.begin) * g.c;
+        const auto pos = static_cast<std::int32_t>(ys.begin * g.w + xs.begin);
         if (argmax) {
             if (whole)
-                max_window_2x2<true>(x, g, n, ys, xs, relu, y + o, argmax + o);
+                max_window_2x2<true>(r0, r0 + g.w * g.c, g.c, pos, w, relu, y + o, argmax + o);
             else
                 max_window<true>(x, g, n, ys, xs, relu, y + o, argmax + o);
         } else if (whole) {
-            max_window_2x2<false>(x, g, n, ys, xs, relu, y + o, nullptr);
+            max_window_2x2<false>(r0, r0 + g.w * g.c, g.c, pos, w, relu, y + o, nullptr);
         } else {
             max_window<false>(x, g, n, ys, xs, relu, y + o, nullptr);
         }
     });
+}
+
+template <class T>
+void max_pool2x2_line(const T* r0, const T* r1, std::size_t w, std::size_t c, std::size_t iy, bool relu, T* y,
+                      std::int32_t* argmax) {
+    const auto width = static_cast<std::int32_t>(w);
+    for (std::size_t ox = 0; ox < w / 2; ++ox) {
+        const std::size_t at = 2 * ox * c;
+        const auto pos = static_cast<std::int32_t>(iy * w + 2 * ox);
+        if (argmax)
+            max_window_2x2<true>(r0 + at, r1 + at, c, pos, width, relu, y + ox * c, argmax + ox * c);
+        else
+            max_window_2x2<false>(r0 + at, r1 + at, c, pos, width, relu, y + ox * c, nullptr);
+    }
 }
 
 template <class T>
@@ -211,6 +224,8 @@ void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_
 
 #define XGRAD_INSTANTIATE(T)                                                                          \
     template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*, bool);      \
+    template void max_pool2x2_line<T>(const T*, const T*, std::size_t, std::size_t, std::size_t, bool, T*,  \
+                                      std::int32_t*);                                                  \
     template void max_pool2d_backward<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);     \
     template void max_pool2d_gather<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);       \
     template void avg_pool2d_forward<T>(const T*, const PoolGeometry&, bool, T*);                     \

@@ -19,6 +19,14 @@ struct PoolGeometry {
 template <class T>
 void max_pool2d_forward(const T* x, const PoolGeometry& g, T* y, std::int32_t* argmax, bool relu = false);
 
+// One output line of a 2x2, stride-2, unpadded max pool (the usual one) from the two input
+// rows r0 (image row iy) and r1 (row iy + 1) of W pixels of C channels, wherever they are (a
+// convolution's lines still in cache): y [W / 2, C], argmax as max_pool2d_forward writes it
+// (not written when null), the same numbers.
+template <class T>
+void max_pool2x2_line(const T* r0, const T* r1, std::size_t w, std::size_t c, std::size_t iy, bool relu, T* y,
+                      std::int32_t* argmax);
+
 // dx [N, H, W, C] = gy routed to the argmax of each window (dx's previous contents are
 // ignored: every element is written).
 template <class T>

@@ -102,6 +102,12 @@ basic_tensor<T> basic_conv2d<T>::forward_without_activation(const Tensor& x) con
 }
 
 template <class T>
+basic_tensor<T> basic_conv2d<T>::forward_relu_max_pool(const Tensor& x, const Pool2dOptions& pool) const {
+    return bias.defined() ? conv2d_relu_max_pool2d(x, weight, bias, options_, pool)
+                          : conv2d_relu_max_pool2d(x, weight, options_, pool);
+}
+
+template <class T>
 basic_conv_transpose2d<T>::basic_conv_transpose2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel,
                                                   ConvTranspose2dOptions options, Activation activation,
                                                   bool use_bias, Init init)

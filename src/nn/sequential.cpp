@@ -46,13 +46,13 @@ basic_tensor<T> basic_sequential<T>::forward(const Tensor& x) {
     Tensor h = x;
     for (std::size_t i = 0; i < layers.size(); ++i) {
         try {
-            // A Conv2D with relu followed by MaxPool2D: the pool and relu in one pass, the relu
-            // gradient masked on the pooled tensor (the same numbers as the two layers).
+            // A Conv2D with relu followed by MaxPool2D: one op, the pool taken while the
+            // convolution's lines are in cache (the same numbers as the two layers).
             const auto* conv = exactly<basic_conv2d<T>>(layers[i].second.get());
             const auto* pool =
                 i + 1 < layers.size() ? exactly<basic_max_pool2d<T>>(layers[i + 1].second.get()) : nullptr;
             if (conv && pool && conv->activation() == Activation::relu) {
-                h = relu_max_pool2d(conv->forward_without_activation(h), pool->options());
+                h = conv->forward_relu_max_pool(h, pool->options());
                 ++i;
                 continue;
             }

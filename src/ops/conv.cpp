@@ -10,6 +10,7 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/pool.hpp"
 #include "detail/precision.hpp"
 #include "kernels/conv2d.hpp"
 #include "xgrad/ops/activation.hpp"
@@ -149,6 +150,16 @@ basic_tensor<T> weight_grad(const basic_tensor<T>& x, const basic_tensor<T>& gy,
     return out;
 }
 
+// A convolution's rule from gy = dL/d(conv + b): dx, dw (from the forward pass's img2col
+// columns when it kept them) and db, for the inputs that need them.
+template <class T, class Grads>
+void add_conv_grads(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& o,
+                    const basic_tensor<T>& gy, const kernels::Buffer<T>* cols, Grads& grads) {
+    if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, w, x.shape(), o));
+    if (grads.needs(1)) grads.add(1, weight_grad<T>(x, gy, w.shape(), o, cols));
+    if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0, 1, 2}));  // db = dY over N, OH, OW
+}
+
 // conv2d, or conv2d_relu (kind): relu(conv + b) computed in the conv's output pass, whose rule
 // masks dY with relu_backward and continues as conv2d's.
 template <class T>
@@ -174,14 +185,50 @@ basic_tensor<T> conv2d_impl(OpKind kind, const basic_tensor<T>& x, const basic_t
                         const basic_tensor<T>& gy_out, auto& grads) {
         detail::PrecisionScope scope(bf16);  // the gradients' products in the forward pass's precision
         const basic_tensor<T> gy = relu ? relu_backward(gy_out, grads.output()) : gy_out;  // dL/d(conv + b)
-        if (grads.needs(0)) grads.add(0, conv2d_input_grad(gy, w, x.shape(), o));
-        if (grads.needs(1)) grads.add(1, weight_grad<T>(x, gy, w.shape(), o, cols->size() ? cols.get() : nullptr));
-        if (grads.size() > 2 && grads.needs(2)) grads.add(2, sum(gy, {0, 1, 2}));  // db = dY over N, OH, OW
+        add_conv_grads(x, w, o, gy, cols->size() ? cols.get() : nullptr, grads);
     };
     if (b)
         record(kind, {x, w, *b}, out, std::move(backward));
     else
         record(kind, {x, w}, out, std::move(backward));
+    return out;
+}
+
+// relu_max_pool2d(conv2d(x, w[, b])) as one op: the pool is taken while the convolution's
+// lines are in cache (kernels::conv2d_forward_max_pool). The rule routes the pooled gradient,
+// masked by relu on the pooled values, to each window's argmax, then continues as conv2d's:
+// the two ops' rules in one.
+template <class T>
+basic_tensor<T> conv_pool_impl(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b,
+                               const Conv2dOptions& options, const Pool2dOptions& pool) {
+    const char* name = "conv2d_relu_max_pool2d";
+    const auto g = conv_geometry<T>(name, x.shape(), w.shape(), b ? &b->shape() : nullptr, options);
+    const std::string pool_op = fmt::format("{} (x {}, w {}; pooling the convolution's output)", name,
+                                            to_string(x.shape()), to_string(w.shape()));
+    const auto pg = detail::pool_geometry(pool_op.c_str(), output_shape(g), pool);
+    Conv2dOptions o = options;
+    o.backward = options.backward.value_or(default_conv_backward());
+    xt::xarray<T> y = allocate<T>(name, Shape{pg.n, pg.oh, pg.ow, pg.c}, false);
+    // The argmax only for a backward pass (none in inference).
+    const bool indices = grad_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()));
+    const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
+    auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>();
+    with_scratch(g, [&] {
+        if (indices) *argmax = kernels::Buffer<std::int32_t>(y.size());
+        kernels::conv2d_forward_max_pool<T>(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, true,
+                                            g, pg, y.data(), indices ? argmax->data() : nullptr, bf16);
+    });
+    basic_tensor<T> out(std::move(y));
+    auto backward = [x, w, o, pg, bf16, argmax = detail::Argmax(argmax)](const basic_tensor<T>& gp, auto& grads) {
+        detail::PrecisionScope scope(bf16);
+        // dL/d(conv + b): where the window's maximum was positive, its gradient at the argmax
+        const basic_tensor<T> gy = detail::max_pool2d_backward(relu_backward(gp, grads.output()), argmax, pg);
+        add_conv_grads<T>(x, w, o, gy, nullptr, grads);
+    };
+    if (b)
+        record(OpKind::conv2d_relu_max_pool2d, {x, w, *b}, out, std::move(backward));
+    else
+        record(OpKind::conv2d_relu_max_pool2d, {x, w}, out, std::move(backward));
     return out;
 }
 
@@ -272,6 +319,18 @@ basic_tensor<T> conv2d_relu(const basic_tensor<T>& x, const basic_tensor<T>& w, 
 }
 
 template <class T>
+basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options,
+                                       const Pool2dOptions& pool) {
+    return conv_pool_impl<T>(x, w, nullptr, options, pool);
+}
+
+template <class T>
+basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                                       const Conv2dOptions& options, const Pool2dOptions& pool) {
+    return conv_pool_impl<T>(x, w, &b, options, pool);
+}
+
+template <class T>
 basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<T>& w, const Shape& x_shape,
                                   const Conv2dOptions& options) {
     const auto g = conv_geometry<T>("conv2d_input_grad", x_shape, w.shape(), nullptr, options);
@@ -329,6 +388,11 @@ basic_tensor<T> conv_transpose2d(const basic_tensor<T>& x, const basic_tensor<T>
     template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const Conv2dOptions&); \
     template basic_tensor<T> conv2d_relu(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&, \
                                          const Conv2dOptions&);                                  \
+    template basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>&, const basic_tensor<T>&,     \
+                                                    const Conv2dOptions&, const Pool2dOptions&);  \
+    template basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>&, const basic_tensor<T>&,     \
+                                                    const basic_tensor<T>&, const Conv2dOptions&, \
+                                                    const Pool2dOptions&);                        \
     template basic_tensor<T> conv_transpose2d(const basic_tensor<T>&, const basic_tensor<T>&,           \
                                               const ConvTranspose2dOptions&);                     \
     template basic_tensor<T> conv_transpose2d(const basic_tensor<T>&, const basic_tensor<T>&,           \
@@ -491,6 +555,18 @@ void register_conv_cases(CaseRegistry& r) {
             r.add(OpKind::conv2d_relu, c.name, inputs, [o = c.options](const V& v) {
                 return v.size() > 2 ? conv2d_relu(v[0], v[1], v[2], o) : conv2d_relu(v[0], v[1], o);
             });
+        // The fused conv + relu + max-pool wherever the output can hold a 2x2 pool.
+        if ((&c - &cases[0]) % 2 == 1) {
+            const Shape ys = [&] {
+                NoGradGuard off;
+                return conv2d(zeros<double>(c.x), zeros<double>(c.w), c.options).shape();
+            }();
+            if (ys[1] >= 2 && ys[2] >= 2)
+                r.add(OpKind::conv2d_relu_max_pool2d, c.name, inputs, [o = c.options](const V& v) {
+                    return v.size() > 2 ? conv2d_relu_max_pool2d(v[0], v[1], v[2], o)
+                                        : conv2d_relu_max_pool2d(v[0], v[1], o);
+                });
+        }
         // The gradients as ops of their own, in every third geometry: dx from gy and w (both
         // variants), dw from x and gy.
         if ((&c - &cases[0]) % 3 == 0) {
@@ -501,8 +577,8 @@ void register_conv_cases(CaseRegistry& r) {
             for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
                 Conv2dOptions o = c.options;
                 o.backward = variant;
-                r.add(OpKind::conv2d_input_grad, fmt::format("{} [{}]", c.name, variant_name(variant)),
-                      {{ys}, {c.w}}, [o, xs = c.x](const V& v) { return conv2d_input_grad(v[0], v[1], xs, o); });
+                r.add(OpKind::conv2d_input_grad, fmt::format("{} [{}]", c.name, variant_name(variant)), {{ys}, {c.w}},
+                      [o, xs = c.x](const V& v) { return conv2d_input_grad(v[0], v[1], xs, o); });
             }
             r.add(OpKind::conv2d_weight_grad, c.name, {{c.x}, {ys}},
                   [o = c.options, ws = c.w](const V& v) { return conv2d_weight_grad(v[0], v[1], ws, o); });
@@ -530,6 +606,46 @@ void register_conv_cases(CaseRegistry& r) {
             return rep;
         });
     }
+    // The fused conv + relu + max-pool beyond a 2x2 pool: overlapping and padded windows (the
+    // output computed first), and the line-pair path with W1's shape in miniature, odd output
+    // sizes (floor mode drops a row and a column) and F not a multiple of a vector.
+    const Padding same = Padding::same;
+    const struct {
+        const char* name;
+        Shape x, w;
+        bool bias;
+        Conv2dOptions conv;
+        Pool2dOptions pool;
+    } pooled[] = {
+        {"3x3 same one channel 16 filters, pool 2x2 (line pairs)",
+         {2, 6, 6, 1},
+         {3, 3, 1, 16},
+         true,
+         opts(1, same),
+         {}},
+        {"3x3 same 3 channels 8 filters 5x7, pool 2x2 (odd sizes)",
+         {1, 5, 7, 3},
+         {3, 3, 3, 8},
+         false,
+         opts(1, same),
+         {}},
+        {"3x3 valid 2 channels 3 filters, pool 2x2", {2, 6, 7, 2}, {3, 3, 2, 3}, true, opts(1, Padding::valid), {}},
+        {"3x3 same 16 channels, pool 2x2 (whole output first)", {1, 4, 6, 16}, {3, 3, 16, 2}, true, opts(1, same), {}},
+        {"3x3 same 2 channels, pool 3x3 stride 2 padding 1",
+         {1, 7, 7, 2},
+         {3, 3, 2, 3},
+         true,
+         opts(1, same),
+         {.kernel = 3, .stride = Size2(2), .padding = 1}},
+    };
+    for (const auto& c : pooled) {
+        std::vector<CaseInput> inputs{{c.x}, {c.w}};
+        if (c.bias) inputs.push_back({{c.w[3]}});
+        r.add(OpKind::conv2d_relu_max_pool2d, c.name, inputs, [conv = c.conv, pool = c.pool](const V& v) {
+            return v.size() > 2 ? conv2d_relu_max_pool2d(v[0], v[1], v[2], conv, pool)
+                                : conv2d_relu_max_pool2d(v[0], v[1], conv, pool);
+        });
+    }
 }
 
 void register_conv_transpose_cases(CaseRegistry& r) {
@@ -540,10 +656,9 @@ void register_conv_transpose_cases(CaseRegistry& r) {
         for (auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
             ConvTranspose2dOptions o = c.options;
             o.backward = variant;
-            r.add("conv_transpose2d", fmt::format("{} [{}]", c.name, variant_name(variant)), inputs,
-                  [o](const V& v) {
-                      return v.size() > 2 ? conv_transpose2d(v[0], v[1], v[2], o) : conv_transpose2d(v[0], v[1], o);
-                  });
+            r.add("conv_transpose2d", fmt::format("{} [{}]", c.name, variant_name(variant)), inputs, [o](const V& v) {
+                return v.size() > 2 ? conv_transpose2d(v[0], v[1], v[2], o) : conv_transpose2d(v[0], v[1], o);
+            });
         }
         // The adjoint identity <conv2d(z, w), x> = <z, conv_transpose2d(x, w)> to 1e-12 (float64).
         const std::string id = fmt::format("conv_transpose2d/{} [adjoint]", c.name);

@@ -10,6 +10,7 @@
 
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/pool.hpp"
 #include "detail/precision.hpp"
 #include "kernels/buffer.hpp"
 #include "kernels/pool2d.hpp"
@@ -21,39 +22,39 @@
 
 namespace xgrad {
 
-namespace {
+namespace detail {
 
-template <class T>
-kernels::PoolGeometry pool_geometry(const char* op, const basic_tensor<T>& x, const Pool2dOptions& o) {
-    detail::check_shape(x.dim() == 4, "{}: x must be [N, H, W, C], got x {}", op, x.shape());
+kernels::PoolGeometry pool_geometry(const char* op, const Shape& xs, const Pool2dOptions& o) {
+    check_shape(xs.size() == 4, "{}: x must be [N, H, W, C], got x {}", op, xs);
     const Size2 k = o.kernel, s = o.stride.value_or(o.kernel), p = o.padding;
-    detail::check_value(k.h >= 1 && k.w >= 1, "{}: kernel must be at least 1, got {}x{}; x {}", op, k.h, k.w,
-                        x.shape());
-    detail::check_value(s.h >= 1 && s.w >= 1, "{}: stride must be at least 1, got {}x{}; x {}", op, s.h, s.w,
-                        x.shape());
+    check_value(k.h >= 1 && k.w >= 1, "{}: kernel must be at least 1, got {}x{}; x {}", op, k.h, k.w, xs);
+    check_value(s.h >= 1 && s.w >= 1, "{}: stride must be at least 1, got {}x{}; x {}", op, s.h, s.w, xs);
     // p <= k / 2 rather than 2p <= k, which overflows an int for a padding near 2^30.
-    detail::check_value(p.h >= 0 && p.w >= 0 && p.h <= k.h / 2 && p.w <= k.w / 2,
-                        "{}: padding must be between 0 and half the kernel ({}x{}), got {}x{}; x {}", op, k.h, k.w,
-                        p.h, p.w, x.shape());
-    const std::size_t h = x.shape()[1], w = x.shape()[2];
+    check_value(p.h >= 0 && p.w >= 0 && p.h <= k.h / 2 && p.w <= k.w / 2,
+                "{}: padding must be between 0 and half the kernel ({}x{}), got {}x{}; x {}", op, k.h, k.w, p.h, p.w,
+                xs);
+    const std::size_t h = xs[1], w = xs[2];
     // A window over an empty image covers no pixel at all, padded or not (PyTorch refuses
     // such inputs too); an empty batch or channel axis is fine.
-    detail::check_shape(h > 0 && w > 0, "{}: x has no rows or no columns (H and W must be at least 1); x {}", op,
-                        x.shape());
+    check_shape(h > 0 && w > 0, "{}: x has no rows or no columns (H and W must be at least 1); x {}", op, xs);
     // The argmax of a max-pool window is an int32 pixel index within its image.
-    detail::check_shape(h * w <= static_cast<std::size_t>(INT32_MAX),
-                        "{}: an image of {}x{} pixels has more than 2^31 pixels; x {}", op, h, w, x.shape());
+    check_shape(h * w <= static_cast<std::size_t>(INT32_MAX),
+                "{}: an image of {}x{} pixels has more than 2^31 pixels; x {}", op, h, w, xs);
     const auto kh = static_cast<std::size_t>(k.h), kw = static_cast<std::size_t>(k.w);
     const auto ph = static_cast<std::size_t>(p.h), pw = static_cast<std::size_t>(p.w);
-    detail::check_shape(h + 2 * ph >= kh && w + 2 * pw >= kw,
-                        "{}: the {}x{} window is larger than the padded input ({}x{}); x {}", op, kh, kw,
-                        h + 2 * ph, w + 2 * pw, x.shape());
+    check_shape(h + 2 * ph >= kh && w + 2 * pw >= kw,
+                "{}: the {}x{} window is larger than the padded input ({}x{}); x {}", op, kh, kw, h + 2 * ph,
+                w + 2 * pw, xs);
     const auto sh = static_cast<std::size_t>(s.h), sw = static_cast<std::size_t>(s.w);
-    return {x.shape()[0], h, w, x.shape()[3], kh, kw, sh, sw, ph, pw,
-            (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1};
+    return {xs[0], h, w, xs[3], kh, kw, sh, sw, ph, pw, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1};
 }
 
-using Argmax = std::shared_ptr<const kernels::Buffer<std::int32_t>>;
+}  // namespace detail
+
+namespace {
+
+using detail::Argmax;
+using detail::pool_geometry;
 
 template <class T>
 basic_tensor<T> max_pool2d_gather(const basic_tensor<T>& x, const Argmax& argmax, const kernels::PoolGeometry& g);
@@ -100,7 +101,7 @@ basic_tensor<T> avg_pool2d_backward(const basic_tensor<T>& gy, const kernels::Po
 template <class T>
 basic_tensor<T> max_pool_impl(OpKind kind, const basic_tensor<T>& x, const Pool2dOptions& o) {
     const bool relu = kind == OpKind::relu_max_pool2d;
-    const auto g = pool_geometry(relu ? "relu_max_pool2d" : "max_pool2d", x, o);
+    const auto g = pool_geometry(relu ? "relu_max_pool2d" : "max_pool2d", x.shape(), o);
     xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
     // Uninitialised and recycled: the kernel writes every index. Shared, because a backward
     // rule must be copyable and a Buffer is not. None when nothing will be backpropagated.
@@ -131,7 +132,7 @@ basic_tensor<T> relu_max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o
 
 template <class T>
 basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& o) {
-    const auto g = pool_geometry("avg_pool2d", x, o);
+    const auto g = pool_geometry("avg_pool2d", x.shape(), o);
     xt::xarray<T> y = xt::empty<T>(Shape{g.n, g.oh, g.ow, g.c});
     kernels::avg_pool2d_forward<T>(x.value().data(), g, o.count_include_pad, y.data());
     basic_tensor<T> out(std::move(y));
@@ -243,6 +244,13 @@ XGRAD_INSTANTIATE(double)
 
 namespace detail {
 
+template <class T>
+basic_tensor<T> max_pool2d_backward(const basic_tensor<T>& gy, const Argmax& argmax, const kernels::PoolGeometry& g) {
+    return xgrad::max_pool2d_backward(gy, argmax, g);
+}
+template Tensor max_pool2d_backward(const Tensor&, const Argmax&, const kernels::PoolGeometry&);
+template Tensor64 max_pool2d_backward(const Tensor64&, const Argmax&, const kernels::PoolGeometry&);
+
 namespace {
 
 Pool2dOptions pool(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
@@ -278,7 +286,7 @@ void register_pool_cases(CaseRegistry& r) {
         // the backward pass of avg_pool2d.
         xt::xarray<double> fixed = xt::empty<double>(c.x);
         for (std::size_t k = 0; k < fixed.size(); ++k) fixed.data()[k] = std::sin(1.7 * static_cast<double>(k));
-        const auto g = pool_geometry("max_pool2d", Tensor64(fixed), c.o);
+        const auto g = pool_geometry("max_pool2d", fixed.shape(), c.o);
         auto argmax = std::make_shared<kernels::Buffer<std::int32_t>>(g.n * g.oh * g.ow * g.c);
         xt::xarray<double> y = xt::empty<double>(Shape{g.n, g.oh, g.ow, g.c});
         kernels::max_pool2d_forward<double>(fixed.data(), g, y.data(), argmax->data());
@@ -293,7 +301,7 @@ void register_pool_cases(CaseRegistry& r) {
           [](const V& v) { return avg_pool2d(v[0], pool(3, Size2(2), 1, false)); });
     r.add(OpKind::avg_pool2d_backward, "3x3 stride 2 padding 1, exclude pad", {{{1, 3, 3, 2}}}, [](const V& v) {
         const auto o = pool(3, Size2(2), 1, false);
-        return avg_pool2d_backward(v[0], pool_geometry("avg_pool2d", zeros<double>({1, 6, 6, 2}), o), o);
+        return avg_pool2d_backward(v[0], pool_geometry("avg_pool2d", Shape{1, 6, 6, 2}, o), o);
     });
     r.add("adaptive_avg_pool2d", "[2,5,7,2] -> 3x2 (overlapping bins)", {{{2, 5, 7, 2}}},
           [](const V& v) { return adaptive_avg_pool2d(v[0], {3, 2}); });

@@ -52,6 +52,10 @@ public:
     Tensor forward(const Tensor& x) override;
     /// The convolution and bias without the activation.
     Tensor forward_without_activation(const Tensor& x) const;
+    /// relu(conv + b) max-pooled by `pool`, as one op (conv2d_relu_max_pool2d), whatever the
+    /// layer's activation: what Sequential runs for this layer with Activation::relu followed by
+    /// MaxPool2D.
+    Tensor forward_relu_max_pool(const Tensor& x, const Pool2dOptions& pool) const;
     Activation activation() const { return activation_; }
     std::string type_name() const override { return "Conv2D"; }
 

@@ -31,6 +31,20 @@ template <class T> basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Po
 /// not the full one. Write it where a relu feeds a max-pool (nn::Sequential does, for a layer
 /// with Activation::relu followed by MaxPool2D).
 template <class T> basic_tensor<T> relu_max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
+/// relu_max_pool2d(conv2d(x, w[, b], conv), pool) as one op: the pool is taken while the
+/// convolution's lines are in cache, and the convolution's full output is never stored (a 2x2,
+/// stride-2, unpadded pool after a convolution over up to 4 channels; any other pool or
+/// convolution computes the output first, with the same numbers). The rule routes the pooled
+/// gradient to each window's argmax, masked by relu, and continues as conv2d's. The same
+/// numbers and gradients as the two ops. `xgrad::conv2d_relu_max_pool2d(x, w, b,
+/// {.padding = xgrad::Padding::same}, {.kernel = 2})`. Throws as conv2d, then as max_pool2d
+/// over the convolution's output.
+template <class T>
+basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>& x, const basic_tensor<T>& w,
+                                       const Conv2dOptions& conv = {}, const Pool2dOptions& pool = {});
+template <class T>
+basic_tensor<T> conv2d_relu_max_pool2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>& b,
+                                       const Conv2dOptions& conv = {}, const Pool2dOptions& pool = {});
 /// x [N, H, W, C] -> [N, OH, OW, C], the mean of each window. Throws as max_pool2d.
 template <class T> basic_tensor<T> avg_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
 /// x [N, H, W, C] -> [N, C], the mean over H and W (Keras' GlobalAveragePooling2D).
