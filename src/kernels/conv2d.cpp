@@ -276,53 +276,89 @@ bool direct(const ConvGeometry& g) {
     return XGRAD_HAVE_XSMM && batch_split<T>(g) && g.c >= kDirectMinChannels;
 }
 
-// The direct forward's traversal. Threads take output lines; each holds the image its line
-// reads in `images[t]` (load(n, buffer) fills the buffer's inside and returns the padded
-// image, whose border stays zero, or returns x's own image when there is no padding) with
-// `pixel` elements per pixel, and calls line(thread, the taps' row segments, their tap
-// indices, count, line) with the taps on rows of padding left out.
-template <class E, class Load, class Line>
-void direct_lines(const ConvGeometry& g, std::size_t pixel, std::vector<Buffer<E>>& images, Load load, Line line) {
-    const std::size_t wp = g.w + g.pl + g.pr, taps = g.kh * g.kw;
-    auto as = per_thread_lists<E>(taps);
-    std::vector<std::vector<std::size_t>> tap_lists(static_cast<std::size_t>(omp_get_max_threads()),
-                                                    std::vector<std::size_t>(taps));
-    const Index lines = static_cast<Index>(g.n * g.oh);
-#pragma omp parallel
-    {
+// Where a forward pass's output lines go: straight into y [N, OH, OW, F], or with a pool, two
+// at a time into a per-thread pair, max-pooled 2x2 (stride 2, no padding) into pool->y
+// [N, OH / 2, OW / 2, F] while the pair is in cache: relu after the max when asked, argmax as
+// max_pool2d_forward writes it (none when null).
+template <class T>
+struct LinePool {
+    T* y;
+    std::int32_t* argmax;
+    bool relu;
+};
+
+// Calls line(thread, output line n·OH + oy, out [OW, F]) for every output line the
+// destination needs (all of them, or the pairs the pool reads), the threads sharing them.
+template <class T, class Line>
+void output_lines(const ConvGeometry& g, T* y, const LinePool<T>* pool, Line line) {
+    const std::size_t out_line = g.ow * g.f;
+    if (!pool) {
+        const Index lines = static_cast<Index>(g.n * g.oh);
+#pragma omp parallel for schedule(static)
+        for (Index l = 0; l < lines; ++l)
+            line(static_cast<std::size_t>(omp_get_thread_num()), static_cast<std::size_t>(l),
+                 y + static_cast<std::size_t>(l) * out_line);
+        return;
+    }
+    const std::size_t poh = g.oh / 2, pooled_line = g.ow / 2 * g.f;
+    auto pairs = per_thread<T>(2 * out_line);
+    const Index lines = static_cast<Index>(g.n * poh);
+#pragma omp parallel for schedule(static)
+    for (Index l = 0; l < lines; ++l) {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
-        Buffer<E>& image = images[t];
-        std::fill_n(image.data(), image.size(), E(0));  // its border stays zero
-        std::size_t loaded = g.n;                       // the image in `image`, none yet
-        const E* src = nullptr;
+        T* r0 = pairs[t].data();
+        T* r1 = r0 + out_line;
+        const std::size_t n = static_cast<std::size_t>(l) / poh, py = static_cast<std::size_t>(l) % poh;
+        line(t, n * g.oh + 2 * py, r0);
+        line(t, n * g.oh + 2 * py + 1, r1);
+        const std::size_t o = static_cast<std::size_t>(l) * pooled_line;
+        max_pool2x2_line(r0, r1, g.ow, g.f, 2 * py, pool->relu, pool->y + o, pool->argmax ? pool->argmax + o : nullptr);
+    }
+}
+
+// The direct forward's traversal over output_lines: each thread holds the image its line reads
+// in `images[t]` (load(n, buffer) fills the buffer's inside and returns the padded image, whose
+// border stays zero, or returns x's own image when there is no padding) with `pixel` elements
+// per pixel, and calls line(thread, the taps' row segments, their tap indices, count, out)
+// with the taps on rows of padding left out.
+template <class E, class T, class Load, class Line>
+void direct_lines(const ConvGeometry& g, std::size_t pixel, std::vector<Buffer<E>>& images, T* y,
+                  const LinePool<T>* pool, Load load, Line line) {
+    const std::size_t wp = g.w + g.pl + g.pr, taps = g.kh * g.kw;
+    const auto threads = static_cast<std::size_t>(omp_get_max_threads());
+    auto as = per_thread_lists<E>(taps);
+    std::vector<std::vector<std::size_t>> tap_lists(threads, std::vector<std::size_t>(taps));
+    // The image in images[t]: none yet (g.n), or none and its border not zeroed yet (g.n + 1).
+    std::vector<std::size_t> loaded(threads, g.n + 1);
+    std::vector<const E*> sources(threads);
+    output_lines(g, y, pool, [&](std::size_t t, std::size_t l, T* out) {
+        const std::size_t n = l / g.oh, oy = l % g.oh;
+        if (loaded[t] == g.n + 1) std::fill_n(images[t].data(), images[t].size(), E(0));  // the border stays zero
+        if (loaded[t] != n) {
+            sources[t] = load(n, images[t].data());
+            loaded[t] = n;
+        }
         std::vector<const E*>& a = as[t];
         std::vector<std::size_t>& tap = tap_lists[t];
-#pragma omp for schedule(static)
-        for (Index l = 0; l < lines; ++l) {
-            const std::size_t n = static_cast<std::size_t>(l) / g.oh, oy = static_cast<std::size_t>(l) % g.oh;
-            if (loaded != n) {
-                src = load(n, image.data());
-                loaded = n;
+        std::size_t count = 0;
+        for (std::size_t ky = 0; ky < g.kh; ++ky) {
+            const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
+            if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
+            for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
+                a[count] = sources[t] + (iy * wp + kx * g.dw) * pixel;
+                tap[count] = ky * g.kw + kx;
             }
-            std::size_t count = 0;
-            for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
-                if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
-                for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
-                    a[count] = src + (iy * wp + kx * g.dw) * pixel;
-                    tap[count] = ky * g.kw + kx;
-                }
-            }
-            line(t, a.data(), tap.data(), count, static_cast<std::size_t>(l));
         }
-    }
+        line(t, a.data(), tap.data(), count, out);
+    });
 }
 
 // y [N, OH, OW, F] = Σ over taps of x's row segment [OW, C] at the tap · w[tap] [C, F], one
 // batch-reduce GEMM per output line, finished by the epilogue while the line is in cache. A
 // padded convolution first copies the image into a zero-bordered per-thread buffer.
 template <class T>
-void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
+void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y,
+                           const LinePool<T>* pool) {
     const bool padded = g.pt + g.pb + g.pl + g.pr > 0;
     const std::size_t wp = g.w + g.pl + g.pr;
     const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
@@ -335,10 +371,9 @@ void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const C
             std::copy_n(src + iy * g.w * g.c, g.w * g.c, image + ((iy + g.pt) * wp + g.pl) * g.c);
         return image;
     };
-    direct_lines<T>(g, g.c, images, load, [&](std::size_t t, const T* const* a, const std::size_t* tap, std::size_t count,
-                                              std::size_t line) {
+    direct_lines(g, g.c, images, y, pool, load,
+                 [&](std::size_t t, const T* const* a, const std::size_t* tap, std::size_t count, T* out) {
         for (std::size_t i = 0; i < count; ++i) bs[t][i] = w + tap[i] * g.c * g.f;
-        T* out = y + line * g.ow * g.f;
         line_gemm(a, bs[t].data(), count, out);
         finish(e, g.ow, g.f, out);
     });
@@ -347,7 +382,7 @@ void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const C
 // The same with bf16 products: each thread packs its current image (zero-bordered, channels
 // padded to an even count), the weights are packed once per call as pairs along C.
 void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<float>& e, const ConvGeometry& g,
-                                float* y) {
+                                float* y, const LinePool<float>* pool) {
     const std::size_t c2 = 2 * pairs(g.c);  // bf16 channels per pixel
     const std::size_t wp = g.w + g.pl + g.pr;
     const std::size_t taps = g.kh * g.kw, tap_size = pairs(g.c) * g.f * 2;
@@ -362,10 +397,9 @@ void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<f
             pack_rows_bf16(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, g.c, image + ((iy + g.pt) * wp + g.pl) * c2);
         return image;
     };
-    direct_lines<bf16>(g, c2, images, load, [&](std::size_t t, const bf16* const* a, const std::size_t* tap,
-                                                std::size_t count, std::size_t line) {
+    direct_lines(g, c2, images, y, pool, load,
+                 [&](std::size_t t, const bf16* const* a, const std::size_t* tap, std::size_t count, float* out) {
         for (std::size_t i = 0; i < count; ++i) bs[t][i] = packed_w.data() + tap[i] * tap_size;
-        float* out = y + line * g.ow * g.f;
         gemm_bf16(g.ow, g.f, pairs(g.c), a, g.sw * c2, bs[t].data(), count, out, g.f, false, level);
         finish(e, g.ow, g.f, out);
     });
@@ -673,31 +707,9 @@ void few_channels_line(const T* x, const T* w, const Epilogue<T>& e, const ConvG
 // dimension KH·KW·C is too short for img2col + GEMM (conv A, one channel: 0.93 ms through
 // libxsmm at 2 threads, 0.38 ms here).
 template <class T>
-void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y) {
-    const Index lines = static_cast<Index>(g.n * g.oh);
-#pragma omp parallel for schedule(static)
-    for (Index line = 0; line < lines; ++line)
-        few_channels_line(x, w, e, g, static_cast<std::size_t>(line), y + static_cast<std::size_t>(line) * g.ow * g.f);
-}
-
-// The 2x2 max pool of a convolution's output, y [N, OH / 2, OW / 2, F], taken while its lines
-// are in cache: threads take pooled lines, call conv_line(line, out [OW, F]) for the two
-// convolution lines of each into a per-thread pair and pool the pair (relu after the max).
-template <class T, class Line>
-void pooled_lines(const ConvGeometry& g, bool relu, T* y, std::int32_t* argmax, Line conv_line) {
-    const std::size_t poh = g.oh / 2, pooled_line = g.ow / 2 * g.f;
-    auto pairs = per_thread<T>(2 * g.ow * g.f);
-    const Index lines = static_cast<Index>(g.n * poh);
-#pragma omp parallel for schedule(static)
-    for (Index l = 0; l < lines; ++l) {
-        T* r0 = pairs[static_cast<std::size_t>(omp_get_thread_num())].data();
-        T* r1 = r0 + g.ow * g.f;
-        const std::size_t n = static_cast<std::size_t>(l) / poh, py = static_cast<std::size_t>(l) % poh;
-        conv_line(n * g.oh + 2 * py, r0);
-        conv_line(n * g.oh + 2 * py + 1, r1);
-        const std::size_t o = static_cast<std::size_t>(l) * pooled_line;
-        max_pool2x2_line(r0, r1, g.ow, g.f, 2 * py, relu, y + o, argmax ? argmax + o : nullptr);
-    }
+void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y,
+                                 const LinePool<T>* pool) {
+    output_lines(g, y, pool, [&](std::size_t, std::size_t line, T* out) { few_channels_line(x, w, e, g, line, out); });
 }
 
 // dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, accumulated per thread.
@@ -826,9 +838,20 @@ void conv2d_backward_weight_few_channels(const T* x, const T* gy, const ConvGeom
 
 }  // namespace
 
+namespace {
+
+// Whether forward() can pool the convolution's lines as it makes them (LinePool).
 template <class T>
-void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols,
-                    bool keep_cols, bool use_bf16) {
+bool pools_lines(const ConvGeometry& g, const PoolGeometry& pool) {
+    const bool pair = pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.ph == 0 && pool.pw == 0;
+    return pair && (g.few_channels() || direct<T>(g));
+}
+
+// conv2d_forward, its output lines pooled when `pool` is not null (then y is unused, and the
+// path must be one pools_lines() accepts).
+template <class T>
+void forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols, bool keep_cols,
+             bool use_bf16, const LinePool<T>* pool) {
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
     Buffer<T> x_bf16, w_bf16;
     if (use_bf16 && !(bf16_level() != Bf16Level::portable && !g.few_channels() && (direct<T>(g) || batch_split<T>(g)))) {
@@ -839,7 +862,7 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     cols = Buffer<T>();
     if (g.few_channels()) {  // the weight gradient builds its img2col columns itself
-        conv2d_forward_few_channels(x, w, e, g, y);
+        conv2d_forward_few_channels(x, w, e, g, y, pool);
         return;
     }
     if (g.pointwise()) {
@@ -851,9 +874,9 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
     if (direct<T>(g)) {
         // the weight gradient rebuilds img2col, a kernel row at a time
         if constexpr (std::is_same_v<T, float>) {
-            if (use_bf16) return conv2d_forward_direct_bf16(x, w, e, g, y);
+            if (use_bf16) return conv2d_forward_direct_bf16(x, w, e, g, y, pool);
         }
-        conv2d_forward_direct(x, w, e, g, y);
+        conv2d_forward_direct(x, w, e, g, y, pool);
         return;
     }
     if (batch_split<T>(g)) {
@@ -890,24 +913,26 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g
     if (keep_cols) cols = std::move(all);
 }
 
+}  // namespace
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols,
+                    bool keep_cols, bool use_bf16) {
+    forward(x, w, e, g, y, cols, keep_cols, use_bf16, static_cast<const LinePool<T>*>(nullptr));
+}
+
 template <class T>
 void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
                              const PoolGeometry& pool, T* y, std::int32_t* argmax, bool use_bf16) {
-    use_bf16 = use_bf16 && std::is_same_v<T, float>;
-    const bool pair = pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.ph == 0 && pool.pw == 0;
-    if (pair && g.few_channels()) {
-        Buffer<T> x_bf16, w_bf16;
-        if (use_bf16) {  // float32 kernels on bf16 values, as conv2d_forward's few-channel path
-            x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
-            w = rounded(w, g.kh * g.kw * g.c * g.f, w_bf16);
-        }
-        const Epilogue<T> e{bias, false};
-        pooled_lines(g, relu, y, argmax, [&](std::size_t line, T* out) { few_channels_line(x, w, e, g, line, out); });
+    Buffer<T> cols;
+    if (pools_lines<T>(g, pool)) {
+        const LinePool<T> lines{y, argmax, relu};
+        forward<T>(x, w, {bias, false}, g, nullptr, cols, false, use_bf16, &lines);
         return;
     }
     // Any other pool or convolution: the whole output, then the pool.
-    Buffer<T> full(g.n * g.oh * g.ow * g.f), cols;
-    conv2d_forward<T>(x, w, {bias, false}, g, full.data(), cols, false, use_bf16);
+    Buffer<T> full(g.n * g.oh * g.ow * g.f);
+    forward<T>(x, w, {bias, false}, g, full.data(), cols, false, use_bf16, nullptr);
     max_pool2d_forward<T>(full.data(), pool, y, argmax, relu);
 }
 

@@ -69,9 +69,9 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> epilogue, const ConvGeom
 
 // y = max_pool2d(conv(x, w) + b) over `pool` (a geometry on the convolution's output), then
 // relu when asked: relu_max_pool2d's numbers, argmax included (not written when null). A
-// 2x2, stride-2, unpadded pool after a few-channel convolution is taken line pair by line pair
-// while the lines are in cache, and the convolution's output is never stored; any other
-// computes the whole output first. bias may be null.
+// 2x2, stride-2, unpadded pool after a few-channel or a direct convolution is taken line pair
+// by line pair while the lines are in cache, and the convolution's output is never stored; any
+// other computes the whole output first. bias may be null.
 template <class T>
 void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
                              const PoolGeometry& pool, T* y, std::int32_t* argmax, bool bf16 = false);

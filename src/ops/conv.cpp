@@ -606,10 +606,12 @@ void register_conv_cases(CaseRegistry& r) {
             return rep;
         });
     }
-    // The fused conv + relu + max-pool beyond a 2x2 pool: overlapping and padded windows (the
-    // output computed first), and the line-pair path with W1's shape in miniature, odd output
-    // sizes (floor mode drops a row and a column) and F not a multiple of a vector.
+    // The fused conv + relu + max-pool beyond a 2x2 pool: overlapping and padded windows and
+    // img2col convolutions (the output computed first), and the line-pair paths (few channels,
+    // direct) with W1's shape in miniature, odd output sizes (floor mode drops a row and a
+    // column) and F not a multiple of a vector.
     const Padding same = Padding::same;
+    const Pool2dOptions two{}, three{.kernel = 3, .stride = Size2(2), .padding = 1};
     const struct {
         const char* name;
         Shape x, w;
@@ -617,26 +619,12 @@ void register_conv_cases(CaseRegistry& r) {
         Conv2dOptions conv;
         Pool2dOptions pool;
     } pooled[] = {
-        {"3x3 same one channel 16 filters, pool 2x2 (line pairs)",
-         {2, 6, 6, 1},
-         {3, 3, 1, 16},
-         true,
-         opts(1, same),
-         {}},
-        {"3x3 same 3 channels 8 filters 5x7, pool 2x2 (odd sizes)",
-         {1, 5, 7, 3},
-         {3, 3, 3, 8},
-         false,
-         opts(1, same),
-         {}},
-        {"3x3 valid 2 channels 3 filters, pool 2x2", {2, 6, 7, 2}, {3, 3, 2, 3}, true, opts(1, Padding::valid), {}},
-        {"3x3 same 16 channels, pool 2x2 (whole output first)", {1, 4, 6, 16}, {3, 3, 16, 2}, true, opts(1, same), {}},
-        {"3x3 same 2 channels, pool 3x3 stride 2 padding 1",
-         {1, 7, 7, 2},
-         {3, 3, 2, 3},
-         true,
-         opts(1, same),
-         {.kernel = 3, .stride = Size2(2), .padding = 1}},
+        {"3x3 same 1 -> 16 channels, pool 2x2 (line pairs)", {2, 6, 6, 1}, {3, 3, 1, 16}, true, opts(1, same), two},
+        {"3x3 same 3 -> 8 channels 5x7, pool 2x2 (odd sizes)", {1, 5, 7, 3}, {3, 3, 3, 8}, false, opts(1, same), two},
+        {"3x3 valid 2 -> 3 channels, pool 2x2", {2, 6, 7, 2}, {3, 3, 2, 3}, true, opts(1, Padding::valid), two},
+        {"3x3 same 16 channels, pool 2x2 (direct, line pairs)", {1, 4, 6, 16}, {3, 3, 16, 2}, true, opts(1, same), two},
+        {"3x3 same 8 channels, pool 2x2 (img2col, output first)", {1, 4, 5, 8}, {3, 3, 8, 3}, false, opts(1, same), two},
+        {"3x3 same 2 channels, pool 3x3 stride 2 padding 1", {1, 7, 7, 2}, {3, 3, 2, 3}, true, opts(1, same), three},
     };
     for (const auto& c : pooled) {
         std::vector<CaseInput> inputs{{c.x}, {c.w}};

@@ -33,8 +33,9 @@ template <class T> basic_tensor<T> max_pool2d(const basic_tensor<T>& x, const Po
 template <class T> basic_tensor<T> relu_max_pool2d(const basic_tensor<T>& x, const Pool2dOptions& options = {});
 /// relu_max_pool2d(conv2d(x, w[, b], conv), pool) as one op: the pool is taken while the
 /// convolution's lines are in cache, and the convolution's full output is never stored (a 2x2,
-/// stride-2, unpadded pool after a convolution over up to 4 channels; any other pool or
-/// convolution computes the output first, with the same numbers). The rule routes the pooled
+/// stride-2, unpadded pool after a convolution over up to 4, or 16 or more, channels with one
+/// group and libxsmm; any other pool or convolution computes the output first, with the same
+/// numbers). The rule routes the pooled
 /// gradient to each window's argmax, masked by relu, and continues as conv2d's. The same
 /// numbers and gradients as the two ops. `xgrad::conv2d_relu_max_pool2d(x, w, b,
 /// {.padding = xgrad::Padding::same}, {.kernel = 2})`. Throws as conv2d, then as max_pool2d
