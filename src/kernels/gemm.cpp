@@ -7,6 +7,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/buffer.hpp"
+
 #if XGRAD_HAVE_XSMM
 #include <libxsmm.h>
 #endif
@@ -81,10 +83,30 @@ template <class T>
 void gemm_parallel(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
                    std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
     const int threads = omp_get_max_threads();
-    const bool shared = XGRAD_HAVE_XSMM && std::is_same_v<T, float> && alpha == 1 &&
-                        (beta == 0 || beta == 1) && threads > 1 && !omp_in_parallel() &&
-                        static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1 << 20;
-    if (!shared) return gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const bool large = XGRAD_HAVE_XSMM && std::is_same_v<T, float> && alpha == 1 && (beta == 0 || beta == 1) &&
+                       !omp_in_parallel() &&
+                       static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 1 << 20;
+    if (!large) return gemm<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    // libxsmm 1.17 has no kernel for a transposed B (its first operand): B [N, K] is transposed
+    // once into [K, N] here, K·N elements copied for M·N·K multiply-adds (a dense layer's dx =
+    // dY · Wᵀ ran in OpenBLAS's Haswell kernels at half libxsmm's rate).
+    Buffer<T> transposed;
+    if (trans_b) {
+        transposed = Buffer<T>(k * n);
+        T* bt = transposed.data();
+        constexpr std::size_t kTile = 16;
+#pragma omp parallel for schedule(static)
+        for (std::ptrdiff_t jt = 0; jt < static_cast<std::ptrdiff_t>((n + kTile - 1) / kTile); ++jt) {
+            const std::size_t j0 = static_cast<std::size_t>(jt) * kTile, j1 = std::min(n, j0 + kTile);
+            for (std::size_t i0 = 0; i0 < k; i0 += kTile)
+                for (std::size_t j = j0; j < j1; ++j)
+                    for (std::size_t i = i0; i < std::min(k, i0 + kTile); ++i) bt[i * n + j] = b[j * ldb + i];
+        }
+        b = bt;
+        ldb = n;
+        trans_b = false;
+    }
+    if (threads == 1) return gemm_per_thread<T>(trans_a, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     const bool by_rows = m >= n;
     const std::size_t size = by_rows ? m : n;
     // Blocks of whole vectors (16 floats) of C's split dimension, one per thread.
@@ -95,11 +117,10 @@ void gemm_parallel(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std
         const std::size_t first = static_cast<std::size_t>(t) * block, last = std::min(size, first + block);
         if (first >= last) continue;
         if (by_rows)  // rows of op(A): A's columns when it is stored transposed
-            gemm_per_thread<T>(trans_a, trans_b, last - first, n, k, alpha, trans_a ? a + first : a + first * lda, lda,
-                               b, ldb, beta, c + first * ldc, ldc);
+            gemm_per_thread<T>(trans_a, false, last - first, n, k, alpha, trans_a ? a + first : a + first * lda, lda, b,
+                               ldb, beta, c + first * ldc, ldc);
         else
-            gemm_per_thread<T>(trans_a, trans_b, m, last - first, k, alpha, a, lda, trans_b ? b + first * ldb : b + first,
-                               ldb, beta, c + first, ldc);
+            gemm_per_thread<T>(trans_a, false, m, last - first, k, alpha, a, lda, b + first, ldb, beta, c + first, ldc);
     }
 }
 

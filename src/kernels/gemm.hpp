@@ -21,9 +21,10 @@ void gemm_per_thread(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
 // The same for one whole product on the OpenMP threads (called outside a parallel region):
 // float products of 2^20 multiply-adds or more, built with libxsmm, give each thread a block
 // of C (rows, or columns when C is wider than tall) with the whole inner dimension, through
-// gemm_per_thread: libxsmm JITs AVX-512 kernels whatever OPENBLAS_CORETYPE chooses for
-// OpenBLAS (a dense 3136 -> 128 layer's forward 0.25-0.32 ms -> 0.11-0.13 at 2 threads under
-// the Haswell setting). Everything else is gemm().
+// gemm_per_thread (the whole product at one thread; a transposed B copied untransposed first):
+// libxsmm JITs AVX-512 kernels whatever OPENBLAS_CORETYPE chooses for OpenBLAS (a dense
+// 3136 -> 128 layer's forward 0.25-0.32 ms -> 0.11-0.13 at 2 threads under the Haswell
+// setting). Everything else is gemm().
 template <class T>
 void gemm_parallel(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha,
                    const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
