@@ -111,12 +111,13 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
         const std::size_t groups = trial % 5 == 4 ? 2 : 1;
         const std::size_t cg = std::vector<std::size_t>{1, 2, 3, 16}[pick(0, 3)], c = cg * groups;
         // Every fourth trial a 3x3 kernel with 16 filters (whole float and double vectors): the
-        // few-channel weight gradient's register path.
+        // few-channel forward's and weight gradient's register paths.
         const bool vectors = trial % 4 == 1;
         const std::size_t f = groups * (vectors ? 16 : pick(1, 3)), kh = vectors ? 3 : pick(1, 4),
                           kw = vectors ? 3 : pick(1, 4);
         const std::size_t sh = pick(1, 3), sw = pick(1, 3), dh = pick(1, 2), dw = trial % 3 == 0 ? 2 : 1;
-        const std::size_t h = pick(1, 6), w = pick(1, 6);
+        // Those trials draw wider images too: lines of 7 to 8 pixel blocks and a last block that overlaps.
+        const std::size_t h = pick(1, 6), w = vectors ? pick(5, 23) : pick(1, 6);
         const std::size_t pt = pick(0, 2 * kh + 1), pb = pick(0, 2 * kh), pl = pick(0, w + kw + 1), pr = pick(0, w + 2);
         const std::size_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
         if (h + pt + pb < ekh || w + pl + pr < ekw) continue;

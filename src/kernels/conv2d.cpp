@@ -316,28 +316,57 @@ void output_lines(const ConvGeometry& g, T* y, const LinePool<T>* pool, Line lin
     }
 }
 
-// The direct forward's traversal over output_lines: each thread holds the image its line reads
-// in `images[t]` (load(n, buffer) fills the buffer's inside and returns the padded image, whose
-// border stays zero, or returns x's own image when there is no padding) with `pixel` elements
-// per pixel, and calls line(thread, the taps' row segments, their tap indices, count, out)
-// with the taps on rows of padding left out.
+// Each thread's copy of the image its output lines read, remade when the thread moves to
+// another image: get(t, n, load) calls load(n, copy) for a new image, which fills the copy's
+// inside (its border, the padding, stays zero) and returns what the lines read: the copy, or
+// x's own image when nothing needs copying. The copies start zeroed on their own threads.
+template <class E>
+class ImageCopies {
+public:
+    explicit ImageCopies(std::size_t size)
+        : copies_(per_thread<E>(size)), loaded_(copies_.size(), kFresh), sources_(copies_.size()) {}
+
+    template <class Load>
+    const E* get(std::size_t t, std::size_t n, Load load) {
+        if (loaded_[t] == kFresh) std::fill_n(copies_[t].data(), copies_[t].size(), E(0));
+        if (loaded_[t] != n) {
+            sources_[t] = load(n, copies_[t].data());
+            loaded_[t] = n;
+        }
+        return sources_[t];
+    }
+
+private:
+    static constexpr std::size_t kFresh = SIZE_MAX;  // no image yet, not zeroed
+    std::vector<Buffer<E>> copies_;
+    std::vector<std::size_t> loaded_;
+    std::vector<const E*> sources_;
+};
+
+// Image n of x copied inside a zero border of the convolution's padding: rows of
+// W + pl + pr pixels, the first at padded row 0.
+template <class T>
+void copy_padded(const T* x, const ConvGeometry& g, std::size_t n, T* image) {
+    const std::size_t wp = g.w + g.pl + g.pr;
+    const T* src = x + n * g.h * g.w * g.c;
+    for (std::size_t iy = 0; iy < g.h; ++iy)
+        std::copy_n(src + iy * g.w * g.c, g.w * g.c, image + ((iy + g.pt) * wp + g.pl) * g.c);
+}
+
+// The direct forward's traversal over output_lines: `images` holds each thread's image (see
+// ImageCopies; load returns a padded image, or x's own image when there is no padding) with
+// `pixel` elements per pixel, and line(thread, the taps' row segments, their tap indices,
+// count, out) is called with the taps on rows of padding left out.
 template <class E, class T, class Load, class Line>
-void direct_lines(const ConvGeometry& g, std::size_t pixel, std::vector<Buffer<E>>& images, T* y,
-                  const LinePool<T>* pool, Load load, Line line) {
+void direct_lines(const ConvGeometry& g, std::size_t pixel, ImageCopies<E>& images, T* y, const LinePool<T>* pool,
+                  Load load, Line line) {
     const std::size_t wp = g.w + g.pl + g.pr, taps = g.kh * g.kw;
     const auto threads = static_cast<std::size_t>(omp_get_max_threads());
     auto as = per_thread_lists<E>(taps);
     std::vector<std::vector<std::size_t>> tap_lists(threads, std::vector<std::size_t>(taps));
-    // The image in images[t]: none yet (g.n), or none and its border not zeroed yet (g.n + 1).
-    std::vector<std::size_t> loaded(threads, g.n + 1);
-    std::vector<const E*> sources(threads);
     output_lines(g, y, pool, [&](std::size_t t, std::size_t l, T* out) {
         const std::size_t n = l / g.oh, oy = l % g.oh;
-        if (loaded[t] == g.n + 1) std::fill_n(images[t].data(), images[t].size(), E(0));  // the border stays zero
-        if (loaded[t] != n) {
-            sources[t] = load(n, images[t].data());
-            loaded[t] = n;
-        }
+        const E* src = images.get(t, n, load);
         std::vector<const E*>& a = as[t];
         std::vector<std::size_t>& tap = tap_lists[t];
         std::size_t count = 0;
@@ -345,7 +374,7 @@ void direct_lines(const ConvGeometry& g, std::size_t pixel, std::vector<Buffer<E
             const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
             if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
             for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
-                a[count] = sources[t] + (iy * wp + kx * g.dw) * pixel;
+                a[count] = src + (iy * wp + kx * g.dw) * pixel;
                 tap[count] = ky * g.kw + kx;
             }
         }
@@ -362,13 +391,11 @@ void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const C
     const bool padded = g.pt + g.pb + g.pl + g.pr > 0;
     const std::size_t wp = g.w + g.pl + g.pr;
     const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
-    auto images = per_thread<T>(padded ? (g.h + g.pt + g.pb) * wp * g.c : 0);
+    ImageCopies<T> images(padded ? (g.h + g.pt + g.pb) * wp * g.c : 0);
     auto bs = per_thread_lists<T>(g.kh * g.kw);
     const auto load = [&](std::size_t n, T* image) -> const T* {
-        const T* src = x + n * g.h * g.w * g.c;
-        if (!padded) return src;
-        for (std::size_t iy = 0; iy < g.h; ++iy)
-            std::copy_n(src + iy * g.w * g.c, g.w * g.c, image + ((iy + g.pt) * wp + g.pl) * g.c);
+        if (!padded) return x + n * g.h * g.w * g.c;
+        copy_padded(x, g, n, image);
         return image;
     };
     direct_lines(g, g.c, images, y, pool, load,
@@ -389,7 +416,7 @@ void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<f
     Buffer<bf16> packed_w(taps * tap_size);
     for (std::size_t t = 0; t < taps; ++t)
         pack_pairs_bf16(w + t * g.c * g.f, g.c, g.f, g.f, false, packed_w.data() + t * tap_size);
-    auto images = per_thread<bf16>((g.h + g.pt + g.pb) * wp * c2);
+    ImageCopies<bf16> images((g.h + g.pt + g.pb) * wp * c2);
     auto bs = per_thread_lists<bf16>(taps);
     const Bf16Level level = bf16_level();
     const auto load = [&](std::size_t n, bf16* image) -> const bf16* {
@@ -602,12 +629,21 @@ struct Vector<double> {
     typedef double type __attribute__((vector_size(64)));
 };
 
-// Output pixels [ox0, ox0 + kPixels) of line (n, oy), filters [f0, f0 + kV vectors): the sums
-// stay in registers over every tap and channel, each input value broadcast once for the kV
-// vectors of weights. Every tap along a row of these pixels lies inside the image, unless kEdge
-// (one pixel, whose taps in the padding are skipped).
-template <std::size_t kPixels, std::size_t kC, bool kEdge, std::size_t kV, class T>
-inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t n,
+// The image a few-channel forward line reads: rows of `width` pixels of kC channels, the first
+// at padded row `top` (0 for a copy with the padding in it; pt for x's own image, whose rows
+// of padding are skipped).
+template <class T>
+struct Rows {
+    const T* image;
+    std::size_t width, top;
+};
+
+// Output pixels [ox0, ox0 + kPixels) of line oy, filters [f0, f0 + kV vectors): the sums stay
+// in registers over every tap and channel, each input value broadcast once for the kV vectors
+// of weights. Every tap along a row lies inside the image's width (its columns of padding are
+// in the copy).
+template <std::size_t kPixels, std::size_t kC, std::size_t kV, class T>
+inline void few_channels_block(const Rows<T>& in, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
                                std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
     using Vec = typename Vector<T>::type;
     constexpr std::size_t kLanes = sizeof(Vec) / sizeof(T);
@@ -617,21 +653,19 @@ inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, con
         if (e.bias) std::memcpy(&init, e.bias + f0 + v * kLanes, sizeof(Vec));
         for (std::size_t p = 0; p < kPixels; ++p) acc[p][v] = init;
     }
+    const std::size_t step = g.sw * kC;  // from one output pixel's tap to the next's
     for (std::size_t ky = 0; ky < g.kh; ++ky) {
-        const Index iy = source(oy, ky, g.sh, g.dh, g.pt, g.h);
-        if (iy < 0) continue;
-        const T* row = x + (n * g.h + static_cast<std::size_t>(iy)) * g.w * kC;
-        const std::size_t step = g.sw * kC;  // from one output pixel's tap to the next's
+        const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
+        if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
+        const T* row = in.image + (iy - in.top) * in.width * kC;
         for (std::size_t kx = 0; kx < g.kw; ++kx) {
-            const Index ix = static_cast<Index>(ox0 * g.sw + kx * g.dw) - static_cast<Index>(g.pl);  // pixel ox0's
-            if (kEdge && (ix < 0 || ix >= static_cast<Index>(g.w))) continue;
+            const T* px = row + (ox0 * g.sw + kx * g.dw) * kC;
             for (std::size_t c = 0; c < kC; ++c) {
                 Vec wk[kV];
                 const T* wrow = w + ((ky * g.kw + kx) * kC + c) * g.f + f0;
                 for (std::size_t v = 0; v < kV; ++v) std::memcpy(&wk[v], wrow + v * kLanes, sizeof(Vec));
-                const T* px = row + static_cast<std::size_t>(ix) * kC + c;
                 for (std::size_t p = 0; p < kPixels; ++p) {
-                    const T xv = px[p * step];
+                    const T xv = px[p * step + c];
                     for (std::size_t v = 0; v < kV; ++v) acc[p][v] += xv * wk[v];
                 }
             }
@@ -644,42 +678,41 @@ inline void few_channels_block(const T* x, const T* w, const Epilogue<T>& e, con
         }
 }
 
-// A block of kPixels interior pixels, or the single edge pixel ox0; kV vectors of filters.
-template <std::size_t kPixels, std::size_t kC, std::size_t kV, class T>
-inline void few_channels(bool interior, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
-                         std::size_t n, std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
-    if (interior)
-        few_channels_block<kPixels, kC, false, kV>(x, w, e, g, n, oy, ox0, f0, line);
-    else
-        few_channels_block<1, kC, true, kV>(x, w, e, g, n, oy, ox0, f0, line);
-}
-
-// few_channels for the channel count, known at compile time.
+// few_channels_block for the channel count, known at compile time.
 template <std::size_t kPixels, std::size_t kV, class T>
-inline void few_channels_any(bool interior, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
-                             std::size_t n, std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
+inline void few_channels_any(const Rows<T>& in, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
+                             std::size_t oy, std::size_t ox0, std::size_t f0, T* line) {
     switch (g.c) {
-        case 1: return few_channels<kPixels, 1, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
-        case 2: return few_channels<kPixels, 2, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
-        case 3: return few_channels<kPixels, 3, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
-        default: return few_channels<kPixels, 4, kV>(interior, x, w, e, g, n, oy, ox0, f0, line);
+        case 1: return few_channels_block<kPixels, 1, kV>(in, w, e, g, oy, ox0, f0, line);
+        case 2: return few_channels_block<kPixels, 2, kV>(in, w, e, g, oy, ox0, f0, line);
+        case 3: return few_channels_block<kPixels, 3, kV>(in, w, e, g, oy, ox0, f0, line);
+        default: return few_channels_block<kPixels, 4, kV>(in, w, e, g, oy, ox0, f0, line);
     }
 }
 
-// Output line `line` (n·OH + oy) of conv2d_forward_few_channels into out_line [OW, F].
+// The line's pixels in blocks of kPixels (the last block ends at OW: it may recompute, to the
+// same values, pixels of the block before), two vectors of filters at a time (one broadcast of
+// x feeds both), then one.
+template <std::size_t kPixels, class T>
+void few_channels_blocks(const Rows<T>& in, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t oy,
+                         T* line) {
+    constexpr std::size_t kLanes = 64 / sizeof(T);
+    for (std::size_t ox = 0; ox < g.ow; ox += kPixels) {
+        const std::size_t ox0 = std::min(ox, g.ow - kPixels);
+        std::size_t f0 = 0;
+        for (; f0 + 2 * kLanes <= g.f; f0 += 2 * kLanes) few_channels_any<kPixels, 2>(in, w, e, g, oy, ox0, f0, line);
+        if (f0 < g.f) few_channels_any<kPixels, 1>(in, w, e, g, oy, ox0, f0, line);
+    }
+}
+
+// Output line `line` (n·OH + oy) of conv2d_forward_few_channels into out_line [OW, F], from
+// image n as `in` holds it (x for filters that fill no whole vector: one pixel at a time).
 template <class T>
-void few_channels_line(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, std::size_t line,
-                       T* out_line) {
-    constexpr std::size_t kPixels = 8, kLanes = 64 / sizeof(T);  // filters per vector
-    // Output columns whose taps all lie inside their row: ox·sw ≥ pl and
-    // ox·sw + (KW - 1)·dw - pl < W.
-    const std::size_t reach = (g.kw - 1) * g.dw;
-    const std::size_t ox_lo = std::min(g.ow, (g.pl + g.sw - 1) / g.sw);
-    const std::size_t ox_hi = g.w + g.pl > reach ? std::clamp((g.w + g.pl - reach + g.sw - 1) / g.sw, ox_lo, g.ow) : ox_lo;
-    const bool blocked = g.f % kLanes == 0;
+void few_channels_line(const Rows<T>& in, const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g,
+                       std::size_t line, T* out_line) {
     const std::size_t n = line / g.oh, oy = line % g.oh;
-    for (std::size_t ox = 0; ox < g.ow; ++ox) {
-        if (!blocked) {
+    if (g.f % (64 / sizeof(T)) != 0) {
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
             T* __restrict out = out_line + ox * g.f;
             for (std::size_t f = 0; f < g.f; ++f) out[f] = e.bias ? e.bias[f] : T(0);
             for_each_tap(x, g, n, oy, ox, [&](std::size_t row, T v) {
@@ -688,28 +721,40 @@ void few_channels_line(const T* x, const T* w, const Epilogue<T>& e, const ConvG
             });
             if (e.relu)
                 for (std::size_t f = 0; f < g.f; ++f) out[f] = !(out[f] <= T(0)) ? out[f] : T(0);
-            continue;
         }
-        const bool interior = ox >= ox_lo && ox_lo + kPixels <= ox_hi && ox < ox_hi;
-        // The last block of the interior ends at ox_hi: it may recompute (to the same
-        // values) pixels of the block before.
-        if (interior) ox = std::min(ox, ox_hi - kPixels);
-        // Two vectors of filters at a time (one broadcast of x feeds both), then one.
-        std::size_t f0 = 0;
-        for (; f0 + 2 * kLanes <= g.f; f0 += 2 * kLanes)
-            few_channels_any<kPixels, 2>(interior, x, w, e, g, n, oy, ox, f0, out_line);
-        if (f0 < g.f) few_channels_any<kPixels, 1>(interior, x, w, e, g, n, oy, ox, f0, out_line);
-        if (interior) ox += kPixels - 1;
+        return;
     }
+    // Blocks of 8 pixels, or 7 where they tile the line (W1's 28 columns), or single pixels
+    // on lines narrower than that.
+    if (g.ow % 8 == 0 || (g.ow > 8 && g.ow % 7 != 0))
+        few_channels_blocks<8>(in, w, e, g, oy, out_line);
+    else if (g.ow >= 7)
+        few_channels_blocks<7>(in, w, e, g, oy, out_line);
+    else
+        few_channels_blocks<1>(in, w, e, g, oy, out_line);
 }
 
 // y = conv(x, w) for a few input channels (one group), finished by the epilogue: inner
 // dimension KH·KW·C is too short for img2col + GEMM (conv A, one channel: 0.93 ms through
-// libxsmm at 2 threads, 0.38 ms here).
+// libxsmm at 2 threads, 0.38 ms here). With columns of padding, each thread reads a copy of
+// its image inside a zero border, so that no block of pixels has a tap outside its row.
 template <class T>
 void conv2d_forward_few_channels(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y,
                                  const LinePool<T>* pool) {
-    output_lines(g, y, pool, [&](std::size_t, std::size_t line, T* out) { few_channels_line(x, w, e, g, line, out); });
+    const bool copy = g.pl + g.pr > 0 && g.f % (64 / sizeof(T)) == 0;
+    const std::size_t wp = g.w + g.pl + g.pr;
+    ImageCopies<T> images(copy ? (g.h + g.pt + g.pb) * wp * g.c : 0);
+    output_lines(g, y, pool, [&](std::size_t t, std::size_t line, T* out) {
+        const std::size_t n = line / g.oh;
+        Rows<T> in{x + n * g.h * g.w * g.c, g.w, g.pt};
+        if (copy)
+            in = {images.get(t, n, [&](std::size_t, T* image) {
+                      copy_padded(x, g, n, image);
+                      return image;
+                  }),
+                  wp, 0};
+        few_channels_line(in, x, w, e, g, line, out);
+    });
 }
 
 // dw [KH, KW, 1, F] += Σ over N, OH, OW of x at each tap · dY, accumulated per thread.
