@@ -325,20 +325,28 @@ template <class T>
 void SGD::run(std::size_t i, xt::xarray<T>& p, const xt::xarray<T>& g, std::int64_t) {
     const auto lr = static_cast<T>(lr_of(i)), wd = static_cast<T>(weight_decay_of(i, o_.weight_decay));
     const auto mu = static_cast<T>(o_.momentum), keep = static_cast<T>(1 - o_.dampening);
-    T* pv = p.data();
-    const T* gv = g.data();
+    T* __restrict pv = p.data();
+    const T* __restrict gv = g.data();
     bool first = false;  // the buffer starts as the first gradient, as in PyTorch
-    T* buf = mu != 0 ? slot<T>("momentum_buffer", i, 0, &first).data() : nullptr;
+    T* __restrict buf = mu != 0 ? slot<T>("momentum_buffer", i, 0, &first).data() : nullptr;
     const auto n = static_cast<std::ptrdiff_t>(p.size());
+    // One loop per case, its choices made at compile time, so that each vectorises (the loop
+    // with the branches inside ran scalar: 4-7% of a W1 step).
+    const auto update = [&]<bool kBuffer, bool kFirst, bool kNesterov>() {
 #pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
-    for (std::ptrdiff_t k = 0; k < n; ++k) {
-        T d = gv[k] + wd * pv[k];
-        if (buf) {
-            buf[k] = first ? d : mu * buf[k] + keep * d;
-            d = o_.nesterov ? d + mu * buf[k] : buf[k];
+        for (std::ptrdiff_t k = 0; k < n; ++k) {
+            T d = gv[k] + wd * pv[k];
+            if constexpr (kBuffer) {
+                buf[k] = kFirst ? d : mu * buf[k] + keep * d;
+                d = kNesterov ? d + mu * buf[k] : buf[k];
+            }
+            pv[k] -= lr * d;
         }
-        pv[k] -= lr * d;
-    }
+    };
+    if (!buf) return update.template operator()<false, false, false>();
+    if (o_.nesterov)
+        return first ? update.template operator()<true, true, true>() : update.template operator()<true, false, true>();
+    return first ? update.template operator()<true, true, false>() : update.template operator()<true, false, false>();
 }
 
 Adagrad::Adagrad(ParamList params, AdagradOptions o) : OptimizerOf(std::move(params), o.lr, "Adagrad"), o_(o) {
