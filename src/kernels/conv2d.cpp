@@ -1128,15 +1128,6 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     const std::size_t hu = hp + ekh - 1, wu = wp + ekw - 1;            // dilated, padded dY
     const std::size_t cg = g.cg(), fg = g.fg();
 
-    // u [N, HU, WU, F]: dY spread `stride` apart, after ekh - 1 rows and ekw - 1 columns of zeros.
-    Buffer<T> u(g.n * hu * wu * g.f);
-    std::fill_n(u.data(), u.size(), T(0));
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t oy = 0; oy < g.oh; ++oy)
-            for (std::size_t ox = 0; ox < g.ow; ++ox)
-                std::copy_n(gy + ((n * g.oh + oy) * g.ow + ox) * g.f, g.f,
-                            u.data() + ((n * hu + ekh - 1 + oy * g.sh) * wu + ekw - 1 + ox * g.sw) * g.f);
-
     // wf [KH, KW, Fg, C]: w flipped in H and W, channels swapped within each group.
     Buffer<T> wf(g.kh * g.kw * fg * g.c);
     for (std::size_t ky = 0; ky < g.kh; ++ky)
@@ -1146,6 +1137,29 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
                     for (std::size_t fi = 0; fi < fg; ++fi)
                         wf.data()[((ky * g.kw + kx) * fg + fi) * g.c + grp * cg + c] =
                             w[(((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * cg + c) * g.f + grp * fg + fi];
+
+    // Stride 1 with no padding wider than the dilated kernel: dx is the convolution of dY itself
+    // with wf, padded by what the kernel reaches beyond x's padding ([N, H, W, C] exactly), and
+    // the forward pass's kernels pad each image as they read it.
+    if (g.sh == 1 && g.sw == 1 && g.pt < ekh && g.pb < ekh && g.pl < ekw && g.pr < ekw) {
+        const ConvGeometry gd{g.n, g.oh, g.ow, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw,
+                              ekh - 1 - g.pt, ekh - 1 - g.pb, ekw - 1 - g.pl, ekw - 1 - g.pr, g.h, g.w};
+        Buffer<T> part(g.n * g.h * g.w * g.c), cols;
+        conv2d_forward<T>(gy, wf.data(), {}, gd, part.data(), cols, false, use_bf16);
+        const auto count = static_cast<Index>(part.size());
+#pragma omp parallel for schedule(static) if (count > (Index{1} << 16))
+        for (Index k = 0; k < count; ++k) dx[k] += part.data()[k];
+        return;
+    }
+
+    // u [N, HU, WU, F]: dY spread `stride` apart, after ekh - 1 rows and ekw - 1 columns of zeros.
+    Buffer<T> u(g.n * hu * wu * g.f);
+    std::fill_n(u.data(), u.size(), T(0));
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t oy = 0; oy < g.oh; ++oy)
+            for (std::size_t ox = 0; ox < g.ow; ++ox)
+                std::copy_n(gy + ((n * g.oh + oy) * g.ow + ox) * g.f, g.f,
+                            u.data() + ((n * hu + ekh - 1 + oy * g.sh) * wu + ekw - 1 + ox * g.sw) * g.f);
 
     // dx_padded [N, HP, WP, C] = valid, stride-1 conv of u with wf at the same dilation.
     const ConvGeometry gu{g.n, hu, wu, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw, 0, 0, 0, 0, hp, wp};
