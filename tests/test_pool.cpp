@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <xtensor/xview.hpp>
 
@@ -84,6 +85,77 @@ TEST_CASE("max_pool2d: NaN wins in its window wherever it is, in float and doubl
         auto yf = xgrad::max_pool2d(xgrad::Tensor(xt::xarray<float>(xt::cast<float>(v))), {.kernel = 2});
         CHECK(std::isnan(yf.item()));
     }
+}
+
+namespace {
+
+// max_pool2d's 2x2 rule, one channel of one window at a time: the first pixel in row-major
+// order, replaced only by a strictly greater value or the first NaN. Returns value and position.
+template <class T>
+std::pair<T, std::size_t> max_2x2_reference(const xt::xarray<T>& x, std::size_t n, std::size_t oy, std::size_t ox,
+                                            std::size_t c) {
+    const std::size_t w = x.shape()[2];
+    std::size_t best = 2 * oy * w + 2 * ox;
+    for (std::size_t k = 1; k < 4; ++k) {
+        const std::size_t at = (2 * oy + k / 2) * w + 2 * ox + k % 2;
+        const T v = x(n, at / w, at % w, c), m = x(n, best / w, best % w, c);
+        if (v > m || (std::isnan(v) && !std::isnan(m))) best = at;
+    }
+    return {x(n, best / w, best % w, c), best};
+}
+
+template <class T>
+void check_max_2x2_lanes() {
+    // 37 channels: whole vectors (16 floats, 8 doubles) and a tail; values from a small set, so
+    // that windows tie (signed zeros included); NaN in some vectors and not others, in every
+    // line pair of images 0 and 1 (image 2 has none: pools check a line pair for NaN first).
+    const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+    const T pool[] = {-1, T(-0.0), 0, 1, 2, -inf, inf, 1, -1, 2, 0, 1, 2, 1};
+    const std::size_t c = 37;
+    xt::xarray<T> x = xt::zeros<T>(Shape{3, 4, 6, c});
+    for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = pool[(i * 7 + i / 5) % 14];
+    x(0, 1, 2, 3) = nan;    // one lane of the first vector
+    x(1, 2, 5, 20) = nan;   // the second vector
+    x(1, 0, 0, 36) = nan;   // the tail
+    x(0, 3, 3, 9) = -nan;   // a negative NaN
+    // windows of zeros alone, whose first is -0 or +0 (a max tree would pick either)
+    for (std::size_t k = 0; k < c; ++k) {
+        const T a = k % 2 ? T(-0.0) : T(0), b = k % 2 ? T(0) : T(-0.0);
+        x(2, 2, 0, k) = a, x(2, 2, 1, k) = b, x(2, 3, 0, k) = b, x(2, 3, 1, k) = b;
+    }
+    for (const bool relu : {false, true}) {
+        xgrad::basic_tensor<T> xt_(x, true);
+        auto y = relu ? xgrad::relu_max_pool2d(xt_, {.kernel = 2}) : xgrad::max_pool2d(xt_, {.kernel = 2});
+        xt::xarray<T> gy = xt::zeros<T>(y.shape());
+        for (std::size_t i = 0; i < gy.size(); ++i) gy.data()[i] = static_cast<T>(i + 1);
+        y.backward(gy);
+        xgrad::NoGradGuard off;  // the path without argmax
+        auto y_inference = relu ? xgrad::relu_max_pool2d(xgrad::basic_tensor<T>(x), {.kernel = 2})
+                                : xgrad::max_pool2d(xgrad::basic_tensor<T>(x), {.kernel = 2});
+        std::size_t wrong = 0;
+        for (std::size_t n = 0; n < 3; ++n)
+            for (std::size_t oy = 0; oy < 2; ++oy)
+                for (std::size_t ox = 0; ox < 3; ++ox)
+                    for (std::size_t k = 0; k < c; ++k) {
+                        auto [v, at] = max_2x2_reference(x, n, oy, ox, k);
+                        if (relu && v <= 0) v = 0;
+                        for (const T got : {y.value()(n, oy, ox, k), y_inference.value()(n, oy, ox, k)})
+                            if (std::memcmp(&got, &v, sizeof v) != 0) ++wrong;
+                        // the gradient reaches the argmax (relu: where the maximum was positive;
+                        // relu's backward gives 0 at NaN, as PyTorch's)
+                        const T g = relu && !(v > 0) ? T(0) : gy(n, oy, ox, k);
+                        if (xt_.grad()(n, at / 6, at % 6, k) != g) ++wrong;
+                    }
+        CHECK(wrong == 0);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("max_pool2d 2x2: every channel lane follows the window rule (NaN, ties, signed zeros), float and double",
+          "[pool][nan]") {
+    check_max_2x2_lanes<float>();
+    check_max_2x2_lanes<double>();
 }
 
 TEST_CASE("upsample2d: nearest and bilinear as PyTorch's interpolate, both corner conventions", "[pool][resample]") {
