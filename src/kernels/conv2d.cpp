@@ -530,6 +530,80 @@ void scatter_direct_bf16(const float* gy, const float* w, const ConvGeometry& g,
     });
 }
 
+// The strided input gradient without the dcols matrix. Input pixels split into classes by
+// their position modulo the stride: the pixels ix0, ix0 + sw, .. of a row receive the kernel
+// columns kx with kx·dw ≡ ix0 + pl (mod sw), each from consecutive dY pixels (one further for
+// each stride), and likewise for rows. So for each input row and column class, Σ over the
+// class's taps of a run of dY · Wᵀ[tap] is one batch-reduce GEMM into every sw-th pixel of the
+// row (ldc = sw·C), reading dY's image copied between columns of zeros wide enough that every
+// tap's run lies inside it. Threads take whole input rows. wt: Wᵀ [F, KH·KW·C].
+template <class T>
+void scatter_strided(const T* gy, const T* wt, const ConvGeometry& g, T* dx) {
+    struct Tap {
+        std::size_t kx;
+        Index first;  // the dY column of the class's first pixel
+    };
+    struct ColumnClass {
+        std::size_t ix0, m;  // first input column, pixels in the class
+        std::vector<Tap> taps;
+    };
+    const auto sh = static_cast<Index>(g.sh), sw = static_cast<Index>(g.sw);
+    std::vector<ColumnClass> classes;
+    Index left = 0, right = 0;  // dY columns of zeros the runs need on each side
+    for (std::size_t ix0 = 0; ix0 < std::min(g.sw, g.w); ++ix0) {
+        ColumnClass cc{ix0, (g.w - ix0 + g.sw - 1) / g.sw, {}};
+        for (std::size_t kx = 0; kx < g.kw; ++kx) {
+            const Index v = static_cast<Index>(ix0 + g.pl) - static_cast<Index>(kx * g.dw);  // sw·ox
+            if (((v % sw) + sw) % sw != 0) continue;
+            const Index first = v / sw;  // exact: may be negative
+            const auto m = static_cast<Index>(cc.m);
+            if (first + m <= 0 || first >= static_cast<Index>(g.ow)) continue;  // the whole run in padding
+            left = std::max(left, -first);
+            right = std::max(right, first + m - static_cast<Index>(g.ow));
+            cc.taps.push_back({kx, first});
+        }
+        classes.push_back(std::move(cc));
+    }
+    const std::size_t owp = g.ow + static_cast<std::size_t>(left + right);
+    std::vector<BatchReduceGemm<T>> gemms;
+    gemms.reserve(classes.size());
+    for (const auto& cc : classes) gemms.emplace_back(cc.m, g.c, g.f, g.f, g.patch(), g.sw * g.c, true);
+    const bool padded = left + right > 0;
+    ImageCopies<T> images(padded ? g.oh * owp * g.f : 0);
+    const auto load = [&](std::size_t n, T* image) -> const T* {
+        const T* src = gy + n * g.oh * g.ow * g.f;
+        if (!padded) return src;
+        for (std::size_t oy = 0; oy < g.oh; ++oy)
+            std::copy_n(src + oy * g.ow * g.f, g.ow * g.f, image + (oy * owp + static_cast<std::size_t>(left)) * g.f);
+        return image;
+    };
+    auto as = per_thread_lists<T>(g.kh * g.kw), bs = per_thread_lists<T>(g.kh * g.kw);
+    const Index rows = static_cast<Index>(g.n * g.h);
+#pragma omp parallel
+    {
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (Index r = 0; r < rows; ++r) {
+            const std::size_t n = static_cast<std::size_t>(r) / g.h, iy = static_cast<std::size_t>(r) % g.h;
+            const T* image = images.get(t, n, load);
+            for (std::size_t ci = 0; ci < classes.size(); ++ci) {
+                const auto& cc = classes[ci];
+                std::size_t count = 0;
+                for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                    const Index v = static_cast<Index>(iy + g.pt) - static_cast<Index>(ky * g.dh);  // sh·oy
+                    if (v < 0 || v % sh != 0 || v / sh >= static_cast<Index>(g.oh)) continue;
+                    const auto oy = static_cast<std::size_t>(v / sh);
+                    for (const auto& tap : cc.taps) {
+                        as[t][count] = image + (oy * owp + static_cast<std::size_t>(tap.first + left)) * g.f;
+                        bs[t][count++] = wt + (ky * g.kw + tap.kx) * g.c;
+                    }
+                }
+                gemms[ci](as[t].data(), bs[t].data(), count, dx + ((n * g.h + iy) * g.w + cc.ix0) * g.c);
+            }
+        }
+    }
+}
+
 // The widest kernel img2col_pair_bf16 takes.
 constexpr std::size_t kMaxPairColumns = 16;
 
@@ -1082,8 +1156,6 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
         Buffer<T> wt(patch * g.f);
         for (std::size_t r = 0; r < patch; ++r)
             for (std::size_t f = 0; f < g.f; ++f) wt.data()[f * patch + r] = w[r * g.f + f];
-        // Strided convs keep GEMM + col2img: an input row then collects one or two taps per
-        // kernel column, too few for the batch-reduce GEMM (conv D: 8.1 ms against 8.3).
         if (direct<T>(g) && g.sh == 1 && g.sw == 1) {
             if constexpr (std::is_same_v<T, float>) {
                 if (use_bf16) return scatter_direct_bf16(gy, w, g, dx);
@@ -1091,6 +1163,7 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
             scatter_direct(gy, wt.data(), g, dx);
             return;
         }
+        if (direct<T>(g) && !use_bf16) return scatter_strided(gy, wt.data(), g, dx);
         // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
         const Chunks chunks(g);
         auto scratch = per_thread<T>(chunks.images * chunks.per_image * patch);
