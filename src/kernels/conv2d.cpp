@@ -355,30 +355,29 @@ void copy_padded(const T* x, const ConvGeometry& g, std::size_t n, T* image) {
 
 // The direct forward's traversal over output_lines: `images` holds each thread's image (see
 // ImageCopies; load returns a padded image, or x's own image when there is no padding) with
-// `pixel` elements per pixel, and line(thread, the taps' row segments, their tap indices,
-// count, out) is called with the taps on rows of padding left out.
+// `pixel` elements per pixel, `weights` [KH·KW] each tap's weight matrix, and line(thread, the
+// taps' row segments, their weights, count, out) is called with the taps on rows of padding
+// left out.
 template <class E, class T, class Load, class Line>
-void direct_lines(const ConvGeometry& g, std::size_t pixel, ImageCopies<E>& images, T* y, const LinePool<T>* pool,
-                  Load load, Line line) {
+void direct_lines(const ConvGeometry& g, std::size_t pixel, ImageCopies<E>& images, const E* const* weights, T* y,
+                  const LinePool<T>* pool, Load load, Line line) {
     const std::size_t wp = g.w + g.pl + g.pr, taps = g.kh * g.kw;
-    const auto threads = static_cast<std::size_t>(omp_get_max_threads());
-    auto as = per_thread_lists<E>(taps);
-    std::vector<std::vector<std::size_t>> tap_lists(threads, std::vector<std::size_t>(taps));
+    auto as = per_thread_lists<E>(taps), bs = per_thread_lists<E>(taps);
     output_lines(g, y, pool, [&](std::size_t t, std::size_t l, T* out) {
         const std::size_t n = l / g.oh, oy = l % g.oh;
         const E* src = images.get(t, n, load);
-        std::vector<const E*>& a = as[t];
-        std::vector<std::size_t>& tap = tap_lists[t];
+        const E** a = as[t].data();
+        const E** b = bs[t].data();
         std::size_t count = 0;
         for (std::size_t ky = 0; ky < g.kh; ++ky) {
             const std::size_t iy = oy * g.sh + ky * g.dh;  // in padded coordinates
             if (iy < g.pt || iy >= g.pt + g.h) continue;   // a row of zeros
             for (std::size_t kx = 0; kx < g.kw; ++kx, ++count) {
                 a[count] = src + (iy * wp + kx * g.dw) * pixel;
-                tap[count] = ky * g.kw + kx;
+                b[count] = weights[ky * g.kw + kx];
             }
         }
-        line(t, a.data(), tap.data(), count, out);
+        line(a, b, count, out);
     });
 }
 
@@ -392,16 +391,16 @@ void conv2d_forward_direct(const T* x, const T* w, const Epilogue<T>& e, const C
     const std::size_t wp = g.w + g.pl + g.pr;
     const BatchReduceGemm<T> line_gemm(g.ow, g.f, g.c, g.sw * g.c, g.f, g.f, false);
     ImageCopies<T> images(padded ? (g.h + g.pt + g.pb) * wp * g.c : 0);
-    auto bs = per_thread_lists<T>(g.kh * g.kw);
+    std::vector<const T*> weights(g.kh * g.kw);
+    for (std::size_t t = 0; t < weights.size(); ++t) weights[t] = w + t * g.c * g.f;
     const auto load = [&](std::size_t n, T* image) -> const T* {
         if (!padded) return x + n * g.h * g.w * g.c;
         copy_padded(x, g, n, image);
         return image;
     };
-    direct_lines(g, g.c, images, y, pool, load,
-                 [&](std::size_t t, const T* const* a, const std::size_t* tap, std::size_t count, T* out) {
-        for (std::size_t i = 0; i < count; ++i) bs[t][i] = w + tap[i] * g.c * g.f;
-        line_gemm(a, bs[t].data(), count, out);
+    direct_lines(g, g.c, images, weights.data(), y, pool, load,
+                 [&](const T* const* a, const T* const* b, std::size_t count, T* out) {
+        line_gemm(a, b, count, out);
         finish(e, g.ow, g.f, out);
     });
 }
@@ -416,18 +415,18 @@ void conv2d_forward_direct_bf16(const float* x, const float* w, const Epilogue<f
     Buffer<bf16> packed_w(taps * tap_size);
     for (std::size_t t = 0; t < taps; ++t)
         pack_pairs_bf16(w + t * g.c * g.f, g.c, g.f, g.f, false, packed_w.data() + t * tap_size);
+    std::vector<const bf16*> weights(taps);
+    for (std::size_t t = 0; t < taps; ++t) weights[t] = packed_w.data() + t * tap_size;
     ImageCopies<bf16> images((g.h + g.pt + g.pb) * wp * c2);
-    auto bs = per_thread_lists<bf16>(taps);
     const Bf16Level level = bf16_level();
     const auto load = [&](std::size_t n, bf16* image) -> const bf16* {
         for (std::size_t iy = 0; iy < g.h; ++iy)
             pack_rows_bf16(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, g.c, image + ((iy + g.pt) * wp + g.pl) * c2);
         return image;
     };
-    direct_lines(g, c2, images, y, pool, load,
-                 [&](std::size_t t, const bf16* const* a, const std::size_t* tap, std::size_t count, float* out) {
-        for (std::size_t i = 0; i < count; ++i) bs[t][i] = packed_w.data() + tap[i] * tap_size;
-        gemm_bf16(g.ow, g.f, pairs(g.c), a, g.sw * c2, bs[t].data(), count, out, g.f, false, level);
+    direct_lines(g, c2, images, weights.data(), y, pool, load,
+                 [&](const bf16* const* a, const bf16* const* b, std::size_t count, float* out) {
+        gemm_bf16(g.ow, g.f, pairs(g.c), a, g.sw * c2, b, count, out, g.f, false, level);
         finish(e, g.ow, g.f, out);
     });
 }
