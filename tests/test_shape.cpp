@@ -15,6 +15,22 @@ TEST_CASE("shape: reshape infers -1 and keeps the order of elements", "[shape]")
     CHECK(array_diff(y.value(), xt::xarray<double>{{0, 1, 2}, {3, 4, 5}}) == "");
 }
 
+TEST_CASE("shape: reshape of a large tensor (copied in blocks on the threads) keeps every element", "[shape]") {
+    // 3 blocks of 64Ki elements and part of a fourth, and their gradient back
+    const std::size_t n = 3 * 65536 + 1234;
+    xgrad::Tensor x(xt::xarray<float>(xt::arange<float>(0.0f, static_cast<float>(n))), true);
+    auto y = xgrad::reshape(x, {-1, 2});
+    REQUIRE(y.shape() == Shape{n / 2, 2});
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) wrong += y.value().data()[i] != static_cast<float>(i);
+    CHECK(wrong == 0);
+    xt::xarray<float> gy = xt::arange<float>(0.0f, static_cast<float>(n)) * 2.0f;
+    gy.reshape({n / 2, 2});
+    y.backward(gy);
+    for (std::size_t i = 0; i < n; ++i) wrong += x.grad().data()[i] != 2.0f * static_cast<float>(i);
+    CHECK(wrong == 0);
+}
+
 TEST_CASE("shape: reshape to a different size is an error with both shapes", "[shape][errors]") {
     auto x = xgrad::zeros<double>({2, 3});
     REQUIRE_THROWS_AS(xgrad::reshape(x, {4, 2}), xgrad::ShapeError);
