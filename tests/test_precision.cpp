@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "helpers.hpp"
@@ -79,6 +80,35 @@ TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 su
             xgrad::NoGradGuard off;
             CHECK(!xgrad_test::array_diff(y.value(), xgrad::conv2d(x, w, b, o).value(), 1e-7, 1e-7).empty());
         }
+    }
+}
+
+TEST_CASE("precision: bf16 conv2d: a NaN or an infinity reaches exactly the outputs whose windows hold it",
+          "[precision][nan]") {
+    INFO("bf16 kernels: " << xgrad::bf16_kernels());
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    for (const auto& c : xgrad_test::conv_paths()) {
+        INFO(c.name);
+        xgrad::manual_seed(8);
+        xt::xarray<float> xv = xgrad::randn<float>(c.x).value();
+        // a non-finite value in every third pixel's last channel of the first image's middle row
+        // (where a kernel row's run of pairs ends next to it), in the first channel elsewhere
+        const std::size_t h = c.x[1], w = c.x[2], ch = c.x[3];
+        for (std::size_t ix = 0; ix < w; ix += 3) xv(0, h / 2, ix, ch - 1) = ix % 2 ? inf : nan;
+        xv(c.x[0] - 1, 0, w - 1, 0) = -inf;
+        Tensor y;
+        {
+            xgrad::AutocastGuard bf16;
+            y = xgrad::conv2d(Tensor(xv), Tensor(xgrad::randn<float>(c.w).value()), c.o);
+        }
+        xgrad::manual_seed(8);
+        xgrad::randn<float>(c.x);  // the same weights as above
+        const Tensor64 w64(rounded(xgrad::randn<float>(c.w).value()));
+        const auto y64 = xgrad::conv2d(Tensor64(rounded(xv)), w64, c.o);
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < y.size(); ++i)
+            differ += std::isfinite(y.value().data()[i]) != std::isfinite(y64.value().data()[i]);
+        CHECK(differ == 0);
     }
 }
 
