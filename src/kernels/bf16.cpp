@@ -171,30 +171,61 @@ void pack_rows_bf16(const float* a, std::size_t rows, std::size_t cols, std::siz
     }
 }
 
-void pack_pairs_bf16(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out) {
-    for (std::size_t q = 0; q < pairs(k); ++q) {
-        bf16* dst = out + q * n * 2;
-        const std::size_t r0 = 2 * q, r1 = r0 + 1;
-        if (trans) {
-            for (std::size_t j = 0; j < n; ++j) {
-                dst[2 * j] = to_bf16(b[j * ld + r0]);
-                dst[2 * j + 1] = r1 < k ? to_bf16(b[j * ld + r1]) : bf16(0);
+namespace {
+
+// Pairs [q0, q1) of K and columns [j0, j1) of pack_pairs_bf16's output (its layout, [P, N, 2]).
+// A transposed B is read along its stored rows (consecutive pairs of K), not down its columns.
+void pack_pairs_part(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out,
+                     std::size_t q0, std::size_t q1, std::size_t j0, std::size_t j1) {
+    if (trans) {
+        for (std::size_t j = j0; j < j1; ++j) {
+            const float* row = b + j * ld;  // B's column j
+            for (std::size_t q = q0; q < q1; ++q) {
+                bf16* dst = out + (q * n + j) * 2;
+                dst[0] = to_bf16(row[2 * q]);
+                dst[1] = 2 * q + 1 < k ? to_bf16(row[2 * q + 1]) : bf16(0);
             }
-        } else if (r1 < k) {  // two rows in order
-            const float* row0 = b + r0 * ld;
-            const float* row1 = b + r1 * ld;
-            for (std::size_t j = 0; j < n; ++j) {
+        }
+        return;
+    }
+    for (std::size_t q = q0; q < q1; ++q) {
+        bf16* dst = out + q * n * 2;
+        const float* row0 = b + 2 * q * ld;
+        if (2 * q + 1 < k) {  // two rows in order
+            const float* row1 = row0 + ld;
+            for (std::size_t j = j0; j < j1; ++j) {
                 dst[2 * j] = to_bf16(row0[j]);
                 dst[2 * j + 1] = to_bf16(row1[j]);
             }
         } else {
-            const float* row0 = b + r0 * ld;
-            for (std::size_t j = 0; j < n; ++j) {
+            for (std::size_t j = j0; j < j1; ++j) {
                 dst[2 * j] = to_bf16(row0[j]);
                 dst[2 * j + 1] = 0;
             }
         }
     }
+}
+
+// Blocks of a pack_pairs_bf16 output, [P, N, 2], as tasks for the threads: pairs and columns
+// both split, so that a short K (a dense layer's 128 outputs, 64 pairs) still gives each
+// thread its share.
+struct PairTasks {
+    static constexpr std::size_t kPairs = 32, kColumns = 256;
+    std::size_t p, n, pair_blocks, column_blocks;
+    PairTasks(std::size_t k, std::size_t n_)
+        : p(pairs(k)), n(n_), pair_blocks((p + kPairs - 1) / kPairs), column_blocks((n + kColumns - 1) / kColumns) {}
+    std::ptrdiff_t count() const { return static_cast<std::ptrdiff_t>(pair_blocks * column_blocks); }
+    void run(std::ptrdiff_t t, const float* b, std::size_t k, std::size_t ld, bool trans, bf16* out) const {
+        const std::size_t q0 = static_cast<std::size_t>(t) / column_blocks * kPairs;
+        const std::size_t j0 = static_cast<std::size_t>(t) % column_blocks * kColumns;
+        pack_pairs_part(b, k, n, ld, trans, out, q0, std::min(p, q0 + kPairs), j0, std::min(n, j0 + kColumns));
+    }
+};
+
+}  // namespace
+
+void pack_pairs_bf16(const float* b, std::size_t k, std::size_t n, std::size_t ld, bool trans, bf16* out) {
+    pack_pairs_part(b, k, n, ld, trans, out, 0, pairs(k), 0, n);
 }
 
 void round_bf16(const float* in, std::size_t n, float* out) {
@@ -210,34 +241,32 @@ void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, s
     // reads it in order
     const std::size_t width = 2 * pairs(k);
     Buffer<bf16> pa(m * width), pb(pairs(k) * n * 2);
-    // Both packings in blocks on the threads (a dense layer's weights are MBs: serial, the
-    // other thread waited).
-    constexpr std::size_t kBlock = 64;  // rows of A, or pairs of K, per task
-    const auto a_tasks = static_cast<std::ptrdiff_t>(((trans_a ? pairs(k) : m) + kBlock - 1) / kBlock);
-    const auto b_tasks = static_cast<std::ptrdiff_t>((pairs(k) + kBlock - 1) / kBlock);
+    // Both packings in blocks on the threads (a dense layer's weights are MBs, and a batch of
+    // 64 rows or pairs of them is one block only if it is not split further: one thread
+    // packed while the other waited).
+    const auto threads = static_cast<std::size_t>(omp_get_max_threads());
+    const std::size_t a_rows = std::max<std::size_t>(1, (m + 4 * threads - 1) / (4 * threads));  // per task
+    const auto a_tasks = static_cast<std::ptrdiff_t>((m + a_rows - 1) / a_rows);
+    const PairTasks a_pairs(k, m), b_pairs(k, n);
 #pragma omp parallel
     {
+        if (trans_a) {  // A stored [K, M]: packed pairs [P, M, 2]
 #pragma omp for schedule(static) nowait
-        for (std::ptrdiff_t t = 0; t < a_tasks; ++t) {
-            const std::size_t first = static_cast<std::size_t>(t) * kBlock;
-            if (trans_a)  // pairs [first, first + kBlock) of K, as pairs [P, M, 2]
-                pack_pairs_bf16(a + 2 * first * lda, std::min(k - 2 * first, 2 * kBlock), m, lda, false,
-                                pa.data() + first * m * 2);
-            else
-                pack_rows_bf16(a + first * lda, std::min(kBlock, m - first), k, lda, pa.data() + first * width);
+            for (std::ptrdiff_t t = 0; t < a_pairs.count(); ++t) a_pairs.run(t, a, k, lda, false, pa.data());
+        } else {
+#pragma omp for schedule(static) nowait
+            for (std::ptrdiff_t t = 0; t < a_tasks; ++t) {
+                const std::size_t first = static_cast<std::size_t>(t) * a_rows;
+                pack_rows_bf16(a + first * lda, std::min(a_rows, m - first), k, lda, pa.data() + first * width);
+            }
         }
 #pragma omp for schedule(static)
-        for (std::ptrdiff_t t = 0; t < b_tasks; ++t) {
-            const std::size_t first = static_cast<std::size_t>(t) * kBlock;
-            pack_pairs_bf16(trans_b ? b + 2 * first : b + 2 * first * ldb, std::min(k - 2 * first, 2 * kBlock), n, ldb,
-                            trans_b, pb.data() + first * n * 2);
-        }
+        for (std::ptrdiff_t t = 0; t < b_pairs.count(); ++t) b_pairs.run(t, b, k, ldb, trans_b, pb.data());
     }
     // row r0's first pair and the step from one row to the next, one pair to the next
     const std::size_t row_step = trans_a ? 2 : width, pair_step = trans_a ? 2 * m : 2;
     // Tasks of at most 48 rows of C, as many as a multiple of the threads, of equal size: a
     // batch of 64 rows in tasks of 48 and 16 left one thread waiting for the other.
-    const auto threads = static_cast<std::size_t>(omp_get_max_threads());
     const std::size_t tasks_wanted = ((m + 47) / 48 + threads - 1) / threads * threads;
     const std::size_t kRows = (m + tasks_wanted - 1) / tasks_wanted;  // rows of C per task
     const auto tasks = static_cast<std::ptrdiff_t>((m + kRows - 1) / kRows);
