@@ -1115,7 +1115,7 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
         // the whole chunk at once: 6.8-7.1 ms).
         const Chunks chunks(g);
         const std::size_t row_patch = g.kw * g.c;  // columns per kernel row
-        auto columns = per_thread<T>(direct<T>(g) ? chunks.images * chunks.per_image * row_patch : 0);
+        auto columns = per_thread<T>(direct<T>(g) && !use_bf16 ? chunks.images * chunks.per_image * row_patch : 0);
         auto packed = bf16_scratch(use_bf16, patch, g.f, chunks.images * chunks.per_image);
         auto images = per_thread<bf16>(use_bf16 && direct<T>(g)
                                            ? chunks.images * (g.h + g.pt + g.pb) * (g.w + g.pl + g.pr) * g.c
