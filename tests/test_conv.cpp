@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <random>
 
 #include <xtensor/xview.hpp>
@@ -301,10 +302,42 @@ TEST_CASE("conv2d: float32 forward and both gradients agree with float64 on the 
 }
 
 TEST_CASE("conv2d: the default input-gradient variant is process-wide", "[conv]") {
-    CHECK(xgrad::default_conv_backward() == ConvBackward::col2img);
+    CHECK(xgrad::default_conv_backward() == ConvBackward::automatic);
     xgrad::set_default_conv_backward(ConvBackward::flipped);
     CHECK(xgrad::default_conv_backward() == ConvBackward::flipped);
-    xgrad::set_default_conv_backward(ConvBackward::col2img);
+    xgrad::set_default_conv_backward(ConvBackward::automatic);
+}
+
+TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 1 on the direct path, col2img "
+          "elsewhere, bit for bit",
+          "[conv][precision]") {
+    // dx of float32 conv2d with the variant, in bf16 mode or not
+    const auto dx = [](const xgrad::Conv2dOptions& base, const Shape& xs, const Shape& ws, bool bf16, ConvBackward v) {
+        xgrad::manual_seed(12);
+        xgrad::Tensor x(xgrad::randn<float>(xs).value(), true), w(xgrad::randn<float>(ws).value());
+        auto o = base;
+        o.backward = v;
+        xgrad::Tensor y;
+        {
+            xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+            y = xgrad::conv2d(x, w, o);
+        }
+        y.backward(xgrad::randn<float>(y.shape()).value());
+        return xt::xarray<float>(x.grad());
+    };
+    const auto same_bits = [](const xt::xarray<float>& a, const xt::xarray<float>& b) {
+        return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    const xgrad::Conv2dOptions same{.padding = Padding::same}, strided{.stride = 2, .padding = Padding::same};
+    const bool bf16_kernels = xgrad::bf16_kernels() != "portable";
+    INFO("bf16 kernels: " << xgrad::bf16_kernels());
+    // 32 output channels: the flipped gradient is the direct forward of dY
+    const Shape xs{2, 7, 9, 16}, ws{3, 3, 16, 32};
+    const auto automatic = dx(same, xs, ws, true, ConvBackward::automatic);
+    CHECK(same_bits(automatic, dx(same, xs, ws, true, bf16_kernels ? ConvBackward::flipped : ConvBackward::col2img)));
+    CHECK(!same_bits(automatic, dx(same, xs, ws, true, bf16_kernels ? ConvBackward::col2img : ConvBackward::flipped)));
+    CHECK(same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));
+    CHECK(same_bits(dx(strided, xs, ws, true, ConvBackward::automatic), dx(strided, xs, ws, true, ConvBackward::col2img)));
 }
 
 TEST_CASE("conv2d: bad input gives typed errors naming the op and the shapes", "[conv][errors]") {

@@ -149,7 +149,7 @@ def run_xgrad(kind, threads, batches, only="", bf16=False):
            "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)] + (["--bf16"] if bf16 else [])
     found = [r for r in results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
              if r.get("bench") == kind]  # not the "precision" line of --bf16
-    return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "col2img")
+    return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "automatic")
 
 
 def machine(threads):

@@ -1210,6 +1210,28 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
     }
 }
 
+namespace {
+
+// The flipped input gradient at stride 1, padding within the dilated kernel: the forward
+// convolution of dY (geometry gd) with the flipped weights.
+bool flipped_as_forward(const ConvGeometry& g) {
+    const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
+    return g.sh == 1 && g.sw == 1 && g.pt < ekh && g.pb < ekh && g.pl < ekw && g.pr < ekw;
+}
+
+ConvGeometry flipped_forward_geometry(const ConvGeometry& g) {
+    const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
+    return {g.n, g.oh, g.ow, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw,
+            ekh - 1 - g.pt, ekh - 1 - g.pb, ekw - 1 - g.pl, ekw - 1 - g.pr, g.h, g.w};
+}
+
+}  // namespace
+
+bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
+    return bf16 && bf16_level() != Bf16Level::portable && flipped_as_forward(g) &&
+           direct<float>(flipped_forward_geometry(g));
+}
+
 template <class T>
 void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
@@ -1230,9 +1252,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     // Stride 1 with no padding wider than the dilated kernel: dx is the convolution of dY itself
     // with wf, padded by what the kernel reaches beyond x's padding ([N, H, W, C] exactly), and
     // the forward pass's kernels pad each image as they read it.
-    if (g.sh == 1 && g.sw == 1 && g.pt < ekh && g.pb < ekh && g.pl < ekw && g.pr < ekw) {
-        const ConvGeometry gd{g.n, g.oh, g.ow, g.f, g.kh, g.kw, g.c, g.groups, 1, 1, g.dh, g.dw,
-                              ekh - 1 - g.pt, ekh - 1 - g.pb, ekw - 1 - g.pl, ekw - 1 - g.pr, g.h, g.w};
+    if (flipped_as_forward(g)) {
+        const ConvGeometry gd = flipped_forward_geometry(g);
         Buffer<T> part(g.n * g.h * g.w * g.c), cols;
         conv2d_forward<T>(gy, wf.data(), {}, gd, part.data(), cols, false, use_bf16);
         const auto count = static_cast<Index>(part.size());

@@ -95,4 +95,8 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
 template <class T>
 void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
+// Whether the flipped input gradient beats col2img here (ConvBackward::automatic): with bf16
+// products at stride 1 with padding within the kernel, where it is the direct forward of dY.
+bool flipped_is_faster(const ConvGeometry& g, bool bf16);
+
 }  // namespace xgrad::kernels

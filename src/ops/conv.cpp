@@ -22,7 +22,7 @@ namespace xgrad {
 
 namespace {
 
-std::atomic<ConvBackward> g_default_backward{ConvBackward::col2img};
+std::atomic<ConvBackward> g_default_backward{ConvBackward::automatic};
 
 // Output size and padding along one axis; throws when the window does not fit.
 struct AxisFit {
@@ -342,7 +342,10 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
     const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
     with_scratch(g, [&] {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
-        if (*o.backward == ConvBackward::col2img)
+        const ConvBackward variant = *o.backward != ConvBackward::automatic ? *o.backward
+                                     : kernels::flipped_is_faster(g, bf16) ? ConvBackward::flipped
+                                                                            : ConvBackward::col2img;
+        if (variant == ConvBackward::col2img)
             kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
         else
             kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
@@ -534,7 +537,9 @@ std::vector<TransposedCase> transposed_cases() {
     };
 }
 
-const char* variant_name(ConvBackward v) { return v == ConvBackward::col2img ? "col2img" : "flipped"; }
+const char* variant_name(ConvBackward v) {
+    return v == ConvBackward::col2img ? "col2img" : v == ConvBackward::flipped ? "flipped" : "automatic";
+}
 
 }  // namespace
 

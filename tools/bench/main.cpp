@@ -60,7 +60,7 @@ void bench_ops(int reps, const std::string& only) {
     xgrad::manual_seed(0);
     // dW and dX: the backward pass's two halves, each timed as forward + that gradient alone
     // (only w, or only x, requiring grad) minus the forward.
-    fmt::print("{:<8} {:<8} {:>9} {:>9} {:>12} {:>9} {:>7} {:>7}\n", "op", "variant", "fwd ms", "GFLOP/s",
+    fmt::print("{:<8} {:<9} {:>9} {:>9} {:>12} {:>9} {:>7} {:>7}\n", "op", "variant", "fwd ms", "GFLOP/s",
                "fwd+bwd ms", "GFLOP/s", "dW ms", "dX ms");
     for (const auto& s : kConvs) {
         if (!only.empty() && only != s.name) continue;
@@ -70,7 +70,8 @@ void bench_ops(int reps, const std::string& only) {
         const xgrad::Conv2dOptions base{.stride = s.stride, .padding = s.pad};
         const auto y0 = xgrad::conv2d(x, w, base);
         const double flop = 2.0 * static_cast<double>(y0.size() * s.k * s.k * s.c);
-        for (auto v : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped}) {
+        // automatic is the default, what a user gets (tools/compare_torch.py reports it)
+        for (auto v : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped, xgrad::ConvBackward::automatic}) {
             auto o = base;
             o.backward = v;
             const double fwd = median_ms(reps, [&] {
@@ -91,8 +92,10 @@ void bench_ops(int reps, const std::string& only) {
                 x.zero_grad();
                 xgrad::conv2d(x, w_const, o).backward(gy);
             });
-            const char* vn = v == xgrad::ConvBackward::col2img ? "col2img" : "flipped";
-            fmt::print("{:<8} {:<8} {:>9.2f} {:>9.1f} {:>12.2f} {:>9.1f} {:>7.2f} {:>7.2f}\n", s.name, vn, fwd,
+            const char* vn = v == xgrad::ConvBackward::col2img   ? "col2img"
+                             : v == xgrad::ConvBackward::flipped ? "flipped"
+                                                                 : "automatic";
+            fmt::print("{:<8} {:<9} {:>9.2f} {:>9.1f} {:>12.2f} {:>9.1f} {:>7.2f} {:>7.2f}\n", s.name, vn, fwd,
                        flop / fwd / 1e6, both, 3 * flop / both / 1e6, fwd_dw - fwd, fwd_dx - fwd);
             result("ops", fmt::format("\"op\": \"{}\", \"variant\": \"{}\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}, "
                                       "\"fwd_gflops\": {:.1f}, \"fwdbwd_gflops\": {:.1f}, \"fwd_dw_ms\": {:.3f}, "
@@ -111,7 +114,7 @@ void bench_ops(int reps, const std::string& only) {
             x.zero_grad();
             xgrad::max_pool2d(x, {.kernel = 2}).backward(gy);
         });
-        fmt::print("{:<8} {:<8} {:>9.2f} {:>9} {:>12.2f}\n", "maxpool", "", fwd, "", both);
+        fmt::print("{:<8} {:<9} {:>9.2f} {:>9} {:>12.2f}\n", "maxpool", "", fwd, "", both);
         result("ops", fmt::format("\"op\": \"maxpool\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}", fwd, both));
     }
     if (only.empty() || only == "dense") {
@@ -130,7 +133,7 @@ void bench_ops(int reps, const std::string& only) {
                 xgrad::sum(xgrad::linear(x, w, b)).backward();
             });
             const auto name = fmt::format("dense {}->{}", in, out);
-            fmt::print("{:<17} {:>9.3f} {:>9} {:>12.3f}\n", name, fwd, "", both);
+            fmt::print("{:<18} {:>9.3f} {:>9} {:>12.3f}\n", name, fwd, "", both);
             result("ops", fmt::format("\"op\": \"{}\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}", name, fwd, both));
         }
     }
@@ -269,7 +272,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();  // --threads and --reps may follow the subcommand
     std::string only;
-    auto* ops = app.add_subcommand("ops", "conv A-E (both input-gradient variants), maxpool, dense");
+    auto* ops = app.add_subcommand("ops", "conv A-E (each input-gradient variant, and the automatic default), maxpool, dense");
     ops->add_option("--only", only, "convA..convE, maxpool or dense");
     std::size_t size = 2048;
     auto* gemm = app.add_subcommand("gemm", "sgemm GFLOP/s");
