@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/bf16.hpp"
+#include "kernels/vector.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/pool2d.hpp"
 
@@ -692,18 +693,6 @@ inline void for_each_tap(const T* x, const ConvGeometry& g, std::size_t n, std::
         }
     }
 }
-
-// 64 bytes of T as one GCC vector (an AVX-512 register; two AVX2 ones).
-template <class T>
-struct Vector;
-template <>
-struct Vector<float> {
-    typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct Vector<double> {
-    typedef double type __attribute__((vector_size(64)));
-};
 
 // The image a few-channel forward line reads: rows of `width` pixels of kC channels, the first
 // at padded row `top` (0 for a copy with the padding in it; pt for x's own image, whose rows

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/vector.hpp"
+
 namespace xgrad::kernels {
 
 namespace {
@@ -96,18 +98,6 @@ inline void max_window_2x2(const T* __restrict r0, const T* __restrict r1, std::
     }
 }
 
-// 64 bytes of T as one GCC vector (an AVX-512 register; two AVX2 ones).
-template <class T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-    typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct Lanes<double> {
-    typedef double type __attribute__((vector_size(64)));
-};
-
 // Whether any of the n values is NaN: one vectorised pass (an integer OR needs no order).
 template <class T>
 bool any_nan(const T* p, std::size_t n) {
@@ -124,7 +114,7 @@ bool any_nan(const T* p, std::size_t n) {
 template <bool kIndices, class T>
 inline void max_window_2x2_numbers(const T* __restrict r0, const T* __restrict r1, std::size_t c, std::int32_t pos,
                                    std::int32_t w, bool relu, T* __restrict best, std::int32_t* __restrict at) {
-    using Vec = typename Lanes<T>::type;
+    using Vec = typename Vector<T>::type;
     constexpr std::size_t kLanes = sizeof(Vec) / sizeof(T);
     std::size_t k = 0;
     for (; k + kLanes <= c; k += kLanes) {
