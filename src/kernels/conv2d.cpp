@@ -1168,6 +1168,7 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
             scatter_direct(gy, wt.data(), g, dx);
             return;
         }
+        // Strided, float32 and float64 (bf16 keeps the GEMM + col2img below)
         if (direct<T>(g) && !use_bf16) return scatter_strided(gy, wt.data(), g, dx);
         // Per chunk: its dcols = dY · Wᵀ, scattered at once into its own images of dx.
         const Chunks chunks(g);

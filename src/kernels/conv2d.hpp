@@ -86,8 +86,9 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
                             bool bf16 = false);
 
 
-// dx += dY · Wᵀ per group, scattered back with col2img (at stride 1 with 16+ channels and
-// libxsmm, each tap's block is added straight into dx, without the dcols matrix).
+// dx += dY · Wᵀ per group, scattered back with col2img (with 16+ channels and libxsmm, each
+// tap's block is added straight into dx, without the dcols matrix: at stride 1, and at larger
+// strides in float32 and float64, a class of input positions at a time).
 template <class T>
 void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 

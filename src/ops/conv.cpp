@@ -537,9 +537,7 @@ std::vector<TransposedCase> transposed_cases() {
     };
 }
 
-const char* variant_name(ConvBackward v) {
-    return v == ConvBackward::col2img ? "col2img" : v == ConvBackward::flipped ? "flipped" : "automatic";
-}
+const char* variant_name(ConvBackward v) { return v == ConvBackward::col2img ? "col2img" : "flipped"; }
 
 }  // namespace
 
