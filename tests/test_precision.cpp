@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "helpers.hpp"
@@ -81,6 +82,67 @@ TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 su
             CHECK(!xgrad_test::array_diff(y.value(), xgrad::conv2d(x, w, b, o).value(), 1e-7, 1e-7).empty());
         }
     }
+}
+
+TEST_CASE("precision: bf16 conv2d on random geometries (padding wider than the kernel, strides, dilations, "
+          "groups) is the float32 sum of bf16 products, every input-gradient variant",
+          "[precision][traps]") {
+    // The fixed paths above use mostly same padding; this draws the direct bf16 passes (16+
+    // channels: the scatters, the weight gradient from per-thread images, the flipped
+    // variant as a forward of dY) and the few-channel and GEMM ones onto odd geometries,
+    // against float64 on the rounded operands (its own kernels are proven against the
+    // definition in test_conv).
+    INFO("bf16 kernels: " << xgrad::bf16_kernels());
+    std::mt19937_64 gen(4321);
+    auto pick = [&gen](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
+    };
+    std::size_t checked = 0;
+    for (int trial = 0; trial < 120; ++trial) {
+        const std::size_t groups = trial % 6 == 5 ? 2 : 1;
+        const std::size_t cg = std::vector<std::size_t>{1, 3, 16, 17, 32}[pick(0, 4)], c = cg * groups;
+        const std::size_t f = groups * std::vector<std::size_t>{1, 3, 16, 19, 32}[pick(0, 4)];
+        // Half the trials at stride 1 with each side's padding inside the dilated kernel (the
+        // flipped variant's forward-of-dY path), the others anywhere up to wider than the input.
+        const bool inside = trial % 2 == 0;
+        const std::size_t kh = pick(1, 5), kw = pick(1, 5), sh = inside ? 1 : pick(1, 3), sw = inside ? 1 : pick(1, 3);
+        const std::size_t dh = pick(1, 2), dw = pick(1, 2), h = pick(1, 9), w = pick(1, 11);
+        const std::size_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+        const std::size_t pt = pick(0, inside ? ekh - 1 : kh + 2), pb = pick(0, inside ? ekh - 1 : kh + 1),
+                          pl = pick(0, inside ? ekw - 1 : w + 2), pr = pick(0, inside ? ekw - 1 : kw + 1);
+        if (h + pt + pb < ekh || w + pl + pr < ekw) continue;
+        xgrad::Conv2dOptions o;
+        o.stride = {static_cast<int>(sh), static_cast<int>(sw)};
+        o.dilation = {static_cast<int>(dh), static_cast<int>(dw)};
+        o.padding = xgrad::PadSpec{static_cast<int>(pt), static_cast<int>(pb), static_cast<int>(pl), static_cast<int>(pr)};
+        o.groups = static_cast<int>(groups);
+        const std::size_t n = pick(1, 3);
+        INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [" << kh << ", " << kw << ", " << cg << ", " << f
+                   << "], stride " << sh << "x" << sw << ", dilation " << dh << "x" << dw << ", padding {" << pt << ", "
+                   << pb << ", " << pl << ", " << pr << "}, groups " << groups);
+        xgrad::manual_seed(static_cast<std::uint64_t>(trial));
+        const xt::xarray<float> xv = xgrad::randn<float>({n, h, w, c}).value();
+        const xt::xarray<float> wv = xgrad::randn<float>({kh, kw, cg, f}).value();
+        Tensor64 x64(rounded(xv), true), w64(rounded(wv), true);
+        auto y64 = xgrad::conv2d(x64, w64, o);
+        const xt::xarray<float> gy = xgrad::randn<float>(y64.shape()).value();
+        y64.backward(rounded(gy));
+        for (auto variant : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped, xgrad::ConvBackward::automatic}) {
+            INFO("variant " << static_cast<int>(variant));
+            o.backward = variant;
+            Tensor x(xv, true), wt(wv, true), y;
+            {
+                xgrad::AutocastGuard bf16;
+                y = xgrad::conv2d(x, wt, o);
+            }
+            y.backward(gy);
+            CHECK(close(y.value(), y64.value()));
+            CHECK(close(x.grad(), x64.grad()));
+            CHECK(close(wt.grad(), w64.grad()));
+        }
+        ++checked;
+    }
+    CHECK(checked > 80);
 }
 
 TEST_CASE("precision: bf16 conv2d: a NaN or an infinity reaches exactly the outputs whose windows hold it",
