@@ -158,10 +158,10 @@ int main(int argc, char** argv) {
             auto [logits, next] = model.run(Tensor(one), state);
             state = next;
             std::vector<double> p(vocab.size());
-            double top = -1e30, total = 0;
+            double top = -1e30;
             for (std::size_t k = 0; k < p.size(); ++k) top = std::max(top, static_cast<double>(logits.value()(0, k)));
             for (std::size_t k = 0; k < p.size(); ++k)
-                total += p[k] = std::exp((logits.value()(0, k) - top) / temperature);
+                p[k] = std::exp((logits.value()(0, k) - top) / temperature);
             std::discrete_distribution<std::size_t> pick(p.begin(), p.end());
             const std::size_t k = pick(rng);
             out.push_back(vocab[k]);
