@@ -358,3 +358,66 @@ TEST_CASE("conv2d: bad input gives typed errors naming the op and the shapes", "
                         Contains("groups 2 must divide") && Contains("x [8, 28, 28, 3]"));
     REQUIRE_THROWS_AS(xgrad::conv2d(x, xgrad::zeros({3, 3, 1, 16}), {.groups = 0}), xgrad::ValueError);
 }
+
+TEST_CASE("conv2d: an empty batch gives an empty output and zero gradients on every kernel path", "[conv][traps]") {
+    for (const auto& c : xgrad_test::conv_paths())
+        for (const bool bf16 : {false, true})
+            for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped, ConvBackward::automatic}) {
+                INFO(c.name << (bf16 ? ", bf16" : "") << ", variant " << static_cast<int>(variant));
+                Shape xs = c.x;
+                xs[0] = 0;
+                auto o = c.o;
+                o.backward = variant;
+                Tensor x(xt::xarray<float>(xt::zeros<float>(xs)), true), w = xgrad::randn<float>(c.w, true);
+                Tensor b = xgrad::randn<float>({c.w[3]}, true);
+                xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+                auto y = xgrad::conv2d(x, w, b, o);
+                REQUIRE(y.shape()[0] == 0);
+                xgrad::sum(y).backward();
+                CHECK(x.grad().shape() == xs);
+                CHECK(xt::all(xt::equal(w.grad(), 0.0f)));
+                CHECK(xt::all(xt::equal(b.grad(), 0.0f)));
+                auto p = xgrad::conv2d_relu_max_pool2d(x, w, b, o, {.kernel = 1});
+                CHECK(p.shape()[0] == 0);
+                xgrad::NoGradGuard off;
+                CHECK(xgrad::conv2d_relu(x, w, b, o).shape()[0] == 0);
+            }
+}
+
+
+TEST_CASE("conv2d: no input channels gives the bias alone, no filters an empty output, in every precision",
+          "[conv][traps]") {
+    // As PyTorch: a sum over no channels is zero, so y = b (relu'd for conv2d_relu), db = Σ dY,
+    // and dW, dx are empty; with no filters y is [N, OH, OW, 0] and dx is zero.
+    for (const bool bf16 : {false, true})
+        for (const std::size_t k : {1, 3}) {
+            INFO((bf16 ? "bf16" : "float32") << ", kernel " << k);
+            xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+            Tensor x(xt::xarray<float>(xt::zeros<float>({2, 5, 4, 0})), true), w = xgrad::randn<float>({k, k, 0, 16}, true);
+            Tensor b = xgrad::randn<float>({16}, true);
+            auto y = xgrad::conv2d(x, w, b, {.padding = Padding::same});
+            REQUIRE(y.shape() == Shape{2, 5, 4, 16});
+            CHECK(array_diff(y.value(), xt::xarray<float>(xt::broadcast(b.value(), y.shape())), 0, 0) == "");
+            xgrad::sum(y).backward();
+            CHECK(array_diff(b.grad(), xt::xarray<float>(xt::full_like(b.value(), 40.0f)), 0, 0) == "");
+            CHECK(x.grad().shape() == x.shape());
+            CHECK(w.grad().shape() == w.shape());
+            const auto relu = xgrad::conv2d_relu(x, w, b, {.padding = Padding::same});
+            CHECK(array_diff(relu.value(), xt::xarray<float>(xt::maximum(y.value(), 0.0f)), 0, 0) == "");
+            CHECK(xgrad::conv2d_relu_max_pool2d(x, w, b, {.padding = Padding::same}, {.kernel = 2}).shape() ==
+                  Shape{2, 2, 2, 16});
+
+            Tensor x2 = xgrad::randn<float>({2, 5, 4, 16}, true), w2 = xgrad::randn<float>({k, k, 16, 0}, true);
+            auto y2 = xgrad::conv2d(x2, w2, {.padding = Padding::same});
+            REQUIRE(y2.shape() == Shape{2, 5, 4, 0});
+            xgrad::sum(y2).backward();
+            CHECK(xt::all(xt::equal(x2.grad(), 0.0f)));
+            const Shape pooled{2, 2, 2, 0};  // g++ 12 once stored this as [2, 2, 2, 2] (test_compiler)
+            CHECK(xgrad::conv2d_relu_max_pool2d(x2, w2, {.padding = Padding::same}, {.kernel = 2}).shape() == pooled);
+            // the transposed convolution of no channels is its bias
+            const auto t = xgrad::conv_transpose2d(Tensor(xt::xarray<float>(xt::zeros<float>({1, 3, 3, 0}))),
+                                                   xgrad::randn<float>({k, k, 4, 0}),
+                                                   Tensor(xt::xarray<float>(xt::ones<float>({4}))), {.stride = 2});
+            CHECK(xt::all(xt::equal(t.value(), 1.0f)));
+        }
+}

@@ -162,3 +162,17 @@ TEST_CASE("group_norm: nn::GroupNorm and nn::InstanceNorm hold PyTorch's paramet
     loss.backward();
     for (const auto& p : model.parameters()) CHECK(p.has_grad());
 }
+
+TEST_CASE("layer_norm, group_norm: an empty batch gives an empty output and zero parameter gradients", "[norm][traps]") {
+    Tensor64 x(xt::xarray<double>(xt::zeros<double>({0, 4, 4, 6})), true), w(xt::xarray<double>(xt::ones<double>({6})), true),
+        b(xt::xarray<double>(xt::zeros<double>({6})), true);
+    auto y = xgrad::group_norm(x, 3, w, b) + xgrad::layer_norm(x, {6}, w, b);
+    CHECK(y.shape() == x.shape());
+    xgrad::sum(y).backward();
+    CHECK(x.grad().shape() == x.shape());
+    CHECK(array_diff(w.grad(), xt::zeros<double>({6})) == "");
+    CHECK(array_diff(b.grad(), xt::zeros<double>({6})) == "");
+    // and a batch norm in evaluation mode (training refuses a batch with one value or none)
+    Tensor64 mean(xt::xarray<double>(xt::zeros<double>({6}))), var(xt::xarray<double>(xt::ones<double>({6})));
+    CHECK(xgrad::batch_norm(x, w, b, mean, var, false).shape() == x.shape());
+}

@@ -90,3 +90,16 @@ TEST_CASE("reduce: a large sum over the leading axes (blocks of rows on the thre
     CHECK(array_diff(one, ref, 1e-4, 1e-5) == "");
     CHECK(array_diff(xgrad::mean(x, {0, 1}).value(), xt::xarray<double>(ref / 5100.0), 1e-6, 1e-5) == "");
 }
+
+TEST_CASE("reduce: mean and max of an empty batch are empty; over an empty axis they are errors", "[reduce][traps]") {
+    Tensor64 x(xt::xarray<double>(xt::zeros<double>({0, 3})), true);
+    const auto m = xgrad::mean(x, {1}), mx = xgrad::max(x, {1});
+    CHECK(m.shape() == Shape{0});
+    CHECK(mx.shape() == Shape{0});
+    xgrad::sum(m + mx).backward();
+    CHECK(x.grad().shape() == x.shape());
+    REQUIRE_THROWS_AS(xgrad::mean(x), xgrad::ShapeError);  // a mean of nothing has no value
+    REQUIRE_THROWS_WITH(xgrad::mean(x, {0}), Contains("mean") && Contains("[0, 3]"));
+    REQUIRE_THROWS_WITH(xgrad::max(x, {0}), Contains("max") && Contains("[0, 3]"));
+    CHECK(xgrad::sum(x, {0}).shape() == Shape{3});  // a sum of nothing is zero
+}

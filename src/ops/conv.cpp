@@ -72,8 +72,9 @@ kernels::ConvGeometry conv_geometry(const char* op, const Shape& xs, const Shape
                         groups, c, f, shapes);
     detail::check_shape(ws[2] * groups == c, "{}: x has {} channels but w expects {}{}; {}", op, c,
                         ws[2] * groups, groups > 1 ? fmt::format(" ({} groups)", groups) : "", shapes);
-    detail::check_shape(ws[0] >= 1 && ws[1] >= 1 && f >= 1, "{}: w has an empty dimension; {}", op,
-                        shapes);
+    // No input channels or no filters are legal (an empty output, or the bias alone); a kernel
+    // without extent is not.
+    detail::check_shape(ws[0] >= 1 && ws[1] >= 1, "{}: w has an empty kernel; {}", op, shapes);
     detail::check_shape(!bs || (bs->size() == 1 && (*bs)[0] == f), "{}: b must be [F] = [{}]; {}", op, f,
                         shapes);
     const auto fy = fit_axis(xs[1], ws[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
@@ -281,7 +282,7 @@ std::pair<Conv2dOptions, Shape> transposed_geometry(const Shape& xs, const Shape
                         shapes);
     detail::check_shape(ws[3] == c, "{}: x has {} channels but w expects {} (w is [KH, KW, F / groups, C]); {}", op,
                         c, ws[3], shapes);
-    detail::check_shape(ws[0] >= 1 && ws[1] >= 1 && ws[2] >= 1, "{}: w has an empty dimension; {}", op, shapes);
+    detail::check_shape(ws[0] >= 1 && ws[1] >= 1, "{}: w has an empty kernel; {}", op, shapes);
     detail::check_shape(!bs || (bs->size() == 1 && (*bs)[0] == f), "{}: b must be [F] = [{}]; {}", op, f, shapes);
     const std::size_t oh = transposed_extent(xs[1], ws[0], o.stride.h, o.dilation.h, p.mode, p.top, p.bottom,
                                              op_.h, "high", shapes);

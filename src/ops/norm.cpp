@@ -107,6 +107,16 @@ basic_tensor<T> batch_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
 
 namespace {
 
+// The rule of a normalisation of an empty x: zero gradients for x and, when affine (param
+// non-null), its weight and bias (PyTorch keeps them too).
+template <class Grads>
+void zero_grads(Grads& grads, const Shape& x, const Shape* param) {
+    using T = typename std::decay_t<decltype(grads.output())>::value_type;
+    if (grads.needs(0)) grads.add(0, zeros<T>(x));
+    for (std::size_t i = 1; param && i < 3; ++i)
+        if (grads.needs(i)) grads.add(i, zeros<T>(*param));
+}
+
 template <class T>
 basic_tensor<T> layer_norm_impl(const basic_tensor<T>& x, const Shape& normalized, const basic_tensor<T>* weight,
                                 const basic_tensor<T>* bias, double eps) {
@@ -150,6 +160,9 @@ basic_tensor<T> layer_norm_impl(const basic_tensor<T>& x, const Shape& normalize
         // Per row of x [rows, D], the statistics recomputed as ops (so the rule differentiates
         // again): x̂ = (x - mean)·inv, inv = (var + eps)^-1/2; with gx̂ = gy·weight,
         // dx = inv·(gx̂ - mean(gx̂) - x̂·mean(gx̂·x̂)), dweight = Σ gy·x̂, dbias = Σ gy over the rows.
+        if (x.size() == 0) {  // no rows (or none of the normalised values): every gradient is zero
+            return zero_grads(grads, x.shape(), affine ? &w.shape() : nullptr);
+        }
         const std::vector<std::ptrdiff_t> flat{static_cast<std::ptrdiff_t>(rows), static_cast<std::ptrdiff_t>(d)};
         const auto x2 = reshape(x, flat);
         const auto g2 = reshape(gy, flat);
@@ -185,7 +198,9 @@ basic_tensor<T> group_norm_impl(const char* op, const basic_tensor<T>& x, std::s
                         "{}: weight and bias must be [C] = [{}]; {}", op, c, shapes);
     detail::check_value(eps > 0 && std::isfinite(eps), "{}: eps must be positive and finite, got {}; {}", op, eps,
                         shapes);
-    const std::size_t cg = c / groups, sp = n && c ? x.size() / (n * c) : 0, per = sp * cg;
+    std::size_t sp = 1;  // positions per image (S)
+    for (std::size_t i = 1; i + 1 < x.dim(); ++i) sp *= x.shape()[i];
+    const std::size_t cg = c / groups, per = sp * cg;
     xt::xarray<T> y = xt::empty<T>(x.shape());
     const T* xv = x.value().data();
     const T* gw = weight ? weight->value().data() : nullptr;
@@ -224,6 +239,9 @@ basic_tensor<T> group_norm_impl(const char* op, const basic_tensor<T>& x, std::s
         // Per (n, g) of x [N, S, G, Cg], as layer_norm's rule per row (the statistics recomputed
         // as ops): dx = inv·(gx̂ - mean(gx̂) - x̂·mean(gx̂·x̂)) with gx̂ = gy·weight; dweight =
         // Σ gy·x̂ and dbias = Σ gy over N and S.
+        if (x.size() == 0) {  // an empty batch: every gradient is zero
+            return zero_grads(grads, x.shape(), affine ? &w.shape() : nullptr);
+        }
         const auto d = [](std::size_t v) { return static_cast<std::ptrdiff_t>(v); };
         const std::vector<std::ptrdiff_t> view{d(n), d(sp), d(groups), d(cg)};
         const auto x4 = reshape(x, view);

@@ -89,6 +89,8 @@ basic_tensor<T> reduce_sum(const char* op, OpKind kind, const basic_tensor<T>& x
     const Shape kept = reduced_shape(x.shape(), axes, true);
     std::size_t count = 1;
     for (auto a : axes) count *= x.shape()[a];
+    // An empty result (an empty batch) is fine; a mean of nothing has no value.
+    detail::check_shape(!average || count > 0, "mean: x {} is empty along the reduced axes", x.shape());
     const T scale = average ? T(1) / static_cast<T>(std::max<std::size_t>(count, 1)) : T(1);
     bool leading = true;
     for (std::size_t i = 0; i < axes.size(); ++i) leading = leading && axes[i] == i;
@@ -118,7 +120,6 @@ basic_tensor<T> sum(const basic_tensor<T>& x) {
 
 template <class T>
 basic_tensor<T> mean(const basic_tensor<T>& x, const Axes& axes, bool keepdims) {
-    detail::check_shape(x.size() > 0, "mean: x {} is empty", x.shape());
     return reduce_sum("mean", OpKind::mean, x, axes, keepdims, true);
 }
 
@@ -130,15 +131,16 @@ basic_tensor<T> mean(const basic_tensor<T>& x) {
 template <class T>
 basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes_in, bool keepdims) {
     const auto axes = detail::normalize_axes("max", axes_in, x.shape());
-    detail::check_shape(x.size() > 0, "max: x {} is empty", x.shape());
+    std::size_t inner = 1;
+    for (auto a : axes) inner *= x.shape()[a];
+    // An empty result (an empty batch) is fine; the maximum of nothing has no value.
+    detail::check_shape(inner > 0, "max: x {} is empty along the reduced axes", x.shape());
     // Move the reduced axes last, so that each output owns one contiguous row.
     std::vector<std::size_t> perm;
     for (std::size_t i = 0; i < x.dim(); ++i)
         if (std::find(axes.begin(), axes.end(), i) == axes.end()) perm.push_back(i);
     perm.insert(perm.end(), axes.begin(), axes.end());
     const xt::xarray<T> xp = xt::transpose(x.value(), perm);
-    std::size_t inner = 1;
-    for (auto a : axes) inner *= x.shape()[a];
     const std::size_t outer = x.size() / inner;
 
     xt::xarray<T> y = xt::empty<T>(reduced_shape(x.shape(), axes, keepdims));
