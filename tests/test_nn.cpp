@@ -382,3 +382,29 @@ TEST_CASE("distributed: a single process is a world of one; gradients are packed
     averager.average();
     CHECK(net.fc1->weight.grad() == before);
 }
+
+TEST_CASE("Sequential: an empty batch runs forward, backward and predict, in float32 and bf16", "[nn][traps]") {
+    for (const bool bf16 : {false, true}) {
+        INFO((bf16 ? "bf16" : "float32"));
+        xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+        const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
+        Sequential model({8, 8, 1});
+        model.add(Conv2D(1, 16, 3, same, Activation::relu))
+            .add(MaxPool2D({.kernel = 2}))
+            .add(Conv2D(16, 16, 3, same, Activation::relu))
+            .add(Flatten())
+            .add(Dense(4 * 4 * 16, 8, Activation::relu))
+            .add(Dense(8, 3));
+        const auto x = xgrad::zeros<float>({0, 8, 8, 1});
+        auto y = model(x);
+        CHECK(y.shape() == Shape{0, 3});
+        xgrad::sum(y).backward();
+        for (const auto& p : model.parameters()) CHECK(xt::all(xt::equal(p.grad(), 0.0f)));
+        CHECK(model.predict(x).shape() == Shape{0, 3});
+    }
+    // the shapes under it: flatten counts the trailing size, a shared matmul operand of K = 0
+    CHECK(xgrad::flatten(xgrad::zeros<float>({0, 7, 7, 64})).shape() == Shape{0, 3136});
+    Tensor a = xgrad::zeros<float>({2, 3, 0}, true), b = xgrad::zeros<float>({0, 4}, true);
+    xgrad::sum(xgrad::matmul(a, b)).backward();
+    CHECK(b.grad().shape() == b.shape());
+}

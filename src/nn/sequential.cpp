@@ -164,13 +164,13 @@ Evaluation basic_sequential<T>::evaluate_loader(const data::basic_data_loader<T>
 template <class T>
 basic_tensor<T> basic_sequential<T>::predict(const Tensor& x, std::size_t batch_size) {
     detail::check_value(batch_size > 0, "Sequential::predict: batch_size must be positive");
-    detail::check_shape(x.dim() >= 1 && x.shape()[0] > 0, "Sequential::predict: x must be a non-empty batch, got x {}",
-                        x.shape());
+    detail::check_shape(x.dim() >= 1, "Sequential::predict: x must have a batch axis, got x {}", x.shape());
     NoGradGuard no_grad;
     const bool was_training = this->is_training();
     this->eval();
     std::vector<Tensor> parts;
     const std::size_t n = x.shape()[0];
+    if (n == 0) parts.push_back(forward(x));  // an empty batch: the model's empty output
     for (std::size_t begin = 0; begin < n; begin += batch_size) {
         std::vector<std::size_t> idx;
         for (std::size_t i = begin; i < std::min(n, begin + batch_size); ++i) idx.push_back(i);

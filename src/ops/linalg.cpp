@@ -81,10 +81,12 @@ basic_tensor<T> matmul_t(const basic_tensor<T>& a, const basic_tensor<T>& b, boo
         if (grads.needs(0)) grads.add(0, ta ? matmul_t(b, gy, tb, true) : matmul_t(gy, b, false, !tb));
         if (grads.needs(1)) {
             if (shared_b) {
-                const std::ptrdiff_t k = static_cast<std::ptrdiff_t>(a.shape().back());
-                const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(gy.shape().back());
-                const auto fa = reshape(a, {-1, k});
-                const auto fg = reshape(gy, {-1, n});
+                // a [..., K] as [rows, K], gy [..., N] as [rows, N] (rows counted, not inferred:
+                // K or N may be 0)
+                std::ptrdiff_t rows = 1;
+                for (std::size_t i = 0; i + 1 < a.dim(); ++i) rows *= static_cast<std::ptrdiff_t>(a.shape()[i]);
+                const auto fa = reshape(a, {rows, static_cast<std::ptrdiff_t>(a.shape().back())});
+                const auto fg = reshape(gy, {rows, static_cast<std::ptrdiff_t>(gy.shape().back())});
                 grads.add(1, tb ? matmul_t(fg, fa, true, false) : matmul_t(fa, fg, true, false));
             } else {
                 grads.add(1, tb ? matmul_t(gy, a, true, ta) : matmul_t(a, gy, !ta, false));
