@@ -221,6 +221,38 @@ TEST_CASE("precision: bf16 linear, linear_relu and matmul, forward and backward"
     }
 }
 
+TEST_CASE("precision: bf16 linear and matmul on random sizes (1, odd, more rows than a thread's block), both "
+          "gradients", "[precision][traps]") {
+    // The packing splits pairs along K and blocks of 256 columns into tasks; sizes of 1, odd K
+    // (a last half pair) and rows fewer than the threads are its edges.
+    std::mt19937_64 gen(99);
+    auto pick = [&gen](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
+    };
+    for (int trial = 0; trial < 40; ++trial) {
+        const bool big = trial % 8 == 7;
+        const std::size_t m = big ? pick(200, 700) : pick(1, 40), k = big ? pick(150, 400) : pick(1, 70),
+                          n = big ? pick(200, 600) : pick(1, 40);
+        INFO(m << " x " << k << " x " << n);
+        xgrad::manual_seed(static_cast<std::uint64_t>(trial));
+        Tensor x = xgrad::randn<float>({m, k}, true), w = xgrad::randn<float>({k, n}, true);
+        Tensor b = xgrad::randn<float>({n}, true);
+        Tensor y;
+        {
+            xgrad::AutocastGuard bf16;
+            y = trial % 2 ? xgrad::linear(x, w, b) : xgrad::matmul(x, w);
+        }
+        const auto gy = xgrad::randn<float>(y.shape());
+        y.backward(gy.value());
+        Tensor64 x64(rounded(x.value()), true), w64(rounded(w.value()), true), b64(xt::cast<double>(b.value()), true);
+        auto y64 = trial % 2 ? xgrad::linear(x64, w64, b64) : xgrad::matmul(x64, w64);
+        y64.backward(rounded(gy.value()));
+        CHECK(close(y.value(), y64.value()));
+        CHECK(close(x.grad(), x64.grad()));
+        CHECK(close(w.grad(), w64.grad()));
+    }
+}
+
 TEST_CASE("precision: float32 master weights: an update below bf16's resolution still moves a weight",
           "[precision]") {
     // bf16 has 8 significant bits: next to 1 its values are 2^-7 apart. One SGD step of 1e-4
