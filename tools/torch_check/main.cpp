@@ -1,0 +1,114 @@
+// torch_check: the xgrad half of tools/check_torch.py, which compares ops with PyTorch.
+// Reads cases from an .npz (for case i: p_i = [op code, parameters...], inputs a_i, b_i, c_i
+// already in xgrad's layout, an optional target t_i that takes no gradient, and the output
+// gradient gy_i), runs each op forward and backward in float64 (or float32 with --float32),
+// and writes y_i and the inputs' gradients ga_i, gb_i, gc_i, or err_i with the message of the
+// xgrad::Error it threw. The op codes are check_torch.py's table.
+//
+//   build/tools/torch_check in.npz out.npz [--float32]
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "xgrad/io/npz.hpp"
+#include "xgrad/xgrad.hpp"
+
+namespace {
+
+template <class T>
+using Tensor = xgrad::basic_tensor<T>;
+
+template <class T>
+Tensor<T> run_op(int op, const std::vector<double>& p, const std::vector<Tensor<T>>& in, const Tensor<T>& target) {
+    using namespace xgrad;
+    const auto i = [&](std::size_t k) { return static_cast<int>(p.at(k)); };
+    switch (op) {
+        case 0:
+            return conv_transpose2d(in.at(0), in.at(1),
+                                    {.stride = {i(1), i(2)}, .dilation = {i(3), i(4)},
+                                     .padding = PadSpec{i(5), i(5), i(6), i(6)}, .output_padding = {i(7), i(8)},
+                                     .groups = i(9)});
+        case 1:
+            return conv2d(in.at(0), in.at(1),
+                          {.stride = {i(1), i(2)}, .dilation = {i(3), i(4)}, .padding = PadSpec{i(5), i(5), i(6), i(6)},
+                           .groups = i(7)});
+        case 2: return max_pool2d(in.at(0), {.kernel = Size2{i(1), i(2)}, .stride = Size2{i(3), i(4)}, .padding = Size2{i(5), i(6)}});
+        case 3:
+            return avg_pool2d(in.at(0), {.kernel = Size2{i(1), i(2)}, .stride = Size2{i(3), i(4)},
+                                         .padding = Size2{i(5), i(6)}, .count_include_pad = i(7) != 0});
+        case 4: return adaptive_avg_pool2d(in.at(0), Size2{i(1), i(2)});
+        case 5:
+            return upsample2d(in.at(0), {.size = Size2{i(1), i(2)},
+                                         .mode = i(3) ? Interpolation::bilinear : Interpolation::nearest,
+                                         .align_corners = i(4) != 0});
+        case 6: return group_norm(in.at(0), static_cast<std::size_t>(i(1)), in.at(1), in.at(2));
+        case 7: {
+            const auto& s = in.at(0).shape();
+            const Shape trailing(s.end() - i(1), s.end());
+            return layer_norm(in.at(0), trailing, in.at(1), in.at(2));
+        }
+        case 8: return softmax(in.at(0), i(1));
+        case 9: return log_softmax(in.at(0), i(1));
+        case 10: return gelu(in.at(0), i(1) ? Gelu::tanh : Gelu::none);
+        case 11: return silu(in.at(0));
+        case 12: return elu(in.at(0), p.at(1));
+        case 13: return softplus(in.at(0), p.at(1), p.at(2));
+        case 14: return hardswish(in.at(0));
+        case 15: return leaky_relu(in.at(0), p.at(1));
+        case 16: {
+            AttentionOptions o{.causal = i(1) != 0};
+            if (p.at(2) > 0) o.scale = p.at(2);
+            return scaled_dot_product_attention(in.at(0), in.at(1), in.at(2), o);
+        }
+        case 17: return cross_entropy(in.at(0), target, CrossEntropyOptions{.label_smoothing = p.at(1)});
+        default: throw xgrad::ValueError("torch_check: unknown op code " + std::to_string(op));
+    }
+}
+
+template <class T>
+int run(const std::string& in_path, const std::string& out_path) {
+    std::map<std::string, xt::xarray<double>> a;
+    for (const auto& [name, array] : xgrad::io::read_npz(in_path)) a[name] = xgrad::io::npy_to_double(array, name);
+    xgrad::io::NpzArchive out;
+    std::size_t cases = 0;
+    for (;; ++cases) {
+        const std::string s = std::to_string(cases);
+        if (!a.count("p_" + s)) break;
+        const auto& pv = a["p_" + s];
+        const std::vector<double> p(pv.begin(), pv.end());
+        std::vector<Tensor<T>> in;
+        for (const char* name : {"a_", "b_", "c_"})
+            if (a.count(name + s)) in.emplace_back(xt::xarray<T>(a[name + s]), true);
+        const Tensor<T> target = a.count("t_" + s) ? Tensor<T>(xt::xarray<T>(a["t_" + s])) : Tensor<T>();
+        try {
+            auto y = run_op<T>(static_cast<int>(p.at(0)), p, in, target);
+            y.backward(xt::xarray<T>(a.at("gy_" + s)));
+            out.push_back({"y_" + s, xgrad::io::to_npy(xt::xarray<double>(y.value()))});
+            const char* grads[] = {"ga_", "gb_", "gc_"};
+            for (std::size_t k = 0; k < in.size(); ++k)
+                out.push_back({grads[k] + s, xgrad::io::to_npy(xt::xarray<double>(in[k].grad()))});
+        } catch (const xgrad::Error& e) {
+            out.push_back({"err_" + s, xgrad::io::bytes_to_npy(e.what())});
+        }
+    }
+    xgrad::io::write_npz(out_path, out);
+    std::printf("%zu cases\n", cases);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Runs check_torch.py's cases in xgrad (float64 unless --float32)."};
+    std::string in_path, out_path;
+    bool float32 = false;
+    app.add_option("input", in_path, "cases (.npz)")->required();
+    app.add_option("output", out_path, "results (.npz)")->required();
+    app.add_flag("--float32", float32, "run in float32");
+    CLI11_PARSE(app, argc, argv);
+    return float32 ? run<float>(in_path, out_path) : run<double>(in_path, out_path);
+}
