@@ -57,7 +57,8 @@ TEST_CASE("linear: bad shapes print x, w and b", "[linalg][errors]") {
     REQUIRE_THROWS_WITH(xgrad::linear(x, xgrad::zeros({4, 2}), xgrad::zeros({2})),
                         Contains("x has 3 features but w expects 4") && Contains("x [8, 3], w [4, 2], b [2]"));
     REQUIRE_THROWS_WITH(xgrad::linear(x, xgrad::zeros({3, 2}), xgrad::zeros({3})), Contains("b must be [out]"));
-    REQUIRE_THROWS_AS(xgrad::linear(xgrad::zeros({8, 1, 3}), xgrad::zeros({3, 2})), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::linear(xgrad::zeros({8, 1, 3}), xgrad::zeros({2, 3})), xgrad::ShapeError);
+    REQUIRE_THROWS_AS(xgrad::linear(xgrad::zeros({3}), xgrad::zeros({3, 2, 1})), xgrad::ShapeError);
 }
 
 TEST_CASE("matmul and linear: an inner dimension of 0 gives zeros (an empty sum), not old memory", "[linalg][traps]") {
@@ -118,4 +119,28 @@ TEST_CASE("linear and matmul: products shared between the threads agree with flo
         }
     }
     xgrad::set_num_threads(2);
+}
+
+TEST_CASE("linear: any leading dimensions, as PyTorch's F.linear: [N, T, in] and [in], float32 and bf16", "[linalg]") {
+    xgrad::manual_seed(5);
+    const Tensor64 x = xgrad::randn<double>({2, 3, 4}), w = xgrad::randn<double>({4, 5}), b = xgrad::randn<double>({5});
+    // the same numbers as the rows one at a time
+    const auto y = xgrad::linear(x, w, b);
+    REQUIRE(y.shape() == Shape{2, 3, 5});
+    const auto rows = xgrad::linear(xgrad::reshape(x, {6, 4}), w, b);
+    CHECK(array_diff(y.value(), xt::xarray<double>(xt::reshape_view(rows.value(), {2, 3, 5})), 0, 0) == "");
+    const auto one = xgrad::linear(xgrad::Tensor64(xt::xarray<double>(xt::view(x.value(), 1, 2))), w, b);
+    CHECK(one.shape() == Shape{5});
+    CHECK(array_diff(one.value(), xt::xarray<double>(xt::view(y.value(), 1, 2)), 0, 0) == "");
+    // a Dense layer over a sequence, bf16 included, with gradients for every input
+    for (const bool bf16 : {false, true}) {
+        xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
+        xgrad::nn::Dense dense(4, 5, xgrad::nn::Activation::relu);
+        Tensor xs = xgrad::randn<float>({2, 3, 4}, true);
+        auto out = dense(xs);
+        CHECK(out.shape() == Shape{2, 3, 5});
+        xgrad::sum(out).backward();
+        CHECK(xs.grad().shape() == xs.shape());
+        CHECK(dense.weight.grad().shape() == Shape{4, 5});
+    }
 }

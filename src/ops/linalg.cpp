@@ -115,10 +115,10 @@ namespace {
 template <class T>
 void check_linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b) {
     const std::string bias = b ? ", b " + to_string(b->shape()) : "";
-    detail::check_shape(x.dim() == 2 && w.dim() == 2, "linear: x must be [N, in] and w [in, out]; x {}, w {}{}",
+    detail::check_shape(x.dim() >= 1 && w.dim() == 2, "linear: x must be [..., in] and w [in, out]; x {}, w {}{}",
                         x.shape(), w.shape(), bias);
-    detail::check_shape(x.shape()[1] == w.shape()[0],
-                        "linear: x has {} features but w expects {}; x {}, w {}{}", x.shape()[1],
+    detail::check_shape(x.shape().back() == w.shape()[0],
+                        "linear: x has {} features but w expects {}; x {}, w {}{}", x.shape().back(),
                         w.shape()[0], x.shape(), w.shape(), bias);
     detail::check_shape(!b || (b->dim() == 1 && b->shape()[0] == w.shape()[1]),
                         "linear: b must be [out] = [{}]; x {}, w {}{}", w.shape()[1], x.shape(),
@@ -130,6 +130,16 @@ void check_linear(const basic_tensor<T>& x, const basic_tensor<T>& w, const basi
 template <class T>
 basic_tensor<T> linear_impl(OpKind kind, const basic_tensor<T>& x, const basic_tensor<T>& w, const basic_tensor<T>* b) {
     check_linear(x, w, b);
+    if (x.dim() != 2) {
+        // x [..., in] (a sequence's [N, T, in], or one sample's [in]) as rows [rows, in], and
+        // the result back as [..., out]: the reshapes are ops, so the rule is linear's.
+        std::ptrdiff_t rows = 1;
+        for (std::size_t i = 0; i + 1 < x.dim(); ++i) rows *= static_cast<std::ptrdiff_t>(x.shape()[i]);
+        const auto flat = reshape(x, {rows, static_cast<std::ptrdiff_t>(x.shape().back())});
+        std::vector<std::ptrdiff_t> out_shape(x.shape().begin(), x.shape().end() - 1);
+        out_shape.push_back(static_cast<std::ptrdiff_t>(w.shape()[1]));
+        return reshape(linear_impl(kind, flat, w, b), out_shape);
+    }
     const bool relu = kind == OpKind::linear_relu;
     const std::size_t batch = x.shape()[0], in = x.shape()[1], nout = w.shape()[1];
     xt::xarray<T> y = xt::empty<T>(Shape{batch, nout});
@@ -207,10 +217,15 @@ void register_linalg_cases(CaseRegistry& r) {
     r.add(OpKind::linear, "[4,3] . [3,5] + [5]", {{{4, 3}}, {{3, 5}}, {{5}}},
           [](const V& v) { return linear(v[0], v[1], v[2]); });
     r.add(OpKind::linear, "no bias, batch 1", {{{1, 3}}, {{3, 2}}}, [](const V& v) { return linear(v[0], v[1]); });
+    r.add(OpKind::linear, "a sequence [2,3,4] . [4,2] + [2]", {{{2, 3, 4}}, {{4, 2}}, {{2}}},
+          [](const V& v) { return linear(v[0], v[1], v[2]); });
+    r.add(OpKind::linear, "one sample [3] . [3,2]", {{{3}}, {{3, 2}}}, [](const V& v) { return linear(v[0], v[1]); });
     // Random inputs are almost surely away from relu's kink (central differences step 1e-6).
     r.add(OpKind::linear_relu, "[5,3] . [3,4] + [4]", {{{5, 3}}, {{3, 4}}, {{4}}},
           [](const V& v) { return linear_relu(v[0], v[1], v[2]); });
     r.add(OpKind::linear_relu, "no bias", {{{6, 3}}, {{3, 4}}}, [](const V& v) { return linear_relu(v[0], v[1]); });
+    r.add(OpKind::linear_relu, "a sequence [2,2,3] . [3,4] + [4]", {{{2, 2, 3}}, {{3, 4}}, {{4}}},
+          [](const V& v) { return linear_relu(v[0], v[1], v[2]); });
 }
 
 }  // namespace detail

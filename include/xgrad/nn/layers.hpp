@@ -19,7 +19,8 @@ enum class Activation { none, relu, leaky_relu, sigmoid, tanh, softmax, gelu, si
 template <class T>
 basic_tensor<T> activate(const basic_tensor<T>& x, Activation a);
 
-/// Fully connected: x [N, in] -> x·W + b [N, out]; W [in, out] ("weight"), b [out] ("bias").
+/// Fully connected: x [N, in] -> x·W + b [N, out] (any leading dimensions: [N, T, in] -> [N, T, out]);
+/// W [in, out] ("weight"), b [out] ("bias").
 /// Weights start He-uniform, biases at zero. Throws ShapeError on a wrong input width.
 template <class T>
 class basic_dense : public basic_module<T> {
