@@ -194,6 +194,48 @@ def draw(cases, rng, n_cases, float32):
         cases.add(f"cross_entropy logits{logits.shape} label_smoothing {eps}", 17, [eps], [logits],
                   lambda a: F.cross_entropy(a, torch.tensor(labels), label_smoothing=eps), lambda t: t, [PLAIN],
                   target=labels.astype(np.float64))
+        # regression and binary losses, each reduction
+        red = rng.randint(0, 2)
+        rname = ["mean", "sum", "none"][red]
+        v, t = np.random.randn(*shape) * 2, np.random.randn(*shape) * 2
+        for code, name, fn in ((18, "mse_loss", F.mse_loss), (19, "l1_loss", F.l1_loss)):
+            cases.add(f"{name} {rname} x{tuple(shape)}", code, [red], [v],
+                      lambda a, fn=fn: fn(a, torch.tensor(t, dtype=a.dtype), reduction=rname), lambda y: y, [PLAIN],
+                      target=t)
+        delta = rng.choice([1.0, 0.5, 2.5])
+        cases.add(f"huber_loss delta {delta} {rname} x{tuple(shape)}", 20, [red, delta], [v],
+                  lambda a: F.huber_loss(a, torch.tensor(t, dtype=a.dtype), reduction=rname, delta=delta),
+                  lambda y: y, [PLAIN], target=t)
+        cases.add(f"smooth_l1_loss beta {delta} {rname} x{tuple(shape)}", 21, [red, delta], [v],
+                  lambda a: F.smooth_l1_loss(a, torch.tensor(t, dtype=a.dtype), reduction=rname, beta=delta),
+                  lambda y: y, [PLAIN], target=t)
+        prob, t01 = 1 / (1 + np.exp(-v)), np.random.rand(*shape)
+        cases.add(f"binary_cross_entropy {rname} x{tuple(shape)}", 22, [red], [prob],
+                  lambda a: F.binary_cross_entropy(a, torch.tensor(t01, dtype=a.dtype), reduction=rname),
+                  lambda y: y, [PLAIN], target=t01)
+        cases.add(f"binary_cross_entropy_with_logits {rname} x{tuple(shape)}", 23, [red], [v * 5],
+                  lambda a: F.binary_cross_entropy_with_logits(a, torch.tensor(t01, dtype=a.dtype), reduction=rname),
+                  lambda y: y, [PLAIN], target=t01)
+        # batch norm in training mode over [N, H, W, C] (channels last, as xgrad's layout)
+        eps = rng.choice([1e-5, 1e-3])
+        if n * h * w > 1:
+            cases.add(f"batch_norm x{x.shape} eps {eps}", 24, [eps], [x, gw, gb],
+                      lambda a, b, d: F.batch_norm(a, torch.zeros(c, dtype=a.dtype), torch.ones(c, dtype=a.dtype), b, d,
+                                                   training=True, eps=eps),
+                      to_img, [IMAGE, PLAIN, PLAIN])
+        # products: batched and broadcast matmul, linear (xgrad's weight is [in, out]), embedding
+        m_, k_, n_ = rng.randint(1, 6), rng.randint(1, 6), rng.randint(1, 6)
+        batch = [rng.randint(1, 3) for _ in range(rng.randint(0, 2))]
+        bb = batch if rng.randint(0, 1) else []
+        a_, b2 = np.random.randn(*batch, m_, k_), np.random.randn(*bb, k_, n_)
+        cases.add(f"matmul {a_.shape} @ {b2.shape}", 25, [], [a_, b2], torch.matmul, lambda y: y, [PLAIN, PLAIN])
+        lw, lb = np.random.randn(k_, n_), np.random.randn(n_)
+        cases.add(f"linear x{a_.shape} w{lw.shape}", 26, [], [a_, lw, lb], lambda a, b, d: F.linear(a, b.T, d),
+                  lambda y: y, [PLAIN, PLAIN, PLAIN])
+        table, cols = np.random.randn(rng.randint(1, 6), rng.randint(1, 4)), rng.randint(1, 4)
+        idx = np.array([[rng.randrange(table.shape[0]) for _ in range(cols)] for _ in range(rng.randint(1, 3))])
+        cases.add(f"embedding {idx.shape} of table{table.shape}", 27, [], [table],
+                  lambda a: F.embedding(torch.tensor(idx), a), lambda y: y, [PLAIN], target=idx.astype(np.float64))
 
 
 def reference_attention(q, k, v, causal, scale):

@@ -22,6 +22,10 @@ namespace {
 template <class T>
 using Tensor = xgrad::basic_tensor<T>;
 
+xgrad::Reduction reduction(int code) {
+    return code == 0 ? xgrad::Reduction::mean : code == 1 ? xgrad::Reduction::sum : xgrad::Reduction::none;
+}
+
 template <class T>
 Tensor<T> run_op(int op, const std::vector<double>& p, const std::vector<Tensor<T>>& in, const Tensor<T>& target) {
     using namespace xgrad;
@@ -65,6 +69,20 @@ Tensor<T> run_op(int op, const std::vector<double>& p, const std::vector<Tensor<
             return scaled_dot_product_attention(in.at(0), in.at(1), in.at(2), o);
         }
         case 17: return cross_entropy(in.at(0), target, CrossEntropyOptions{.label_smoothing = p.at(1)});
+        case 18: return mse_loss(in.at(0), target, reduction(i(1)));
+        case 19: return l1_loss(in.at(0), target, reduction(i(1)));
+        case 20: return huber_loss(in.at(0), target, p.at(2), reduction(i(1)));
+        case 21: return smooth_l1_loss(in.at(0), target, p.at(2), reduction(i(1)));
+        case 22: return binary_cross_entropy(in.at(0), target, reduction(i(1)));
+        case 23: return binary_cross_entropy_with_logits(in.at(0), target, reduction(i(1)));
+        case 24: {  // training mode; the running statistics are not compared
+            const std::size_t c = in.at(0).shape().back();
+            Tensor<T> mean = zeros<T>({c}), var = ones<T>({c});
+            return batch_norm(in.at(0), in.at(1), in.at(2), mean, var, true, 0.1, p.at(1));
+        }
+        case 25: return matmul(in.at(0), in.at(1));
+        case 26: return linear(in.at(0), in.at(1), in.at(2));
+        case 27: return embedding(target, in.at(0));
         default: throw xgrad::ValueError("torch_check: unknown op code " + std::to_string(op));
     }
 }
