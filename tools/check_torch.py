@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -236,6 +237,45 @@ def draw(cases, rng, n_cases, float32):
         idx = np.array([[rng.randrange(table.shape[0]) for _ in range(cols)] for _ in range(rng.randint(1, 3))])
         cases.add(f"embedding {idx.shape} of table{table.shape}", 27, [], [table],
                   lambda a: F.embedding(torch.tensor(idx), a), lambda y: y, [PLAIN], target=idx.astype(np.float64))
+        # reductions over random axes (no ties for max: continuous values), elementwise
+        v = np.random.randn(*shape)
+        axes = sorted(rng.sample(range(len(shape)), rng.randint(1, len(shape))))
+        keep = rng.randint(0, 1)
+        for code, name, fn in ((28, "sum", lambda a: a.sum(dim=axes, keepdim=bool(keep))),
+                               (29, "mean", lambda a: a.mean(dim=axes, keepdim=bool(keep))),
+                               (30, "max", lambda a: torch.amax(a, dim=axes, keepdim=bool(keep)))):
+            cases.add(f"{name} x{tuple(shape)} axes {axes} keepdims {keep}", code, [keep] + axes, [v], fn,
+                      lambda y: y, [PLAIN])
+        lo, hi = sorted([rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 1.5)])
+        cases.add(f"clamp [{lo:.2f}, {hi:.2f}] x{tuple(shape)}", 31, [lo, hi], [v], lambda a: a.clamp(lo, hi),
+                  lambda y: y, [PLAIN])
+        e = rng.choice([2.0, 3.0, 0.5, -1.5, 1.0])
+        pos = np.abs(v) + 0.1
+        cases.add(f"pow {e} x{tuple(shape)}", 32, [e], [pos], lambda a: a ** e, lambda y: y, [PLAIN])
+        cases.add(f"sqrt x{tuple(shape)}", 33, [], [pos], torch.sqrt, lambda y: y, [PLAIN])
+        cases.add(f"abs x{tuple(shape)}", 34, [], [v], torch.abs, lambda y: y, [PLAIN])
+        cases.add(f"pow(a, b) x{tuple(shape)}", 35, [], [pos, v], torch.pow, lambda y: y, [PLAIN, PLAIN])
+        # cross entropy and nll_loss with class weights and an ignored label (never every label)
+        wts = [rng.uniform(0.2, 2.0) for _ in range(classes)]
+        ignore = rng.randrange(classes) if rng.randint(0, 1) else -1
+        labels2 = labels.copy()
+        if ignore >= 0 and (labels2 == ignore).all():
+            labels2[0] = (ignore + 1) % classes
+        nll = rng.randint(0, 1)
+        logp = torch.log_softmax(torch.tensor(logits), 1).numpy() if nll else logits
+        fn = F.nll_loss if nll else F.cross_entropy
+        cases.add(f"{'nll_loss' if nll else 'cross_entropy'} weights ignore_index {ignore} logits{logits.shape}", 36,
+                  [nll, ignore] + wts, [logp],
+                  lambda a: fn(a, torch.tensor(labels2), weight=torch.tensor(wts, dtype=a.dtype),
+                               ignore_index=ignore if ignore >= 0 else -100),
+                  lambda y: y, [PLAIN], target=labels2.astype(np.float64))
+        # instance norm (affine), and a stride-1 conv with same padding (dilated too)
+        if h * w > 1:
+            cases.add(f"instance_norm x{x.shape} eps {eps}", 37, [eps], [x, gw, gb],
+                      lambda a, b, d: F.instance_norm(a, weight=b, bias=d, eps=eps), to_img, [IMAGE, PLAIN, PLAIN])
+        cases.add(f"conv2d same x{x.shape} w{wc.shape} dilation {dh}x{dw}", 38, [dh, dw], [x, wc] if g == 1 else
+                  [x, np.random.randn(kh, kw, c, f)],
+                  lambda a, b: F.conv2d(a, b, padding="same", dilation=(dh, dw)), to_img, [IMAGE, CONV_W])
 
 
 def reference_attention(q, k, v, causal, scale):
@@ -253,6 +293,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--float32", action="store_true", help="float32 on both sides, wider channels")
     args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)  # PyTorch notes on its own kernels
     rng = random.Random(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)

@@ -83,6 +83,23 @@ Tensor<T> run_op(int op, const std::vector<double>& p, const std::vector<Tensor<
         case 25: return matmul(in.at(0), in.at(1));
         case 26: return linear(in.at(0), in.at(1), in.at(2));
         case 27: return embedding(target, in.at(0));
+        case 28: case 29: case 30: {  // sum, mean, max over the axes p[2..] (keepdims p[1])
+            const Axes axes(p.begin() + 2, p.end());
+            const bool keep = i(1) != 0;
+            return op == 28 ? sum(in.at(0), axes, keep) : op == 29 ? mean(in.at(0), axes, keep) : max(in.at(0), axes, keep);
+        }
+        case 31: return clamp(in.at(0), static_cast<T>(p.at(1)), static_cast<T>(p.at(2)));
+        case 32: return pow(in.at(0), static_cast<T>(p.at(1)));
+        case 33: return sqrt(in.at(0));
+        case 34: return abs(in.at(0));
+        case 35: return pow(in.at(0), in.at(1));
+        case 36: {  // cross_entropy or nll_loss (p[1]) with class weights p[3..] and ignore_index p[2] (-1: none)
+            CrossEntropyOptions o{.weight = std::vector<double>(p.begin() + 3, p.end())};
+            if (i(2) >= 0) o.ignore_index = i(2);
+            return i(1) ? nll_loss(in.at(0), target, o) : cross_entropy(in.at(0), target, o);
+        }
+        case 37: return instance_norm(in.at(0), in.at(1), in.at(2), p.at(1));
+        case 38: return conv2d(in.at(0), in.at(1), {.dilation = {i(1), i(2)}, .padding = Padding::same});
         default: throw xgrad::ValueError("torch_check: unknown op code " + std::to_string(op));
     }
 }
