@@ -70,6 +70,34 @@ class Cases:
         self.expect.append((desc, answers, None))
 
 
+    def add_recurrent(self, desc, gru, n, steps, size, hidden, layers, bidirectional):
+        """An LSTM or GRU with PyTorch's random parameters, handed to xgrad by name."""
+        i = len(self.expect)
+        cls = torch.nn.GRU if gru else torch.nn.LSTM
+        m = cls(size, hidden, num_layers=layers, bidirectional=bool(bidirectional), batch_first=True).to(self.dtype)
+        x = np.random.randn(n, steps, size)
+        self.arrays[f"p_{i}"] = np.array([39, gru, size, hidden, layers, bidirectional], np.float64)
+        self.arrays[f"a_{i}"] = x
+        for name, t in m.named_parameters():
+            self.arrays[f"m_{i}/{name}"] = t.detach().numpy().astype(np.float64)
+        answers = []
+        gy = None
+        for dtype in [torch.float64] + ([self.dtype] if self.dtype != torch.float64 else []):
+            mm = cls(size, hidden, num_layers=layers, bidirectional=bool(bidirectional), batch_first=True).to(dtype)
+            mm.load_state_dict({k: v.to(dtype) for k, v in m.state_dict().items()})
+            xt = torch.tensor(x, dtype=dtype).requires_grad_()
+            y, _ = mm(xt)
+            if gy is None:
+                gy = torch.randn(y.shape, dtype=torch.float64)
+            y.backward(gy.to(dtype))
+            got = {"y": y.detach().numpy().astype(np.float64), "ga": xt.grad.numpy().astype(np.float64)}
+            for name, t in mm.named_parameters():
+                got[f"gp_{i}/{name}"] = t.grad.numpy().astype(np.float64)
+            answers.append(got)
+        self.arrays[f"gy_{i}"] = gy.numpy()
+        self.expect.append((desc, answers, None))
+
+
 class Layout:
     """A permutation from xgrad's layout to PyTorch's, with its inverse as .back."""
 
@@ -269,6 +297,11 @@ def draw(cases, rng, n_cases, float32):
                   lambda a: fn(a, torch.tensor(labels2), weight=torch.tensor(wts, dtype=a.dtype),
                                ignore_index=ignore if ignore >= 0 else -100),
                   lambda y: y, [PLAIN], target=labels2.astype(np.float64))
+        # recurrent layers with PyTorch's parameters: layers, directions, one step or several
+        gru, layers, bidir = rng.randint(0, 1), rng.randint(1, 2), rng.randint(0, 1)
+        steps, size, hidden = rng.randint(1, 5), rng.randint(1, 4), rng.randint(1, 4)
+        cases.add_recurrent(f"{'GRU' if gru else 'LSTM'} x[{n}, {steps}, {size}] hidden {hidden} layers {layers} "
+                            f"bidirectional {bidir}", gru, n, steps, size, hidden, layers, bidir)
         # instance norm (affine), and a stride-1 conv with same padding (dilated too)
         if h * w > 1:
             cases.add(f"instance_norm x{x.shape} eps {eps}", 37, [eps], [x, gw, gb],
@@ -321,7 +354,11 @@ def main():
             bad += 1
             continue
         for name, w in want[0].items():
-            g = got[f"{name}_{i}"]
+            g = got.get(name if "/" in name else f"{name}_{i}")
+            if g is None:
+                print(f"{name} missing: {desc}")
+                bad += 1
+                continue
             scale = max(1.0, float(np.abs(w).max())) if w.size else 1.0
             # float32: as close to the float64 answer as PyTorch's own float32 answer is (x4), or tol
             slack = 4 * float(np.abs(want[1][name] - w).max()) if len(want) > 1 and w.size else 0.0

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -104,10 +105,34 @@ Tensor<T> run_op(int op, const std::vector<double>& p, const std::vector<Tensor<
     }
 }
 
+// p = [39, GRU?, input size, hidden size, layers, bidirectional]: the module's output for x
+// [N, T, in] and the gradients of x (ga_i) and of each parameter (gp_i/<name>).
+template <class T>
+void run_recurrent(const std::vector<double>& p, const Tensor<T>& x, const xgrad::io::NpzArchive& archive,
+                   const std::string& s, const xt::xarray<double>& gy, xgrad::io::NpzArchive& out) {
+    namespace nn = xgrad::nn;
+    const auto in = static_cast<std::size_t>(p.at(2)), hidden = static_cast<std::size_t>(p.at(3));
+    const nn::RecurrentOptions o{.num_layers = static_cast<std::size_t>(p.at(4)), .bidirectional = p.at(5) != 0};
+    std::unique_ptr<nn::basic_recurrent<T>> m;
+    if (p.at(1) != 0)
+        m = std::make_unique<nn::basic_gru<T>>(in, hidden, o);
+    else
+        m = std::make_unique<nn::basic_lstm<T>>(in, hidden, o);
+    m->load_state(archive, "m_" + s + "/", "check_torch");
+    auto y = m->forward(x);
+    y.backward(xt::xarray<T>(gy));
+    out.push_back({"y_" + s, xgrad::io::to_npy(xt::xarray<double>(y.value()))});
+    out.push_back({"ga_" + s, xgrad::io::to_npy(xt::xarray<double>(x.grad()))});
+    for (const auto& [name, t] : m->named_parameters())
+        out.push_back({"gp_" + s + "/" + name, xgrad::io::to_npy(xt::xarray<double>(t.grad()))});
+}
+
 template <class T>
 int run(const std::string& in_path, const std::string& out_path) {
+    const auto archive = xgrad::io::read_npz(in_path);
     std::map<std::string, xt::xarray<double>> a;
-    for (const auto& [name, array] : xgrad::io::read_npz(in_path)) a[name] = xgrad::io::npy_to_double(array, name);
+    for (const auto& [name, array] : archive)
+        if (name.find('/') == std::string::npos) a[name] = xgrad::io::npy_to_double(array, name);
     xgrad::io::NpzArchive out;
     std::size_t cases = 0;
     for (;; ++cases) {
@@ -120,6 +145,10 @@ int run(const std::string& in_path, const std::string& out_path) {
             if (a.count(name + s)) in.emplace_back(xt::xarray<T>(a[name + s]), true);
         const Tensor<T> target = a.count("t_" + s) ? Tensor<T>(xt::xarray<T>(a["t_" + s])) : Tensor<T>();
         try {
+            if (p.at(0) == 39) {  // LSTM or GRU (p[1]) with PyTorch's parameters, m_i/<name>
+                run_recurrent<T>(p, in.at(0), archive, s, a.at("gy_" + s), out);
+                continue;
+            }
             auto y = run_op<T>(static_cast<int>(p.at(0)), p, in, target);
             y.backward(xt::xarray<T>(a.at("gy_" + s)));
             out.push_back({"y_" + s, xgrad::io::to_npy(xt::xarray<double>(y.value()))});
