@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,18 @@
 #include "xgrad/tensor.hpp"
 
 namespace xgrad_test {
+
+// Whole numbers drawn uniformly from [lo, hi], reproducibly from a seed (the random sweeps).
+class Picker {
+public:
+    explicit Picker(std::uint64_t seed) : gen_(seed) {}
+    std::size_t operator()(std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen_);
+    }
+
+private:
+    std::mt19937_64 gen_;
+};
 
 // "" when a and b have the same shape and every element agrees within
 // atol + rtol·|b|; otherwise both shapes and the first mismatch. Use as

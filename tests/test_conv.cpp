@@ -103,10 +103,7 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
     // passes, grouped, pointwise, both input-gradient variants) in float and double, on geometries drawn to put
     // whole kernel rows and columns in the padding: each side's padding up to twice the kernel
     // and beyond the whole input.
-    std::mt19937_64 gen(1234);
-    auto pick = [&gen](std::size_t lo, std::size_t hi) {
-        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
-    };
+    xgrad_test::Picker pick(1234);
     std::size_t checked = 0;
     for (int trial = 0; trial < 160; ++trial) {
         const std::size_t groups = trial % 5 == 4 ? 2 : 1;

@@ -93,10 +93,7 @@ TEST_CASE("precision: bf16 conv2d on random geometries (padding wider than the k
     // against float64 on the rounded operands (its own kernels are proven against the
     // definition in test_conv).
     INFO("bf16 kernels: " << xgrad::bf16_kernels());
-    std::mt19937_64 gen(4321);
-    auto pick = [&gen](std::size_t lo, std::size_t hi) {
-        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
-    };
+    xgrad_test::Picker pick(4321);
     std::size_t checked = 0;
     for (int trial = 0; trial < 120; ++trial) {
         const std::size_t groups = trial % 6 == 5 ? 2 : 1;
@@ -225,10 +222,7 @@ TEST_CASE("precision: bf16 linear and matmul on random sizes (1, odd, more rows 
           "gradients", "[precision][traps]") {
     // The packing splits pairs along K and blocks of 256 columns into tasks; sizes of 1, odd K
     // (a last half pair) and rows fewer than the threads are its edges.
-    std::mt19937_64 gen(99);
-    auto pick = [&gen](std::size_t lo, std::size_t hi) {
-        return std::uniform_int_distribution<std::size_t>(lo, hi)(gen);
-    };
+    xgrad_test::Picker pick(99);
     for (int trial = 0; trial < 40; ++trial) {
         const bool big = trial % 8 == 7;
         const std::size_t m = big ? pick(200, 700) : pick(1, 40), k = big ? pick(150, 400) : pick(1, 70),
