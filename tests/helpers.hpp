@@ -85,6 +85,19 @@ struct ConvPath {
 // direct loop (its register blocks and edges), the direct batch-reduce lines (odd channels,
 // an odd number of output pixels, a kernel too wide for the bf16 pair builder), strided,
 // img2col per chunk, pointwise, grouped.
+// Conv2dOptions from a sweep's sizes: stride, dilation, padding {top, bottom, left, right}.
+inline xgrad::Conv2dOptions conv_options(std::size_t sh, std::size_t sw, std::size_t dh, std::size_t dw,
+                                         std::size_t pt, std::size_t pb, std::size_t pl, std::size_t pr,
+                                         std::size_t groups) {
+    const auto i = [](std::size_t v) { return static_cast<int>(v); };
+    xgrad::Conv2dOptions o;
+    o.stride = {i(sh), i(sw)};
+    o.dilation = {i(dh), i(dw)};
+    o.padding = xgrad::PadSpec{i(pt), i(pb), i(pl), i(pr)};
+    o.groups = i(groups);
+    return o;
+}
+
 inline std::vector<ConvPath> conv_paths() {
     const xgrad::Conv2dOptions same{.padding = xgrad::Padding::same};
     return {

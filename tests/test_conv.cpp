@@ -119,11 +119,7 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
         const std::size_t pt = pick(0, 2 * kh + 1), pb = pick(0, 2 * kh), pl = pick(0, w + kw + 1), pr = pick(0, w + 2);
         const std::size_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
         if (h + pt + pb < ekh || w + pl + pr < ekw) continue;
-        xgrad::Conv2dOptions o;
-        o.stride = {static_cast<int>(sh), static_cast<int>(sw)};
-        o.dilation = {static_cast<int>(dh), static_cast<int>(dw)};
-        o.padding = xgrad::PadSpec{static_cast<int>(pt), static_cast<int>(pb), static_cast<int>(pl), static_cast<int>(pr)};
-        o.groups = static_cast<int>(groups);
+        auto o = xgrad_test::conv_options(sh, sw, dh, dw, pt, pb, pl, pr, groups);
         xgrad::manual_seed(static_cast<std::uint64_t>(trial));
         const xt::xarray<double> x = xgrad::randn<double>({2, h, w, c}).value();
         const xt::xarray<double> wt = xgrad::randn<double>({kh, kw, cg, f}).value();

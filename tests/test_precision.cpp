@@ -108,11 +108,7 @@ TEST_CASE("precision: bf16 conv2d on random geometries (padding wider than the k
         const std::size_t pt = pick(0, inside ? ekh - 1 : kh + 2), pb = pick(0, inside ? ekh - 1 : kh + 1),
                           pl = pick(0, inside ? ekw - 1 : w + 2), pr = pick(0, inside ? ekw - 1 : kw + 1);
         if (h + pt + pb < ekh || w + pl + pr < ekw) continue;
-        xgrad::Conv2dOptions o;
-        o.stride = {static_cast<int>(sh), static_cast<int>(sw)};
-        o.dilation = {static_cast<int>(dh), static_cast<int>(dw)};
-        o.padding = xgrad::PadSpec{static_cast<int>(pt), static_cast<int>(pb), static_cast<int>(pl), static_cast<int>(pr)};
-        o.groups = static_cast<int>(groups);
+        auto o = xgrad_test::conv_options(sh, sw, dh, dw, pt, pb, pl, pr, groups);
         const std::size_t n = pick(1, 3);
         INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [" << kh << ", " << kw << ", " << cg << ", " << f
                    << "], stride " << sh << "x" << sw << ", dilation " << dh << "x" << dw << ", padding {" << pt << ", "
