@@ -1066,7 +1066,8 @@ void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, c
 
 template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
-    if (g.c == 0 || g.f == 0 || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) || few_channels_weight_grad<T>(g)) {
+    if (g.c == 0 || g.f == 0 || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) ||
+        few_channels_weight_grad<T>(g)) {
         cols = Buffer<T>();
         return;
     }

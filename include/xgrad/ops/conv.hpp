@@ -65,8 +65,9 @@ struct Conv2dOptions {
 
 /// 2-D convolution (cross-correlation, as in every DL library), NHWC:
 /// x [N, H, W, C] and w [KH, KW, C / groups, F] -> [N, OH, OW, F].
-/// `xgrad::conv2d(x, w, {.stride = 2, .padding = xgrad::Padding::same})`.
-/// Throws ShapeError (ranks, channels, a kernel larger than a valid input) and ValueError
+/// `xgrad::conv2d(x, w, {.stride = 2, .padding = xgrad::Padding::same})`. Empty batches,
+/// channels and filters are legal, as in PyTorch: C = 0 gives the bias alone, F = 0 an empty
+/// output. Throws ShapeError (ranks, channels, a kernel larger than a valid input) and ValueError
 /// (stride, dilation or groups below 1, negative padding, groups not dividing C or F),
 /// naming every shape.
 template <class T>

@@ -18,13 +18,15 @@ template <class T> basic_tensor<T> sum(const basic_tensor<T>& x);
 template <class T> basic_tensor<T> sum(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
 /// Mean of every element, as a 0-D tensor.
 template <class T> basic_tensor<T> mean(const basic_tensor<T>& x);
-/// Mean over `axes`.
+/// Mean over `axes`. An empty batch gives an empty result ([0, 3] over {1} -> [0]); a mean over
+/// axes that hold nothing ([0, 3] over {0}, or all of it) is a ShapeError (PyTorch: NaN).
 template <class T> basic_tensor<T> mean(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
 /// Largest element, as a 0-D tensor. The gradient goes to the first maximum (row-major).
 /// NaN counts as larger than any number: a NaN anywhere gives NaN, its gradient to the first NaN.
 template <class T> basic_tensor<T> max(const basic_tensor<T>& x);
 /// Largest element over `axes`; the gradient of each output goes to exactly one input, the
-/// first maximum of its slice in row-major order (tied maxima are counted once).
+/// first maximum of its slice in row-major order (tied maxima are counted once). Empty
+/// reduced axes are a ShapeError; an empty batch gives an empty result.
 template <class T> basic_tensor<T> max(const basic_tensor<T>& x, const Axes& axes, bool keepdims = false);
 
 /// x summed over the axes that broadcasting stretched, so that the result has `shape` (the
