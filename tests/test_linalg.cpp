@@ -65,11 +65,12 @@ TEST_CASE("matmul and linear: an inner dimension of 0 gives zeros (an empty sum)
     // Fill the scratch pool and the heap with non-zero garbage first, so that uninitialised
     // results would show.
     for (int i = 0; i < 4; ++i) xgrad::matmul(xgrad::full<float>({64, 64}, 7.0f), xgrad::full<float>({64, 64}, 3.0f));
+    const auto check_zero = [](const auto& y, const Shape& shape) {
+        CHECK(y.shape() == shape);
+        CHECK(array_diff(y.value(), xgrad::zeros<double>(shape).value(), 0, 0) == "");
+    };
     for (const bool f32 : {true, false}) {
-        auto check = [](const auto& y, const Shape& shape) {
-            CHECK(y.shape() == shape);
-            CHECK(array_diff(y.value(), xgrad::zeros<double>(shape).value(), 0, 0) == "");
-        };
+        const auto& check = check_zero;
         if (f32) {
             check(xgrad::matmul(xgrad::zeros<float>({5, 0}), xgrad::zeros<float>({0, 7})), Shape{5, 7});
             check(xgrad::matmul(xgrad::zeros<float>({2, 3, 0}), xgrad::zeros<float>({2, 0, 4})), Shape{2, 3, 4});
@@ -81,6 +82,14 @@ TEST_CASE("matmul and linear: an inner dimension of 0 gives zeros (an empty sum)
             check(xgrad::matmul(xgrad::zeros<double>({5, 0}), xgrad::zeros<double>({0, 7})), Shape{5, 7});
             check(xgrad::linear(xgrad::zeros<double>({6, 0}), xgrad::zeros<double>({0, 3})), Shape{6, 3});
         }
+    }
+    // bf16 products too, and a weight gradient over an empty batch (K = 0 in dW = xᵀ · dY)
+    {
+        xgrad::AutocastGuard bf16;
+        check_zero(xgrad::matmul(xgrad::zeros<float>({5, 0}), xgrad::zeros<float>({0, 7})), Shape{5, 7});
+        Tensor x(xt::xarray<float>(xt::zeros<float>({0, 4})), true), w = xgrad::randn<float>({4, 3}, true);
+        xgrad::sum(xgrad::linear(x, w)).backward();
+        check_zero(Tensor(w.grad()), Shape{4, 3});
     }
     // Gradients of an empty product: the empty inputs' gradients are empty, no crash.
     Tensor64 a(xt::zeros<double>({3, 0}), true), b(xt::zeros<double>({0, 2}), true);

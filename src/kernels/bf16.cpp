@@ -237,6 +237,11 @@ void round_bf16(const float* in, std::size_t n, float* out) {
 void gemm_bf16_float(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
                      std::size_t lda, const float* b, std::size_t ldb, bool accumulate, float* c, std::size_t ldc) {
     if (m == 0 || n == 0) return;
+    if (k == 0) {  // an empty sum (a weight gradient over an empty batch): C is zero, or unchanged
+        if (!accumulate)
+            for (std::size_t r = 0; r < m; ++r) std::fill_n(c + r * ldc, n, 0.0f);
+        return;
+    }
     // A [M, K] as packed rows; stored transposed ([K, M]), as packed pairs [P, M, 2], which
     // reads it in order
     const std::size_t width = 2 * pairs(k);
