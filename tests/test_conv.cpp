@@ -377,7 +377,6 @@ TEST_CASE("conv2d: an empty batch gives an empty output and zero gradients on ev
             }
 }
 
-
 TEST_CASE("conv2d: no input channels gives the bias alone, no filters an empty output, in every precision",
           "[conv][traps]") {
     // As PyTorch: a sum over no channels is zero, so y = b (relu'd for conv2d_relu), db = Σ dY,
