@@ -112,8 +112,8 @@ class Layout:
 
 
 IMAGE = Layout((0, 3, 1, 2))             # [N, H, W, C] -> [N, C, H, W]
-CONV_W = Layout((3, 2, 0, 1))            # [KH, KW, C/g, F] -> [F, C/g, KH, KW]
-CONVT_W = Layout((3, 2, 0, 1))           # [KH, KW, F/g, C] -> [C, F/g, KH, KW]
+# conv2d's w [KH, KW, C/g, F] -> [F, C/g, KH, KW]; conv_transpose2d's [KH, KW, F/g, C] -> [C, F/g, KH, KW]
+KERNEL = Layout((3, 2, 0, 1))
 
 
 class Plain:
@@ -143,7 +143,7 @@ def draw(cases, rng, n_cases, float32):
         cases.add(f"conv2d x{x.shape} w{wc.shape} stride {sh}x{sw} dilation {dh}x{dw} padding {ph}x{pw} groups {g}",
                   1, [sh, sw, dh, dw, ph, pw, g], [x, wc],
                   lambda a, b: F.conv2d(a, b, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=g),
-                  to_img, [IMAGE, CONV_W])
+                  to_img, [IMAGE, KERNEL])
         oph, opw = rng.randint(0, sh - 1), rng.randint(0, sw - 1)  # xgrad refuses output_padding >= stride
         wt = np.random.randn(kh, kw, f // g, c)
         cases.add(f"conv_transpose2d x{x.shape} w{wt.shape} stride {sh}x{sw} dilation {dh}x{dw} padding {ph}x{pw} "
@@ -151,7 +151,7 @@ def draw(cases, rng, n_cases, float32):
                   0, [sh, sw, dh, dw, ph, pw, oph, opw, g], [x, wt],
                   lambda a, b: F.conv_transpose2d(a, b, stride=(sh, sw), padding=(ph, pw), output_padding=(oph, opw),
                                                   groups=g, dilation=(dh, dw)),
-                  to_img, [IMAGE, CONVT_W])
+                  to_img, [IMAGE, KERNEL])
         # pools (ties in max windows), adaptive pooling, resampling
         kh, kw, sh, sw = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 3)
         ph, pw, cip = rng.randint(0, kh // 2), rng.randint(0, kw // 2), rng.randint(0, 1)
@@ -308,7 +308,7 @@ def draw(cases, rng, n_cases, float32):
                       lambda a, b, d: F.instance_norm(a, weight=b, bias=d, eps=eps), to_img, [IMAGE, PLAIN, PLAIN])
         cases.add(f"conv2d same x{x.shape} w{wc.shape} dilation {dh}x{dw}", 38, [dh, dw], [x, wc] if g == 1 else
                   [x, np.random.randn(kh, kw, c, f)],
-                  lambda a, b: F.conv2d(a, b, padding="same", dilation=(dh, dw)), to_img, [IMAGE, CONV_W])
+                  lambda a, b: F.conv2d(a, b, padding="same", dilation=(dh, dw)), to_img, [IMAGE, KERNEL])
 
 
 def reference_attention(q, k, v, causal, scale):
