@@ -8,6 +8,14 @@
 
 namespace xgrad::detail {
 
+// The product of shape[first, last): a block of dimensions counted, never inferred (an empty
+// batch has no multiple to infer a -1 from).
+inline std::size_t extent(const Shape& shape, std::size_t first, std::size_t last) {
+    std::size_t n = 1;
+    for (std::size_t i = first; i < last; ++i) n *= shape[i];
+    return n;
+}
+
 // A possibly negative axis of an ndim-dimensional tensor as an index; throws ShapeError.
 inline std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, const Shape& shape) {
     const auto n = static_cast<std::ptrdiff_t>(shape.size());

@@ -982,9 +982,7 @@ void forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y,
     }
     const std::size_t rows = g.rows(), patch = g.patch(), fg = g.fg();
     cols = Buffer<T>();
-    if (rows == 0 || patch == 0 || g.f == 0) {  // no output (an empty batch, no filters), or no
-                                                // input channels: every output sums nothing (the
-                                                // bias and relu only)
+    if (g.no_products()) {  // an empty output, or (no input channels) the bias and relu alone
         assert(!pool);
         std::fill_n(y, rows * g.f, T(0));
         finish_all(e, g, y);
@@ -1054,7 +1052,7 @@ template <class T>
 void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
                              const PoolGeometry& pool, T* y, std::int32_t* argmax, bool use_bf16) {
     Buffer<T> cols;
-    if (g.n > 0 && g.c > 0 && g.f > 0 && pools_lines<T>(g, pool)) {
+    if (!g.no_products() && pools_lines<T>(g, pool)) {
         const LinePool<T> lines{y, argmax, relu};
         forward<T>(x, w, {bias, false}, g, nullptr, cols, false, use_bf16, &lines);
         return;
@@ -1067,7 +1065,7 @@ void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, c
 
 template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
-    if (g.n == 0 || g.c == 0 || g.f == 0 || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) ||
+    if (g.no_products() || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) ||
         few_channels_weight_grad<T>(g)) {
         cols = Buffer<T>();
         return;
@@ -1080,7 +1078,7 @@ void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
 template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw,
                             bool use_bf16) {
-    if (g.n == 0 || g.c == 0 || g.f == 0) return;  // an empty batch, no channels or no filters: nothing to add
+    if (g.no_products()) return;  // nothing to add
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
     if (few_channels_weight_grad<T>(g)) return conv2d_backward_weight_few_channels(x, gy, g, dw, use_bf16);
     Buffer<T> x_bf16, gy_bf16, cols_bf16;
@@ -1153,7 +1151,7 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 
 template <class T>
 void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
-    if (g.n == 0 || g.c == 0 || g.f == 0) return;  // an empty batch, no channels or no filters: nothing to add
+    if (g.no_products()) return;  // nothing to add
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
     Buffer<T> gy_bf16, w_bf16;
     if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
@@ -1235,7 +1233,7 @@ bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
 
 template <class T>
 void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
-    if (g.n == 0 || g.c == 0 || g.f == 0) return;  // an empty batch, no channels or no filters: nothing to add
+    if (g.no_products()) return;  // nothing to add
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;  // padded input
     const std::size_t hu = hp + ekh - 1, wu = wp + ekw - 1;            // dilated, padded dY

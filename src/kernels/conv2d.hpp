@@ -34,6 +34,9 @@ struct ConvGeometry {
     // Up to four input channels, one group (a first layer on grey or colour images): the
     // forward pass is a direct loop (conv2d_forward_few_channels).
     bool few_channels() const { return c <= 4 && groups == 1 && !pointwise(); }
+    // No products at all: an empty batch, no input channels (each output sums nothing) or no
+    // filters. The kernels handle it before any path (whose pointers would be null).
+    bool no_products() const { return n == 0 || c == 0 || f == 0; }
 };
 
 // cols [N·OH·OW, KH·KW·Cg] for one group: row (n, oy, ox), column (ky, kx, c).

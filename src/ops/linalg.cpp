@@ -8,6 +8,7 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "detail/axes.hpp"
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
 #include "detail/precision.hpp"
@@ -81,10 +82,8 @@ basic_tensor<T> matmul_t(const basic_tensor<T>& a, const basic_tensor<T>& b, boo
         if (grads.needs(0)) grads.add(0, ta ? matmul_t(b, gy, tb, true) : matmul_t(gy, b, false, !tb));
         if (grads.needs(1)) {
             if (shared_b) {
-                // a [..., K] as [rows, K], gy [..., N] as [rows, N] (rows counted, not inferred:
-                // K or N may be 0)
-                std::ptrdiff_t rows = 1;
-                for (std::size_t i = 0; i + 1 < a.dim(); ++i) rows *= static_cast<std::ptrdiff_t>(a.shape()[i]);
+                // a [..., K] as [rows, K], gy [..., N] as [rows, N] (K or N may be 0)
+                const auto rows = static_cast<std::ptrdiff_t>(detail::extent(a.shape(), 0, a.dim() - 1));
                 const auto fa = reshape(a, {rows, static_cast<std::ptrdiff_t>(a.shape().back())});
                 const auto fg = reshape(gy, {rows, static_cast<std::ptrdiff_t>(gy.shape().back())});
                 grads.add(1, tb ? matmul_t(fg, fa, true, false) : matmul_t(fa, fg, true, false));
@@ -133,8 +132,7 @@ basic_tensor<T> linear_impl(OpKind kind, const basic_tensor<T>& x, const basic_t
     if (x.dim() != 2) {
         // x [..., in] (a sequence's [N, T, in], or one sample's [in]) as rows [rows, in], and
         // the result back as [..., out]: the reshapes are ops, so the rule is linear's.
-        std::ptrdiff_t rows = 1;
-        for (std::size_t i = 0; i + 1 < x.dim(); ++i) rows *= static_cast<std::ptrdiff_t>(x.shape()[i]);
+        const auto rows = static_cast<std::ptrdiff_t>(detail::extent(x.shape(), 0, x.dim() - 1));
         const auto flat = reshape(x, {rows, static_cast<std::ptrdiff_t>(x.shape().back())});
         std::vector<std::ptrdiff_t> out_shape(x.shape().begin(), x.shape().end() - 1);
         out_shape.push_back(static_cast<std::ptrdiff_t>(w.shape()[1]));

@@ -198,8 +198,7 @@ basic_tensor<T> group_norm_impl(const char* op, const basic_tensor<T>& x, std::s
                         "{}: weight and bias must be [C] = [{}]; {}", op, c, shapes);
     detail::check_value(eps > 0 && std::isfinite(eps), "{}: eps must be positive and finite, got {}; {}", op, eps,
                         shapes);
-    std::size_t sp = 1;  // positions per image (S)
-    for (std::size_t i = 1; i + 1 < x.dim(); ++i) sp *= x.shape()[i];
+    const std::size_t sp = detail::extent(x.shape(), 1, x.dim() - 1);  // positions per image (S)
     const std::size_t cg = c / groups, per = sp * cg;
     xt::xarray<T> y = xt::empty<T>(x.shape());
     const T* xv = x.value().data();

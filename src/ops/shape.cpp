@@ -69,9 +69,8 @@ basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff
 template <class T>
 basic_tensor<T> flatten(const basic_tensor<T>& x) {
     detail::check_shape(x.dim() >= 1, "flatten: x must have a batch axis, got x {}", x.shape());
-    std::ptrdiff_t rest = 1;  // counted, not inferred: an empty batch has no multiple to infer from
-    for (std::size_t i = 1; i < x.dim(); ++i) rest *= static_cast<std::ptrdiff_t>(x.shape()[i]);
-    return reshape(x, {static_cast<std::ptrdiff_t>(x.shape()[0]), rest});
+    return reshape(x, {static_cast<std::ptrdiff_t>(x.shape()[0]),
+                       static_cast<std::ptrdiff_t>(detail::extent(x.shape(), 1, x.dim()))});
 }
 
 template <class T>
