@@ -79,6 +79,21 @@ struct ConvPath {
     const char* name;
     xgrad::Shape x, w;
     xgrad::Conv2dOptions o;
+    bool winograd = false;  // float32 3x3 stride-1 convs with 16+ channels: Winograd, or direct
+};
+
+// Sets whether float32 convolutions may use Winograd's kernels for the scope's lifetime.
+class WinogradScope {
+public:
+    explicit WinogradScope(bool enabled) : saved_(xgrad::winograd_convolutions()) {
+        xgrad::set_winograd_convolutions(enabled);
+    }
+    ~WinogradScope() { xgrad::set_winograd_convolutions(saved_); }
+    WinogradScope(const WinogradScope&) = delete;
+    WinogradScope& operator=(const WinogradScope&) = delete;
+
+private:
+    bool saved_;
 };
 
 // One geometry or more for each path of the conv kernels, float32 and bf16: the few-channel
@@ -112,6 +127,9 @@ inline std::vector<ConvPath> conv_paths() {
         {"16 channels, direct", {2, 7, 9, 16}, {3, 3, 16, 32}, same},
         {"odd channels and filters, direct", {1, 6, 6, 17}, {3, 3, 17, 19}, same},
         {"direct, an odd number of output pixels", {1, 5, 7, 16}, {3, 3, 16, 16}, same},
+        {"Winograd (W1's second layer)", {2, 14, 14, 32}, {3, 3, 32, 64}, same, true},
+        {"Winograd, odd channels, filters, lines and pixels", {2, 7, 9, 17}, {3, 3, 17, 19}, same, true},
+        {"Winograd, padding wider than the kernel", {1, 5, 6, 16}, {3, 3, 16, 16}, {.padding = {4, 1, 0, 3}}, true},
         {"direct, a kernel 17 wide", {1, 3, 20, 16}, {1, 17, 16, 8}, same},
         {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = xgrad::Padding::same}},
         {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include <xtensor/xview.hpp>
@@ -154,6 +155,106 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
     CHECK(checked > 100);
 }
 
+namespace {
+
+// Whether two float arrays hold the same bits (NaN included).
+bool same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geometries, padding wider than the kernel "
+          "included", "[conv][traps]") {
+    // Forward (with bias and relu), both input-gradient variants (flipped runs dY's forward
+    // through Winograd while its padding is at most 2) and the weight gradient, against the
+    // float64 definition; the direct kernels (Winograd off) must give other bits, or the test
+    // would not be testing Winograd.
+    xgrad_test::Picker pick(4321);
+    std::size_t checked = 0, differs = 0;
+    for (int trial = 0; trial < 60; ++trial) {
+        const std::size_t c = std::vector<std::size_t>{16, 17, 32, 40}[pick(0, 3)];
+        const std::size_t f = std::vector<std::size_t>{16, 19, 32, 64}[pick(0, 3)];
+        const std::size_t n = pick(1, 3), h = pick(1, 13), w = pick(1, 13);
+        const std::size_t pt = pick(0, 4), pb = pick(0, 4), pl = pick(0, 4), pr = pick(0, 4);
+        if (h + pt + pb < 3 || w + pl + pr < 3) continue;
+        const bool relu = trial % 3 == 0;
+        auto o = xgrad_test::conv_options(1, 1, 1, 1, pt, pb, pl, pr, 1);
+        xgrad::manual_seed(static_cast<std::uint64_t>(100 + trial));
+        const xt::xarray<double> x = xgrad::randn<double>({n, h, w, c}).value();
+        const xt::xarray<double> wt = xgrad::randn<double>({3, 3, c, f}).value();
+        const xt::xarray<double> b = xgrad::randn<double>({f}).value();
+        const Shape ys{n, h + pt + pb - 2, w + pl + pr - 2, f};
+        xt::xarray<double> gy = xgrad::randn<double>(ys).value();
+        auto ref = naive_conv(x, wt, gy, 1, 1, 1, 1, pt, pl);
+        ref.y += b;
+        if (relu) {  // the reference's gradients through relu: dY masked where the output is not positive
+            ref.y = xt::maximum(ref.y, 0.0);
+            const xt::xarray<double> masked = xt::where(ref.y > 0.0, gy, 0.0);
+            ref = naive_conv(x, wt, masked, 1, 1, 1, 1, pt, pl);
+            ref.y = xt::maximum(ref.y + b, 0.0);
+        }
+        INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [3, 3, " << c << ", " << f << "], padding {"
+                   << pt << ", " << pb << ", " << pl << ", " << pr << "}" << (relu ? ", relu" : ""));
+        for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
+            o.backward = variant;
+            xt::xarray<float> y[2], dx[2], dw[2];
+            for (const bool winograd : {true, false}) {
+                const xgrad_test::WinogradScope scope(winograd);
+                Tensor x32(xt::xarray<float>(xt::cast<float>(x)), true), w32(xt::xarray<float>(xt::cast<float>(wt)), true);
+                Tensor b32(xt::xarray<float>(xt::cast<float>(b)), true);
+                auto y32 = relu ? xgrad::conv2d_relu(x32, w32, b32, o) : xgrad::conv2d(x32, w32, b32, o);
+                y32.backward(xt::xarray<float>(xt::cast<float>(gy)));
+                y[winograd] = y32.value();
+                dx[winograd] = x32.grad();
+                dw[winograd] = w32.grad();
+            }
+            CHECK(array_diff(y[1], ref.y, 1e-4, 1e-4) == "");
+            CHECK(array_diff(dx[1], ref.dx, 1e-4, 1e-4) == "");
+            CHECK(array_diff(dw[1], ref.dw, 1e-4, 1e-4) == "");
+            differs += !same_bits(y[1], y[0]) && !same_bits(dw[1], dw[0]);
+        }
+        ++checked;
+    }
+    CHECK(checked > 40);
+    CHECK(differs > checked);  // in most of the 2 · checked runs
+}
+
+TEST_CASE("conv2d: Winograd recomputes the direct way when a value is not finite", "[conv][traps]") {
+    // inf - inf inside a transform would put NaN where the definition has inf, and a NaN would
+    // reach outputs whose windows do not hold it: with an infinity or a NaN in x, in w or in dY
+    // every output and gradient that reads it is the direct kernels' bit for bit.
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    const xgrad::Conv2dOptions o{.padding = Padding::same, .backward = ConvBackward::flipped};
+    for (int where = 0; where < 6; ++where) {
+        INFO("case " << where);
+        xgrad::manual_seed(5);
+        xt::xarray<float> xv = xgrad::randn<float>({2, 6, 7, 16}).value(), wv = xgrad::randn<float>({3, 3, 16, 16}).value();
+        xt::xarray<float> gv = xgrad::randn<float>({2, 6, 7, 16}).value();
+        const float bad = where % 2 ? nan : inf;
+        if (where / 2 == 0) {
+            xv(0, 2, 3, 5) = bad;
+            xv(1, 0, 0, 1) = -bad;
+        }
+        if (where / 2 == 1) wv(1, 1, 4, 2) = bad;
+        if (where / 2 == 2) gv(1, 5, 6, 9) = bad;
+        xt::xarray<float> y[2], dx[2], dw[2];
+        for (const bool winograd : {true, false}) {
+            const xgrad_test::WinogradScope scope(winograd);
+            Tensor x(xv, true), w(wv, true);
+            auto out = xgrad::conv2d(x, w, o);
+            out.backward(gv);
+            y[winograd] = out.value();
+            dx[winograd] = x.grad();
+            dw[winograd] = w.grad();
+        }
+        // what reads the bad value (the others may differ by rounding)
+        if (where / 2 != 2) CHECK(same_bits(y[1], y[0]));
+        if (where / 2 != 0) CHECK(same_bits(dx[1], dx[0]));
+        if (where / 2 != 1) CHECK(same_bits(dw[1], dw[0]));
+    }
+}
+
 TEST_CASE("conv2d: padding wider than the kernel reads zeros, not the next pixels (golden value)", "[conv][traps]") {
     // x = 1..9 as [1, 3, 3, 1], a 1x1 kernel of one, padding 2: the image framed by two zeros.
     auto x = xgrad::reshape(xgrad::arange<double>(1, 10), {1, 3, 3, 1});
@@ -301,8 +402,8 @@ TEST_CASE("conv2d: the default input-gradient variant is process-wide", "[conv]"
     xgrad::set_default_conv_backward(ConvBackward::automatic);
 }
 
-TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 1 on the direct path, col2img "
-          "elsewhere, bit for bit",
+TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 1 on the direct path and for "
+          "float32 through Winograd, col2img elsewhere, bit for bit",
           "[conv][precision]") {
     // dx of float32 conv2d with the variant, in bf16 mode or not
     const auto dx = [](const xgrad::Conv2dOptions& base, const Shape& xs, const Shape& ws, bool bf16, ConvBackward v) {
@@ -329,8 +430,14 @@ TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 
     const auto automatic = dx(same, xs, ws, true, ConvBackward::automatic);
     CHECK(same_bits(automatic, dx(same, xs, ws, true, bf16_kernels ? ConvBackward::flipped : ConvBackward::col2img)));
     CHECK(!same_bits(automatic, dx(same, xs, ws, true, bf16_kernels ? ConvBackward::col2img : ConvBackward::flipped)));
-    CHECK(same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));
+    CHECK(same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::flipped)));
+    CHECK(!same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));
     CHECK(same_bits(dx(strided, xs, ws, true, ConvBackward::automatic), dx(strided, xs, ws, true, ConvBackward::col2img)));
+    CHECK(same_bits(dx(strided, xs, ws, false, ConvBackward::automatic), dx(strided, xs, ws, false, ConvBackward::col2img)));
+    {
+        const xgrad_test::WinogradScope direct(false);
+        CHECK(same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));
+    }
 }
 
 TEST_CASE("conv2d: bad input gives typed errors naming the op and the shapes", "[conv][errors]") {

@@ -51,6 +51,7 @@ std::vector<xt::xarray<T>> random_values(const std::vector<Shape>& shapes, std::
 template <class T>
 void check_conv_relu() {
     for (const auto& c : xgrad_test::conv_paths()) {
+        const xgrad_test::WinogradScope winograd(c.winograd);
         for (bool bias : {true, false}) {
             INFO(c.name << (bias ? ", bias" : ", no bias") << (sizeof(T) == 4 ? ", float" : ", double"));
             std::vector<Shape> shapes{c.x, c.w};
@@ -80,14 +81,17 @@ template <class T>
 void check_conv_pool(bool bf16) {
     const xgrad::Pool2dOptions pools[] = {{.kernel = 2}, {.kernel = 3, .stride = 2, .padding = 1}};
     for (const auto& c : xgrad_test::conv_paths()) {
+        const xgrad_test::WinogradScope winograd(c.winograd);
         for (const auto& pool : pools) {
-            for (bool bias : {true, false}) {
+            for (int bias_nan = 0; bias_nan < 4; ++bias_nan) {
+                const bool bias = bias_nan % 2, nan = bias_nan / 2;
                 INFO(c.name << (bias ? ", bias" : ", no bias") << (sizeof(T) == 4 ? ", float" : ", double") << ", pool "
-                            << pool.kernel.h << (bf16 ? ", bf16" : ""));
+                            << pool.kernel.h << (bf16 ? ", bf16" : "") << (nan ? ", NaN" : ""));
                 std::vector<Shape> shapes{c.x, c.w};
                 if (bias) shapes.push_back({c.w[3]});
                 auto values = random_values<T>(shapes, 6);
-                values[0].data()[7] = std::numeric_limits<T>::quiet_NaN();  // propagates to its windows
+                // A NaN propagates to its windows (and sends Winograd to the direct kernels).
+                if (nan) values[0].data()[7] = std::numeric_limits<T>::quiet_NaN();
                 xgrad::AutocastGuard precision(bf16 ? xgrad::Precision::bf16 : xgrad::Precision::float32);
                 const auto fused = run<T>(values, [&](const auto& v) {
                     return bias ? xgrad::conv2d_relu_max_pool2d(v[0], v[1], v[2], c.o, pool)

@@ -52,6 +52,7 @@ TEST_CASE("precision: bf16 conv2d, its input and weight gradients are float32 su
           "[precision]") {
     INFO("bf16 kernels: " << xgrad::bf16_kernels());
     for (const auto& c : xgrad_test::conv_paths()) {
+        const xgrad_test::WinogradScope winograd(c.winograd);
         for (auto variant : {xgrad::ConvBackward::col2img, xgrad::ConvBackward::flipped}) {
             INFO(c.name << (variant == xgrad::ConvBackward::col2img ? " [col2img]" : " [flipped]"));
             xgrad::manual_seed(3);
@@ -143,6 +144,7 @@ TEST_CASE("precision: bf16 conv2d: a NaN or an infinity reaches exactly the outp
     INFO("bf16 kernels: " << xgrad::bf16_kernels());
     const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
     for (const auto& c : xgrad_test::conv_paths()) {
+        const xgrad_test::WinogradScope winograd(c.winograd);
         INFO(c.name);
         xgrad::manual_seed(8);
         xt::xarray<float> xv = xgrad::randn<float>(c.x).value();

@@ -15,6 +15,8 @@
 #include "kernels/vector.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/pool2d.hpp"
+#include "kernels/threads.hpp"
+#include "kernels/winograd.hpp"
 
 namespace xgrad::kernels {
 
@@ -137,17 +139,6 @@ struct Chunks {
     }
 };
 
-// One scratch buffer of `size` elements for each thread of the next parallel region, allocated
-// here, on the calling thread: an exception thrown inside an OpenMP region cannot leave it
-// (std::terminate), so a failed allocation must happen before the region starts.
-template <class T>
-std::vector<Buffer<T>> per_thread(std::size_t size) {
-    std::vector<Buffer<T>> buffers;
-    buffers.reserve(static_cast<std::size_t>(omp_get_max_threads()));
-    for (int t = 0; t < omp_get_max_threads(); ++t) buffers.emplace_back(size);
-    return buffers;
-}
-
 // Per-thread lists of `size` pointers (a batch-reduce GEMM's operands), allocated likewise.
 template <class T>
 std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
@@ -208,23 +199,6 @@ void thread_product(bool use_bf16, Bf16Scratch& s, bool trans_a, std::size_t m, 
         }
     }
     gemm_per_thread<T>(trans_a, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
-}
-
-// Runs `body(partial)` on every thread of a new parallel region, each with its own partial
-// sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
-// loops), then adds the partials to `out` in thread order: the same sums in the same order on
-// every run at a given thread count, never in completion order.
-template <class T, class Body>
-void accumulate_per_thread(std::size_t size, T* out, Body body) {
-    auto partials = per_thread<T>(size);
-#pragma omp parallel
-    {
-        auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
-        std::fill_n(partial.data(), size, T(0));
-        body(partial.data());
-    }
-    for (const auto& partial : partials)
-        for (std::size_t k = 0; k < partial.size(); ++k) out[k] += partial.data()[k];
 }
 
 // The epilogue over rows [0, rows) of a block y [rows, F] that one thread has just written.
@@ -961,11 +935,15 @@ void conv2d_backward_weight_few_channels(const T* x, const T* gy, const ConvGeom
 
 namespace {
 
+// The usual pool: 2x2, stride 2, unpadded (each window is a pair of lines' pixel pair).
+bool pools_pairs(const PoolGeometry& pool) {
+    return pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.ph == 0 && pool.pw == 0;
+}
+
 // Whether forward() can pool the convolution's lines as it makes them (LinePool).
 template <class T>
 bool pools_lines(const ConvGeometry& g, const PoolGeometry& pool) {
-    const bool pair = pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.ph == 0 && pool.pw == 0;
-    return pair && (g.few_channels() || direct<T>(g));
+    return pools_pairs(pool) && (g.few_channels() || direct<T>(g));
 }
 
 // conv2d_forward, its output lines pooled when `pool` is not null (then y is unused, and the
@@ -974,6 +952,11 @@ template <class T>
 void forward(const T* x, const T* w, Epilogue<T> e, const ConvGeometry& g, T* y, Buffer<T>& cols, bool keep_cols,
              bool use_bf16, const LinePool<T>* pool) {
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    // Winograd's products are not the bf16 products of the numerics contract: float32 only.
+    if (!use_bf16 && !pool && winograd<T>(g) && conv2d_forward_winograd(x, w, e, g, y)) {
+        cols = Buffer<T>();
+        return;
+    }
     Buffer<T> x_bf16, w_bf16;
     if (use_bf16 && !(bf16_level() != Bf16Level::portable && !g.few_channels() && (direct<T>(g) || batch_split<T>(g)))) {
         x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
@@ -1052,6 +1035,10 @@ template <class T>
 void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
                              const PoolGeometry& pool, T* y, std::int32_t* argmax, bool use_bf16) {
     Buffer<T> cols;
+    if (!use_bf16 && pools_pairs(pool) && winograd<T>(g)) {  // each output tile is a window
+        const WinogradPool<T> tiles{y, argmax, relu, pool.oh, pool.ow};
+        if (conv2d_forward_winograd<T>(x, w, {bias, false}, g, nullptr, &tiles)) return;
+    }
     if (!g.no_products() && pools_lines<T>(g, pool)) {
         const LinePool<T> lines{y, argmax, relu};
         forward<T>(x, w, {bias, false}, g, nullptr, cols, false, use_bf16, &lines);
@@ -1065,7 +1052,7 @@ void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, c
 
 template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols) {
-    if (g.no_products() || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) ||
+    if (g.no_products() || direct_single_channel<T>(g) || g.pointwise() || direct<T>(g) || winograd<T>(g) ||
         few_channels_weight_grad<T>(g)) {
         cols = Buffer<T>();
         return;
@@ -1081,6 +1068,7 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
     if (g.no_products()) return;  // nothing to add
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
     if (few_channels_weight_grad<T>(g)) return conv2d_backward_weight_few_channels(x, gy, g, dw, use_bf16);
+    if (!use_bf16 && winograd<T>(g) && conv2d_backward_weight_winograd(x, gy, g, dw)) return;
     Buffer<T> x_bf16, gy_bf16, cols_bf16;
     // A few input channels: an inner dimension of KH·KW·C is too short for the bf16 kernels to pay
     // for packing its operands (W1's first layer: float32 on rounded copies is faster).
@@ -1226,13 +1214,18 @@ ConvGeometry flipped_forward_geometry(const ConvGeometry& g) {
 
 }  // namespace
 
+template <class T>
 bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
-    return bf16 && bf16_level() != Bf16Level::portable && flipped_as_forward(g) &&
-           direct<float>(flipped_forward_geometry(g));
+    if (!flipped_as_forward(g)) return false;
+    const ConvGeometry gd = flipped_forward_geometry(g);
+    // float32: Winograd's forward of dY (conv B's dx at 2 threads 1.42 ms against col2img's 1.97)
+    if (!bf16) return winograd<T>(gd);
+    return bf16_level() != Bf16Level::portable && direct<float>(gd);
 }
 
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16,
+                                   bool dx_zero) {
     if (g.no_products()) return;  // nothing to add
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;  // padded input
@@ -1254,8 +1247,9 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     // the forward pass's kernels pad each image as they read it.
     if (flipped_as_forward(g)) {
         const ConvGeometry gd = flipped_forward_geometry(g);
-        Buffer<T> part(g.n * g.h * g.w * g.c), cols;
-        conv2d_forward<T>(gy, wf.data(), {}, gd, part.data(), cols, false, use_bf16);
+        Buffer<T> part(dx_zero ? 0 : g.n * g.h * g.w * g.c), cols;
+        conv2d_forward<T>(gy, wf.data(), {}, gd, dx_zero ? dx : part.data(), cols, false, use_bf16);
+        if (dx_zero) return;
         const auto count = static_cast<Index>(part.size());
 #pragma omp parallel for schedule(static) if (count > (Index{1} << 16))
         for (Index k = 0; k < count; ++k) dx[k] += part.data()[k];
@@ -1295,7 +1289,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*, bool); \
     template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool);  \
-    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool);
+    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);  \
+    template bool flipped_is_faster<T>(const ConvGeometry&, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

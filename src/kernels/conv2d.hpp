@@ -96,11 +96,15 @@ template <class T>
 void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
 // dx += conv(dY dilated by the stride and padded, W flipped in H and W with C and F swapped).
+// With dx_zero (dx holds zeros), a stride-1 gradient is written straight into dx.
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false,
+                                   bool dx_zero = false);
 
-// Whether the flipped input gradient beats col2img here (ConvBackward::automatic): with bf16
-// products at stride 1 with padding within the kernel, where it is the direct forward of dY.
+// Whether the flipped input gradient beats col2img here (ConvBackward::automatic): at stride 1
+// with padding within the kernel, where it is the forward of dY, with bf16 products on the
+// direct path, or in float32 through Winograd (winograd.hpp).
+template <class T>
 bool flipped_is_faster(const ConvGeometry& g, bool bf16);
 
 }  // namespace xgrad::kernels

@@ -178,21 +178,25 @@ template <class T>
 void max_pool2x2_line(const T* r0, const T* r1, std::size_t w, std::size_t c, std::size_t iy, bool relu, T* y,
                       std::int32_t* argmax) {
     const auto width = static_cast<std::int32_t>(w);
-    const std::size_t used = 2 * (w / 2) * c;  // the windows' pixels
-    const bool numbers = !any_nan(r0, used) && !any_nan(r1, used);
     for (std::size_t ox = 0; ox < w / 2; ++ox) {
         const std::size_t at = 2 * ox * c;
-        const auto pos = static_cast<std::int32_t>(iy * w + 2 * ox);
-        std::int32_t* a = argmax ? argmax + ox * c : nullptr;
-        if (numbers && argmax)
-            max_window_2x2_numbers<true>(r0 + at, r1 + at, c, pos, width, relu, y + ox * c, a);
-        else if (numbers)
-            max_window_2x2_numbers<false>(r0 + at, r1 + at, c, pos, width, relu, y + ox * c, nullptr);
-        else if (argmax)
-            max_window_2x2<true>(r0 + at, r1 + at, c, c, pos, width, relu, y + ox * c, a);
-        else
-            max_window_2x2<false>(r0 + at, r1 + at, c, c, pos, width, relu, y + ox * c, nullptr);
+        max_pool2x2_window(r0 + at, r1 + at, c, static_cast<std::int32_t>(iy * w + 2 * ox), width, relu, y + ox * c,
+                           argmax ? argmax + ox * c : nullptr);
     }
+}
+
+template <class T>
+void max_pool2x2_window(const T* r0, const T* r1, std::size_t c, std::int32_t pos, std::int32_t w, bool relu, T* y,
+                        std::int32_t* argmax) {
+    const bool numbers = !any_nan(r0, 2 * c) && !any_nan(r1, 2 * c);
+    if (numbers && argmax)
+        max_window_2x2_numbers<true>(r0, r1, c, pos, w, relu, y, argmax);
+    else if (numbers)
+        max_window_2x2_numbers<false>(r0, r1, c, pos, w, relu, y, nullptr);
+    else if (argmax)
+        max_window_2x2<true>(r0, r1, c, c, pos, w, relu, y, argmax);
+    else
+        max_window_2x2<false>(r0, r1, c, c, pos, w, relu, y, nullptr);
 }
 
 template <class T>
@@ -290,6 +294,8 @@ void avg_pool2d_backward(const T* gy, const PoolGeometry& g, bool count_include_
     template void max_pool2d_forward<T>(const T*, const PoolGeometry&, T*, std::int32_t*, bool);      \
     template void max_pool2x2_line<T>(const T*, const T*, std::size_t, std::size_t, std::size_t, bool, T*,  \
                                       std::int32_t*);                                                  \
+    template void max_pool2x2_window<T>(const T*, const T*, std::size_t, std::int32_t, std::int32_t, bool, T*, \
+                                        std::int32_t*);                                                \
     template void max_pool2d_backward<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);     \
     template void max_pool2d_gather<T>(const T*, const std::int32_t*, const PoolGeometry&, T*);       \
     template void avg_pool2d_forward<T>(const T*, const PoolGeometry&, bool, T*);                     \

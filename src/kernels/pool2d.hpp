@@ -27,6 +27,13 @@ template <class T>
 void max_pool2x2_line(const T* r0, const T* r1, std::size_t w, std::size_t c, std::size_t iy, bool relu, T* y,
                       std::int32_t* argmax);
 
+// One window of a 2x2, stride-2, unpadded max pool: pixels (iy, ix) and (iy, ix + 1) at r0,
+// (iy + 1, ix) and (iy + 1, ix + 1) at r1, C channels each, on an input W wide; pos = iy·W + ix.
+// y [C] and argmax [C] (not written when null) as max_pool2d_forward writes them.
+template <class T>
+void max_pool2x2_window(const T* r0, const T* r1, std::size_t c, std::int32_t pos, std::int32_t w, bool relu, T* y,
+                        std::int32_t* argmax);
+
 // dx [N, H, W, C] = gy routed to the argmax of each window (dx's previous contents are
 // ignored: every element is written).
 template <class T>

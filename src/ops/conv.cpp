@@ -13,6 +13,7 @@
 #include "detail/pool.hpp"
 #include "detail/precision.hpp"
 #include "kernels/conv2d.hpp"
+#include "kernels/winograd.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -295,6 +296,8 @@ std::pair<Conv2dOptions, Shape> transposed_geometry(const Shape& xs, const Shape
 }  // namespace
 
 void set_default_conv_backward(ConvBackward variant) { g_default_backward = variant; }
+void set_winograd_convolutions(bool enabled) { kernels::set_winograd(enabled); }
+bool winograd_convolutions() { return kernels::winograd_enabled(); }
 ConvBackward default_conv_backward() { return g_default_backward; }
 
 template <class T>
@@ -344,12 +347,12 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
     with_scratch(g, [&] {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
         const ConvBackward variant = *o.backward != ConvBackward::automatic ? *o.backward
-                                     : kernels::flipped_is_faster(g, bf16) ? ConvBackward::flipped
+                                     : kernels::flipped_is_faster<T>(g, bf16) ? ConvBackward::flipped
                                                                             : ConvBackward::col2img;
         if (variant == ConvBackward::col2img)
             kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
         else
-            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
+            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16, true);
     });
     basic_tensor<T> out(std::move(dx));
     record(OpKind::conv2d_input_grad, {gy, w}, out, [gy, w, o, bf16](const basic_tensor<T>& gx, auto& grads) {

@@ -43,15 +43,28 @@ enum class ConvBackward {
     /// dY dilated by the stride and padded, convolved with W flipped in H and W with its
     /// input and output channels swapped.
     flipped,
-    /// The one measured faster for the convolution and its precision: flipped for bf16
-    /// products at stride 1 with 16 or more output channels and padding within the kernel
-    /// (conv B in bf16 at 2 threads: dX 0.94-1.14 ms against 1.18-1.32), col2img everywhere else.
+    /// The one measured faster for the convolution and its precision: flipped at stride 1 with
+    /// padding within the kernel for bf16 products with 16 or more output channels (conv B in
+    /// bf16 at 2 threads: dX 0.94-1.14 ms against 1.18-1.32) and for float32 convolutions that
+    /// Winograd serves (set_winograd_convolutions; conv B's dX 1.42 ms against 1.97), col2img
+    /// everywhere else.
     automatic,
 };
 
 /// The variant conv2d uses when its options name none (initially ConvBackward::automatic).
 void set_default_conv_backward(ConvBackward variant);
 ConvBackward default_conv_backward();
+
+/// Winograd's F(2x2, 3x3) algorithm for the float32 convolutions it serves: 3x3, stride 1,
+/// undilated, one group, 16 or more input channels and filters, any padding (the forward
+/// pass, the flipped input gradient at padding up to 2, the weight gradient). Each 2x2 block
+/// of outputs takes 16 products per channel pair instead of 36; the results differ from the
+/// direct sum's by float32 rounding only (a few units in the last place), and a call whose
+/// inputs or sums are not all finite is recomputed the direct way, so NaN and infinities land
+/// where the definition puts them. float64 and bf16 products never use it. On by default;
+/// off, every convolution runs the direct kernels of earlier versions, bit for bit.
+void set_winograd_convolutions(bool enabled);
+bool winograd_convolutions();
 
 struct Conv2dOptions {
     Size2 stride = 1;

@@ -1,0 +1,43 @@
+#pragma once
+
+// Per-thread scratch for the kernels' OpenMP regions.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "kernels/buffer.hpp"
+
+namespace xgrad::kernels {
+
+// One scratch buffer of `size` elements for each thread of the next parallel region, allocated
+// here, on the calling thread: an exception thrown inside an OpenMP region cannot leave it
+// (std::terminate), so a failed allocation must happen before the region starts.
+template <class T>
+std::vector<Buffer<T>> per_thread(std::size_t size) {
+    std::vector<Buffer<T>> buffers;
+    buffers.reserve(static_cast<std::size_t>(omp_get_max_threads()));
+    for (int t = 0; t < omp_get_max_threads(); ++t) buffers.emplace_back(size);
+    return buffers;
+}
+
+// Runs `body(partial)` on every thread of a new parallel region, each with its own partial
+// sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
+// loops), then adds the partials to `out` in thread order: the same sums in the same order on
+// every run at a given thread count, never in completion order.
+template <class T, class Body>
+void accumulate_per_thread(std::size_t size, T* out, Body body) {
+    auto partials = per_thread<T>(size);
+#pragma omp parallel
+    {
+        auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
+        std::fill_n(partial.data(), size, T(0));
+        body(partial.data());
+    }
+    for (const auto& partial : partials)
+        for (std::size_t k = 0; k < partial.size(); ++k) out[k] += partial.data()[k];
+}
+
+}  // namespace xgrad::kernels
