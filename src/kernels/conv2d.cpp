@@ -139,13 +139,6 @@ struct Chunks {
     }
 };
 
-// Per-thread lists of `size` pointers (a batch-reduce GEMM's operands), allocated likewise.
-template <class T>
-std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
-    return std::vector<std::vector<const T*>>(static_cast<std::size_t>(omp_get_max_threads()),
-                                              std::vector<const T*>(size));
-}
-
 // n elements of v rounded to bf16 values in `storage`: the operand of a bf16 product that runs
 // on the float32 kernels (a path without bf16 kernels, or the portable level).
 template <class T>
@@ -1218,8 +1211,10 @@ template <class T>
 bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
     if (!flipped_as_forward(g)) return false;
     const ConvGeometry gd = flipped_forward_geometry(g);
-    // float32: Winograd's forward of dY (conv B's dx at 2 threads 1.42 ms against col2img's 1.97)
-    if (!bf16) return winograd<T>(gd);
+    // float32: Winograd's forward of dY, when its padding is no wider than the kernel's half
+    // (conv B's dx at 2 threads 1.42 ms against col2img's 1.97; conv E's, padded by 4 on a 5x5
+    // kernel, 13.8 against 9.6: its tiles read mostly zeros)
+    if (!bf16) return winograd<T>(gd) && 2 * std::max({gd.pt, gd.pb}) < gd.kh && 2 * std::max({gd.pl, gd.pr}) < gd.kw;
     return bf16_level() != Bf16Level::portable && direct<float>(gd);
 }
 

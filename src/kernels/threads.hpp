@@ -23,6 +23,13 @@ std::vector<Buffer<T>> per_thread(std::size_t size) {
     return buffers;
 }
 
+// Per-thread lists of `size` pointers (a batch-reduce GEMM's operands), allocated likewise.
+template <class T>
+std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
+    return std::vector<std::vector<const T*>>(static_cast<std::size_t>(omp_get_max_threads()),
+                                              std::vector<const T*>(size));
+}
+
 // Runs `body(partial)` on every thread of a new parallel region, each with its own partial
 // sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
 // loops), then adds the partials to `out` in thread order: the same sums in the same order on

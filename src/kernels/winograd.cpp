@@ -27,12 +27,23 @@ constexpr std::size_t kTiles = 32;
 // Fewer channels or filters give GEMMs too short to pay for the transforms.
 constexpr std::size_t kMinChannels = 16;
 
+// A kernel larger than 3x3 is a grid of 3x3 sub-kernels, `down` x `across` (zero taps past its
+// edges): the convolution sums each one's convolution of x shifted by its offset (3·i, 3·j).
+struct Subkernels {
+    std::size_t down, across, count;
+    explicit Subkernels(const ConvGeometry& g)
+        : down((g.kh + 2) / 3), across((g.kw + 2) / 3), count(down * across) {}
+};
+
 // The 2x2 output tiles of a geometry, numbered image by image, row by row, in blocks.
 struct Tiles {
     std::size_t across, per_image, total, block = kTiles, blocks;
+    Subkernels subs;
     explicit Tiles(const ConvGeometry& g)
         : across((g.ow + 1) / 2), per_image((g.oh + 1) / 2 * across), total(g.n * per_image),
-          blocks((total + block - 1) / block) {}
+          blocks((total + block - 1) / block), subs(g) {}
+    // The distance between the 16 elements' matrices [block, width] of a block's transforms.
+    std::size_t stride(std::size_t width) const { return block * width; }
     // The tile's image and the output position of its top-left output.
     void locate(std::size_t t, std::size_t& n, std::size_t& oy, std::size_t& ox) const {
         n = t / per_image;
@@ -97,51 +108,73 @@ inline void input_transform(const T* const* p, std::size_t k, T* v, std::size_t 
     }
 }
 
-// v [16, block, C]: the transformed input windows of the block's tiles (zero past the last).
+// v [subs, 16, block, C]: the transformed input windows of the block's tiles for each
+// sub-kernel (zero past the last tile).
 template <class T>
 void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const T* zeros,
                       T* v) {
-    const std::size_t stride = tiles.block * g.c;
+    const std::size_t stride = tiles.stride(g.c);
     for (std::size_t i = 0; i < tiles.block; ++i) {
-        T* out = v + i * g.c;
-        if (first + i >= tiles.total) {
-            for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
-            continue;
-        }
-        std::size_t n, oy, ox;
-        tiles.locate(first + i, n, oy, ox);
-        const T* p[16];
-        for (std::size_t r = 0; r < 4; ++r)
-            for (std::size_t q = 0; q < 4; ++q) {
-                const Index y = static_cast<Index>(oy + r) - static_cast<Index>(g.pt);
-                const Index xx = static_cast<Index>(ox + q) - static_cast<Index>(g.pl);
-                const bool inside = y >= 0 && y < static_cast<Index>(g.h) && xx >= 0 && xx < static_cast<Index>(g.w);
-                p[4 * r + q] = inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * g.c
-                                      : zeros;
+        for (std::size_t sub = 0; sub < tiles.subs.count; ++sub) {
+            T* out = v + sub * 16 * stride + i * g.c;
+            if (first + i >= tiles.total) {
+                for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
+                continue;
             }
-        lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
+            std::size_t n, oy, ox;
+            tiles.locate(first + i, n, oy, ox);
+            oy += 3 * (sub / tiles.subs.across);
+            ox += 3 * (sub % tiles.subs.across);
+            const T* p[16];
+            for (std::size_t r = 0; r < 4; ++r)
+                for (std::size_t q = 0; q < 4; ++q) {
+                    const Index y = static_cast<Index>(oy + r) - static_cast<Index>(g.pt);
+                    const Index xx = static_cast<Index>(ox + q) - static_cast<Index>(g.pl);
+                    const bool inside =
+                        y >= 0 && y < static_cast<Index>(g.h) && xx >= 0 && xx < static_cast<Index>(g.w);
+                    p[4 * r + q] =
+                        inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * g.c
+                               : zeros;
+                }
+            lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
+        }
     }
 }
 
-// u [16, C, F] = G w Gᵀ for every channel and filter (w [3, 3, C, F]).
+// The tap (ky, kx) of sub-kernel `sub`, or null past the kernel's edge.
+inline bool tap(const ConvGeometry& g, const Subkernels& subs, std::size_t sub, std::size_t ky, std::size_t kx,
+                std::size_t& at) {
+    const std::size_t y = 3 * (sub / subs.across) + ky, x = 3 * (sub % subs.across) + kx;
+    at = y * g.kw + x;
+    return y < g.kh && x < g.kw;
+}
+
+// u [subs, 16, C, F] = G w Gᵀ for every sub-kernel, channel and filter (w [KH, KW, C, F]).
 template <class T>
 void transform_weights(const T* w, const ConvGeometry& g, T* u) {
     const std::size_t cf = g.c * g.f;
-    for (std::size_t j = 0; j < cf; ++j) {
-        T k[3][3], a[4][3];
-        for (int ky = 0; ky < 3; ++ky)
-            for (int kx = 0; kx < 3; ++kx) k[ky][kx] = w[(ky * 3 + kx) * cf + j];
-        for (int kx = 0; kx < 3; ++kx) {
-            a[0][kx] = k[0][kx];
-            a[1][kx] = T(0.5) * (k[0][kx] + k[1][kx] + k[2][kx]);
-            a[2][kx] = T(0.5) * (k[0][kx] - k[1][kx] + k[2][kx]);
-            a[3][kx] = k[2][kx];
-        }
-        for (int i = 0; i < 4; ++i) {
-            u[(4 * i + 0) * cf + j] = a[i][0];
-            u[(4 * i + 1) * cf + j] = T(0.5) * (a[i][0] + a[i][1] + a[i][2]);
-            u[(4 * i + 2) * cf + j] = T(0.5) * (a[i][0] - a[i][1] + a[i][2]);
-            u[(4 * i + 3) * cf + j] = a[i][2];
+    const Subkernels subs(g);
+    for (std::size_t sub = 0; sub < subs.count; ++sub) {
+        T* us = u + sub * 16 * cf;
+        for (std::size_t j = 0; j < cf; ++j) {
+            T k[3][3], a[4][3];
+            for (std::size_t ky = 0; ky < 3; ++ky)
+                for (std::size_t kx = 0; kx < 3; ++kx) {
+                    std::size_t at;
+                    k[ky][kx] = tap(g, subs, sub, ky, kx, at) ? w[at * cf + j] : T(0);
+                }
+            for (int kx = 0; kx < 3; ++kx) {
+                a[0][kx] = k[0][kx];
+                a[1][kx] = T(0.5) * (k[0][kx] + k[1][kx] + k[2][kx]);
+                a[2][kx] = T(0.5) * (k[0][kx] - k[1][kx] + k[2][kx]);
+                a[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; ++i) {
+                us[(4 * i + 0) * cf + j] = a[i][0];
+                us[(4 * i + 1) * cf + j] = T(0.5) * (a[i][0] + a[i][1] + a[i][2]);
+                us[(4 * i + 2) * cf + j] = T(0.5) * (a[i][0] - a[i][1] + a[i][2]);
+                us[(4 * i + 3) * cf + j] = a[i][2];
+            }
         }
     }
 }
@@ -169,7 +202,7 @@ inline void output_transform(const T* m, std::size_t k, std::size_t stride, V ou
 template <class T>
 bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const Epilogue<T>& e,
                    T* y, const WinogradPool<T>* pool, T* window) {
-    const std::size_t stride = tiles.block * g.f;
+    const std::size_t stride = tiles.stride(g.f);
     bool bad = false;
     for (std::size_t i = 0; i < tiles.block && first + i < tiles.total; ++i) {
         std::size_t n, oy, ox;
@@ -219,7 +252,7 @@ inline void gradient_transform(const T* const* p, std::size_t k, T* out, std::si
 template <class T>
 void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const T* zeros,
                          T* d) {
-    const std::size_t stride = tiles.block * g.f;
+    const std::size_t stride = tiles.stride(g.f);
     for (std::size_t i = 0; i < tiles.block; ++i) {
         T* out = d + i * g.f;
         if (first + i >= tiles.total) {
@@ -237,28 +270,34 @@ void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles,
     }
 }
 
-// dw [3, 3, C, F] += Gᵀ s G for every channel and filter (s [16, C, F]); false (dw unchanged)
-// where a sum is not finite.
+// dw [KH, KW, C, F] += Gᵀ s G for every sub-kernel, channel and filter (s [subs, 16, C, F]),
+// the taps past the kernel's edge dropped; false (dw unchanged) where a sum is not finite.
 template <class T>
 bool add_weight_sums(const T* s, const ConvGeometry& g, T* dw) {
     const std::size_t cf = g.c * g.f;
+    const Subkernels subs(g);
     T check = 0;
-    for (std::size_t j = 0; j < 16 * cf; ++j) check += s[j] * T(0);
+    for (std::size_t j = 0; j < subs.count * 16 * cf; ++j) check += s[j] * T(0);
     if (check != check) return false;
-    for (std::size_t j = 0; j < cf; ++j) {
-        T a[3][4];  // Gᵀ s: G [4x3] = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]
-        for (int b = 0; b < 4; ++b) {
-            const T s0 = s[(0 + b) * cf + j], s1 = s[(4 + b) * cf + j], s2 = s[(8 + b) * cf + j],
-                    s3 = s[(12 + b) * cf + j];
-            a[0][b] = s0 + T(0.5) * (s1 + s2);
-            a[1][b] = T(0.5) * (s1 - s2);
-            a[2][b] = T(0.5) * (s1 + s2) + s3;
-        }
-        for (int ky = 0; ky < 3; ++ky) {
-            const T* r = a[ky];
-            dw[(ky * 3 + 0) * cf + j] += r[0] + T(0.5) * (r[1] + r[2]);
-            dw[(ky * 3 + 1) * cf + j] += T(0.5) * (r[1] - r[2]);
-            dw[(ky * 3 + 2) * cf + j] += T(0.5) * (r[1] + r[2]) + r[3];
+    for (std::size_t sub = 0; sub < subs.count; ++sub) {
+        const T* ss = s + sub * 16 * cf;
+        for (std::size_t j = 0; j < cf; ++j) {
+            T a[3][4];  // Gᵀ s: G [4x3] = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]
+            for (int b = 0; b < 4; ++b) {
+                const T s0 = ss[(0 + b) * cf + j], s1 = ss[(4 + b) * cf + j], s2 = ss[(8 + b) * cf + j],
+                        s3 = ss[(12 + b) * cf + j];
+                a[0][b] = s0 + T(0.5) * (s1 + s2);
+                a[1][b] = T(0.5) * (s1 - s2);
+                a[2][b] = T(0.5) * (s1 + s2) + s3;
+            }
+            for (std::size_t ky = 0; ky < 3; ++ky) {
+                const T* r = a[ky];
+                const T row[3] = {r[0] + T(0.5) * (r[1] + r[2]), T(0.5) * (r[1] - r[2]), T(0.5) * (r[1] + r[2]) + r[3]};
+                for (std::size_t kx = 0; kx < 3; ++kx) {
+                    std::size_t at;
+                    if (tap(g, subs, sub, ky, kx, at)) dw[at * cf + j] += row[kx];
+                }
+            }
         }
     }
     return true;
@@ -271,20 +310,27 @@ bool winograd_enabled() { return g_enabled; }
 
 template <class T>
 bool winograd(const ConvGeometry& g) {
-    return std::is_same_v<T, float> && g_enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
-           g.dw == 1 && g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products();
+    // 3x3 sub-kernels must cut the products by 1.5 at least (4 per output and sub-kernel
+    // against KH·KW): 3x3 2.25, 5x5 1.56, 7x7 only 1.36.
+    const Subkernels subs(g);
+    const bool fewer = g.kh >= 3 && g.kw >= 3 && 2 * g.kh * g.kw >= 3 * 4 * subs.count;
+    return std::is_same_v<T, float> && g_enabled && fewer && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+           g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products();
 }
 
 template <class T>
 bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y,
                              const WinogradPool<T>* pool) {
     const Tiles tiles(g);
-    Buffer<T> u(16 * g.c * g.f), zeros(g.c);
+    const std::size_t subs = tiles.subs.count;
+    Buffer<T> u(subs * 16 * g.c * g.f), zeros(g.c);
     transform_weights(w, g, u.data());
     std::fill_n(zeros.data(), g.c, T(0));
-    auto v = per_thread<T>(16 * tiles.block * g.c), m = per_thread<T>(16 * tiles.block * g.f + (pool ? 4 * g.f : 0));
-    // m_e [block, F] = v_e [block, C] · u_e [C, F] for each of the 16 elements
+    auto v = per_thread<T>(subs * 16 * tiles.stride(g.c));
+    auto m = per_thread<T>(16 * tiles.stride(g.f) + (pool ? 4 * g.f : 0));
+    // m_e [block, F] = Σ_sub v_sub,e [block, C] · u_sub,e [C, F] for each of the 16 elements
     const BatchReduceGemm<T> product(tiles.block, g.f, g.c, g.c, g.f, g.f, false);
+    auto lists = per_thread_lists<T>(2 * subs);
     bool finite = true;
 #pragma omp parallel for schedule(static) reduction(&& : finite)
     for (Index b = 0; b < static_cast<Index>(tiles.blocks); ++b) {
@@ -293,12 +339,16 @@ bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const
         T* vt = v[t].data();
         T* mt = m[t].data();
         transform_inputs(x, g, tiles, first, zeros.data(), vt);
+        const T** a = lists[t].data();
+        const T** bk = a + subs;
         for (std::size_t k = 0; k < 16; ++k) {
-            const T* a = vt + k * tiles.block * g.c;
-            const T* bk = u.data() + k * g.c * g.f;
-            product(&a, &bk, 1, mt + k * tiles.block * g.f);
+            for (std::size_t sub = 0; sub < subs; ++sub) {
+                a[sub] = vt + (sub * 16 + k) * tiles.stride(g.c);
+                bk[sub] = u.data() + (sub * 16 + k) * g.c * g.f;
+            }
+            product(a, bk, subs, mt + k * tiles.stride(g.f));
         }
-        finite = store_outputs(mt, g, tiles, first, e, y, pool, mt + 16 * tiles.block * g.f) && finite;
+        finite = store_outputs(mt, g, tiles, first, e, y, pool, mt + 16 * tiles.stride(g.f)) && finite;
     }
     return finite;
 }
@@ -306,10 +356,11 @@ bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const
 template <class T>
 bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
     const Tiles tiles(g);
-    Buffer<T> zeros(std::max(g.c, g.f)), sums(16 * g.c * g.f);
+    const std::size_t subs = tiles.subs.count;
+    Buffer<T> zeros(std::max(g.c, g.f)), sums(subs * 16 * g.c * g.f);
     std::fill_n(zeros.data(), zeros.size(), T(0));
     std::fill_n(sums.data(), sums.size(), T(0));
-    auto v = per_thread<T>(16 * tiles.block * g.c), d = per_thread<T>(16 * tiles.block * g.f);
+    auto v = per_thread<T>(subs * 16 * tiles.stride(g.c)), d = per_thread<T>(16 * tiles.stride(g.f));
     accumulate_per_thread(sums.size(), sums.data(), [&](T* partial) {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
         T* vt = v[t].data();
@@ -319,10 +370,12 @@ bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry
             const std::size_t first = static_cast<std::size_t>(b) * tiles.block;
             transform_inputs(x, g, tiles, first, zeros.data(), vt);
             transform_gradients(gy, g, tiles, first, zeros.data(), dt);
-            // s_e [C, F] += v_eᵀ [C, block] · d_e [block, F]
-            for (std::size_t k = 0; k < 16; ++k)
-                gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + k * tiles.block * g.c, g.c, dt + k * tiles.block * g.f,
-                                   g.f, 1, partial + k * g.c * g.f, g.f);
+            // s_sub,e [C, F] += v_sub,eᵀ [C, block] · d_e [block, F]
+            for (std::size_t sub = 0; sub < subs; ++sub)
+                for (std::size_t k = 0; k < 16; ++k)
+                    gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + (sub * 16 + k) * tiles.stride(g.c),
+                                       g.c, dt + k * tiles.stride(g.f), g.f, 1, partial + (sub * 16 + k) * g.c * g.f,
+                                       g.f);
         }
     });
     return add_weight_sums(sums.data(), g, dw);
