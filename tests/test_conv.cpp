@@ -164,8 +164,8 @@ bool same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b) {
 
 }  // namespace
 
-TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geometries, padding wider than the kernel "
-          "included", "[conv][traps]") {
+TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geometries, 5x5 and 6x6 kernels and "
+          "padding wider than the kernel included", "[conv][traps]") {
     // Forward (with bias and relu), both input-gradient variants (flipped runs dY's forward
     // through Winograd while its padding is at most 2) and the weight gradient, against the
     // float64 definition; the direct kernels (Winograd off) must give other bits, or the test
@@ -175,16 +175,19 @@ TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geome
     for (int trial = 0; trial < 60; ++trial) {
         const std::size_t c = std::vector<std::size_t>{16, 17, 32, 40}[pick(0, 3)];
         const std::size_t f = std::vector<std::size_t>{16, 19, 32, 64}[pick(0, 3)];
+        // 3x3, and larger kernels as 3x3 sub-kernels (5 and 6 wide: two, the last cut short)
+        const std::size_t kh = trial % 2 ? 3 : std::vector<std::size_t>{3, 5, 6}[pick(0, 2)];
+        const std::size_t kw = trial % 2 ? 3 : std::vector<std::size_t>{3, 5, 6}[pick(0, 2)];
         const std::size_t n = pick(1, 3), h = pick(1, 13), w = pick(1, 13);
         const std::size_t pt = pick(0, 4), pb = pick(0, 4), pl = pick(0, 4), pr = pick(0, 4);
-        if (h + pt + pb < 3 || w + pl + pr < 3) continue;
+        if (h + pt + pb < kh || w + pl + pr < kw) continue;
         const bool relu = trial % 3 == 0;
         auto o = xgrad_test::conv_options(1, 1, 1, 1, pt, pb, pl, pr, 1);
         xgrad::manual_seed(static_cast<std::uint64_t>(100 + trial));
         const xt::xarray<double> x = xgrad::randn<double>({n, h, w, c}).value();
-        const xt::xarray<double> wt = xgrad::randn<double>({3, 3, c, f}).value();
+        const xt::xarray<double> wt = xgrad::randn<double>({kh, kw, c, f}).value();
         const xt::xarray<double> b = xgrad::randn<double>({f}).value();
-        const Shape ys{n, h + pt + pb - 2, w + pl + pr - 2, f};
+        const Shape ys{n, h + pt + pb - kh + 1, w + pl + pr - kw + 1, f};
         xt::xarray<double> gy = xgrad::randn<double>(ys).value();
         auto ref = naive_conv(x, wt, gy, 1, 1, 1, 1, pt, pl);
         ref.y += b;
@@ -194,7 +197,8 @@ TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geome
             ref = naive_conv(x, wt, masked, 1, 1, 1, 1, pt, pl);
             ref.y = xt::maximum(ref.y + b, 0.0);
         }
-        INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [3, 3, " << c << ", " << f << "], padding {"
+        INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [" << kh << ", " << kw << ", " << c << ", " << f
+                   << "], padding {"
                    << pt << ", " << pb << ", " << pl << ", " << pr << "}" << (relu ? ", relu" : ""));
         for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
             o.backward = variant;
