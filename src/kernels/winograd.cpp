@@ -203,7 +203,9 @@ template <class T>
 bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const Epilogue<T>& e,
                    T* y, const WinogradPool<T>* pool, T* window) {
     const std::size_t stride = tiles.stride(g.f);
-    bool bad = false;
+    // Σ output · 0 over the block, NaN when an output is not: checked once, at the end.
+    typename Vector<T>::type check{};
+    T check_tail = 0;
     for (std::size_t i = 0; i < tiles.block && first + i < tiles.total; ++i) {
         std::size_t n, oy, ox;
         tiles.locate(first + i, n, oy, ox);
@@ -215,7 +217,11 @@ bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::s
         lanes<T>(g.f, [&]<class V>(std::size_t k) {
             V out[4];
             output_transform<V>(m + i * g.f, k, stride, out);
-            bad = bad || not_finite<V>((out[0] + out[1] + out[2] + out[3]) * T(0));
+            const V zero = (out[0] + out[1] + out[2] + out[3]) * T(0);
+            if constexpr (std::is_same_v<V, T>)
+                check_tail += zero;
+            else
+                check += zero;
             for (std::size_t q = 0; q < 4; ++q) {
                 if (!at[q]) continue;
                 V v = out[q];
@@ -231,7 +237,7 @@ bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::s
                                pool->argmax ? pool->argmax + o : nullptr);
         }
     }
-    return !bad;
+    return !not_finite(check) && !not_finite(check_tail);
 }
 
 // A dY [2x2] → [4x4] tile transform A dY Aᵀ at filter k (rows p[0..3], zeros past the output).
