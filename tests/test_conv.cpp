@@ -438,6 +438,10 @@ TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 
     CHECK(!same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));
     CHECK(same_bits(dx(strided, xs, ws, true, ConvBackward::automatic), dx(strided, xs, ws, true, ConvBackward::col2img)));
     CHECK(same_bits(dx(strided, xs, ws, false, ConvBackward::automatic), dx(strided, xs, ws, false, ConvBackward::col2img)));
+    // three input channels: the flipped forward of dY would have three output channels
+    const Shape few_x{2, 7, 9, 3}, few_w{3, 3, 3, 32};
+    CHECK(same_bits(dx(same, few_x, few_w, true, ConvBackward::automatic),
+                    dx(same, few_x, few_w, true, ConvBackward::col2img)));
     {
         const xgrad_test::WinogradScope direct(false);
         CHECK(same_bits(dx(same, xs, ws, false, ConvBackward::automatic), dx(same, xs, ws, false, ConvBackward::col2img)));

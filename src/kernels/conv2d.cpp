@@ -1215,7 +1215,10 @@ bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
     // (conv B's dx at 2 threads 1.42 ms against col2img's 1.97; conv E's, padded by 4 on a 5x5
     // kernel, 13.8 against 9.6: its tiles read mostly zeros)
     if (!bf16) return winograd<T>(gd) && 2 * std::max({gd.pt, gd.pb}) < gd.kh && 2 * std::max({gd.pl, gd.pr}) < gd.kw;
-    return bf16_level() != Bf16Level::portable && direct<float>(gd);
+    // bf16: the direct forward of dY, when it has 16+ output channels (x's): conv A's dx (one
+    // channel) 1.43-1.92 ms by col2img against 1.73-2.29 flipped, conv C's (three) 4.2-4.7
+    // against 4.8-5.7
+    return bf16_level() != Bf16Level::portable && direct<float>(gd) && gd.f >= kDirectMinChannels;
 }
 
 template <class T>

@@ -44,8 +44,8 @@ enum class ConvBackward {
     /// input and output channels swapped.
     flipped,
     /// The one measured faster for the convolution and its precision: flipped at stride 1 with
-    /// padding within the kernel for bf16 products with 16 or more output channels (conv B in
-    /// bf16 at 2 threads: dX 0.94-1.14 ms against 1.18-1.32) and for float32 convolutions that
+    /// padding within the kernel for bf16 products with 16 or more input and output channels
+    /// (conv B in bf16 at 2 threads: dX 0.94-1.14 ms against 1.18-1.32) and for float32 convolutions that
     /// Winograd serves (set_winograd_convolutions; conv B's dX 1.42 ms against 1.97), col2img
     /// everywhere else.
     automatic,
