@@ -108,34 +108,48 @@ inline void input_transform(const T* const* p, std::size_t k, T* v, std::size_t 
     }
 }
 
+// The 16 pixels of tile t's 4x4 input window for sub-kernel `sub` (zeros in the padding).
+template <class T>
+void window(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t t, std::size_t sub, const T* zeros,
+            const T* p[16]) {
+    std::size_t n, oy, ox;
+    tiles.locate(t, n, oy, ox);
+    oy += 3 * (sub / tiles.subs.across);
+    ox += 3 * (sub % tiles.subs.across);
+    for (std::size_t r = 0; r < 4; ++r)
+        for (std::size_t q = 0; q < 4; ++q) {
+            const Index y = static_cast<Index>(oy + r) - static_cast<Index>(g.pt);
+            const Index xx = static_cast<Index>(ox + q) - static_cast<Index>(g.pl);
+            const bool inside = y >= 0 && y < static_cast<Index>(g.h) && xx >= 0 && xx < static_cast<Index>(g.w);
+            p[4 * r + q] =
+                inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * g.c : zeros;
+        }
+}
+
 // v [subs, 16, block, C]: the transformed input windows of the block's tiles for each
 // sub-kernel (zero past the last tile).
 template <class T>
 void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const T* zeros,
                       T* v) {
     const std::size_t stride = tiles.stride(g.c);
+    constexpr std::size_t kAhead = 2;  // tiles
     for (std::size_t i = 0; i < tiles.block; ++i) {
+        if (first + i + kAhead < tiles.total) {
+            const T* p[16];
+            for (std::size_t sub = 0; sub < tiles.subs.count; ++sub) {
+                window(x, g, tiles, first + i + kAhead, sub, zeros, p);
+                for (const T* px : p)
+                    for (std::size_t k = 0; k < g.c; k += 64 / sizeof(T)) __builtin_prefetch(px + k);
+            }
+        }
         for (std::size_t sub = 0; sub < tiles.subs.count; ++sub) {
             T* out = v + sub * 16 * stride + i * g.c;
             if (first + i >= tiles.total) {
                 for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
                 continue;
             }
-            std::size_t n, oy, ox;
-            tiles.locate(first + i, n, oy, ox);
-            oy += 3 * (sub / tiles.subs.across);
-            ox += 3 * (sub % tiles.subs.across);
             const T* p[16];
-            for (std::size_t r = 0; r < 4; ++r)
-                for (std::size_t q = 0; q < 4; ++q) {
-                    const Index y = static_cast<Index>(oy + r) - static_cast<Index>(g.pt);
-                    const Index xx = static_cast<Index>(ox + q) - static_cast<Index>(g.pl);
-                    const bool inside =
-                        y >= 0 && y < static_cast<Index>(g.h) && xx >= 0 && xx < static_cast<Index>(g.w);
-                    p[4 * r + q] =
-                        inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * g.c
-                               : zeros;
-                }
+            window(x, g, tiles, first + i, sub, zeros, p);
             lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
         }
     }
