@@ -126,32 +126,27 @@ void window(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t t
         }
 }
 
-// v [subs, 16, block, C]: the transformed input windows of the block's tiles for each
-// sub-kernel (zero past the last tile).
+// v [16, block, C]: the transformed input windows of the block's tiles for sub-kernel `sub`
+// (zero past the last tile).
 template <class T>
-void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const T* zeros,
-                      T* v) {
+void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t sub,
+                      const T* zeros, T* v) {
     const std::size_t stride = tiles.stride(g.c);
     constexpr std::size_t kAhead = 2;  // tiles
     for (std::size_t i = 0; i < tiles.block; ++i) {
+        T* out = v + i * g.c;
+        if (first + i >= tiles.total) {
+            for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
+            continue;
+        }
+        const T* p[16];
         if (first + i + kAhead < tiles.total) {
-            const T* p[16];
-            for (std::size_t sub = 0; sub < tiles.subs.count; ++sub) {
-                window(x, g, tiles, first + i + kAhead, sub, zeros, p);
-                for (const T* px : p)
-                    for (std::size_t k = 0; k < g.c; k += 64 / sizeof(T)) __builtin_prefetch(px + k);
-            }
+            window(x, g, tiles, first + i + kAhead, sub, zeros, p);
+            for (const T* px : p)
+                for (std::size_t k = 0; k < g.c; k += 64 / sizeof(T)) __builtin_prefetch(px + k);
         }
-        for (std::size_t sub = 0; sub < tiles.subs.count; ++sub) {
-            T* out = v + sub * 16 * stride + i * g.c;
-            if (first + i >= tiles.total) {
-                for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
-                continue;
-            }
-            const T* p[16];
-            window(x, g, tiles, first + i, sub, zeros, p);
-            lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
-        }
+        window(x, g, tiles, first + i, sub, zeros, p);
+        lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
     }
 }
 
@@ -346,11 +341,12 @@ bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const
     Buffer<T> u(subs * 16 * g.c * g.f), zeros(g.c);
     transform_weights(w, g, u.data());
     std::fill_n(zeros.data(), g.c, T(0));
-    auto v = per_thread<T>(subs * 16 * tiles.stride(g.c));
+    auto v = per_thread<T>(16 * tiles.stride(g.c));
     auto m = per_thread<T>(16 * tiles.stride(g.f) + (pool ? 4 * g.f : 0));
-    // m_e [block, F] = Σ_sub v_sub,e [block, C] · u_sub,e [C, F] for each of the 16 elements
-    const BatchReduceGemm<T> product(tiles.block, g.f, g.c, g.c, g.f, g.f, false);
-    auto lists = per_thread_lists<T>(2 * subs);
+    // m_e [block, F] = Σ_sub v_sub,e [block, C] · u_sub,e [C, F] for each of the 16 elements, a
+    // sub-kernel at a time (one sub-kernel's transformed windows in scratch)
+    const BatchReduceGemm<T> first_product(tiles.block, g.f, g.c, g.c, g.f, g.f, false);
+    const BatchReduceGemm<T> next_product(tiles.block, g.f, g.c, g.c, g.f, g.f, true);
     bool finite = true;
 #pragma omp parallel for schedule(static) reduction(&& : finite)
     for (Index b = 0; b < static_cast<Index>(tiles.blocks); ++b) {
@@ -358,15 +354,13 @@ bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const
         const std::size_t first = static_cast<std::size_t>(b) * tiles.block;
         T* vt = v[t].data();
         T* mt = m[t].data();
-        transform_inputs(x, g, tiles, first, zeros.data(), vt);
-        const T** a = lists[t].data();
-        const T** bk = a + subs;
-        for (std::size_t k = 0; k < 16; ++k) {
-            for (std::size_t sub = 0; sub < subs; ++sub) {
-                a[sub] = vt + (sub * 16 + k) * tiles.stride(g.c);
-                bk[sub] = u.data() + (sub * 16 + k) * g.c * g.f;
+        for (std::size_t sub = 0; sub < subs; ++sub) {
+            transform_inputs(x, g, tiles, first, sub, zeros.data(), vt);
+            for (std::size_t k = 0; k < 16; ++k) {
+                const T* a = vt + k * tiles.stride(g.c);
+                const T* bk = u.data() + (sub * 16 + k) * g.c * g.f;
+                (sub == 0 ? first_product : next_product)(&a, &bk, 1, mt + k * tiles.stride(g.f));
             }
-            product(a, bk, subs, mt + k * tiles.stride(g.f));
         }
         finite = store_outputs(mt, g, tiles, first, e, y, pool, mt + 16 * tiles.stride(g.f)) && finite;
     }
@@ -380,7 +374,7 @@ bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry
     Buffer<T> zeros(std::max(g.c, g.f)), sums(subs * 16 * g.c * g.f);
     std::fill_n(zeros.data(), zeros.size(), T(0));
     std::fill_n(sums.data(), sums.size(), T(0));
-    auto v = per_thread<T>(subs * 16 * tiles.stride(g.c)), d = per_thread<T>(16 * tiles.stride(g.f));
+    auto v = per_thread<T>(16 * tiles.stride(g.c)), d = per_thread<T>(16 * tiles.stride(g.f));
     accumulate_per_thread(sums.size(), sums.data(), [&](T* partial) {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
         T* vt = v[t].data();
@@ -388,14 +382,14 @@ bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry
 #pragma omp for schedule(static) nowait
         for (Index b = 0; b < static_cast<Index>(tiles.blocks); ++b) {
             const std::size_t first = static_cast<std::size_t>(b) * tiles.block;
-            transform_inputs(x, g, tiles, first, zeros.data(), vt);
             transform_gradients(gy, g, tiles, first, zeros.data(), dt);
-            // s_sub,e [C, F] += v_sub,eᵀ [C, block] · d_e [block, F]
-            for (std::size_t sub = 0; sub < subs; ++sub)
+            // s_sub,e [C, F] += v_sub,eᵀ [C, block] · d_e [block, F], a sub-kernel at a time
+            for (std::size_t sub = 0; sub < subs; ++sub) {
+                transform_inputs(x, g, tiles, first, sub, zeros.data(), vt);
                 for (std::size_t k = 0; k < 16; ++k)
-                    gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + (sub * 16 + k) * tiles.stride(g.c),
-                                       g.c, dt + k * tiles.stride(g.f), g.f, 1, partial + (sub * 16 + k) * g.c * g.f,
-                                       g.f);
+                    gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + k * tiles.stride(g.c), g.c,
+                                       dt + k * tiles.stride(g.f), g.f, 1, partial + (sub * 16 + k) * g.c * g.f, g.f);
+            }
         }
     });
     return add_weight_sums(sums.data(), g, dw);
