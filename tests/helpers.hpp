@@ -98,8 +98,9 @@ private:
 
 // One geometry or more for each path of the conv kernels, float32 and bf16: the few-channel
 // direct loop (its register blocks and edges), the direct batch-reduce lines (odd channels,
-// an odd number of output pixels, a kernel too wide for the bf16 pair builder), strided,
-// img2col per chunk, pointwise, grouped.
+// an odd number of output pixels, a kernel too wide for the bf16 pair builder), Winograd
+// (float32; the loops run each path with it on or off as `winograd` says), strided, img2col per
+// chunk, pointwise, grouped.
 // Conv2dOptions from a sweep's sizes: stride, dilation, padding {top, bottom, left, right}.
 inline xgrad::Conv2dOptions conv_options(std::size_t sh, std::size_t sw, std::size_t dh, std::size_t dw,
                                          std::size_t pt, std::size_t pb, std::size_t pl, std::size_t pr,

@@ -61,7 +61,8 @@ struct Epilogue {
     bool relu = false;
 };
 
-// y = conv(x, w), finished by the epilogue. With keep_cols, `cols` receives the img2col matrix
+// y = conv(x, w), finished by the epilogue (through Winograd's F(2x2, 3x3) where winograd()
+// serves the geometry, outside bf16 products). With keep_cols, `cols` receives the img2col matrix
 // of the paths that build one for the whole batch (each group's, one after the other), for the
 // weight gradient; it is left empty for the others, whose weight gradient reads x (the
 // batch-split kernels rebuild img2col per chunk). Without keep_cols (inference), `cols` stays
@@ -73,8 +74,9 @@ void conv2d_forward(const T* x, const T* w, Epilogue<T> epilogue, const ConvGeom
 // y = max_pool2d(conv(x, w) + b) over `pool` (a geometry on the convolution's output), then
 // relu when asked: relu_max_pool2d's numbers, argmax included (not written when null). A
 // 2x2, stride-2, unpadded pool after a few-channel or a direct convolution is taken line pair
-// by line pair while the lines are in cache, and the convolution's output is never stored; any
-// other computes the whole output first. bias may be null.
+// by line pair while the lines are in cache, after a Winograd one (winograd.hpp) tile by tile,
+// and the convolution's output is never stored; any other computes the whole output first.
+// bias may be null.
 template <class T>
 void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, const ConvGeometry& g,
                              const PoolGeometry& pool, T* y, std::int32_t* argmax, bool bf16 = false);
@@ -83,7 +85,8 @@ void conv2d_forward_max_pool(const T* x, const T* w, const T* bias, bool relu, c
 // none): for a weight gradient computed without the forward pass.
 template <class T>
 void conv2d_columns(const T* x, const ConvGeometry& g, Buffer<T>& cols);
-// dw [KH·KW·Cg, F] += colsᵀ · dY per group, with cols as conv2d_forward left them.
+// dw [KH·KW·Cg, F] += colsᵀ · dY per group, with cols as conv2d_forward left them (Winograd's
+// transposed map where it serves the geometry, outside bf16 products).
 template <class T>
 void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, const ConvGeometry& g, T* dw,
                             bool bf16 = false);

@@ -296,9 +296,9 @@ std::pair<Conv2dOptions, Shape> transposed_geometry(const Shape& xs, const Shape
 }  // namespace
 
 void set_default_conv_backward(ConvBackward variant) { g_default_backward = variant; }
+ConvBackward default_conv_backward() { return g_default_backward; }
 void set_winograd_convolutions(bool enabled) { kernels::set_winograd(enabled); }
 bool winograd_convolutions() { return kernels::winograd_enabled(); }
-ConvBackward default_conv_backward() { return g_default_backward; }
 
 template <class T>
 basic_tensor<T> conv2d(const basic_tensor<T>& x, const basic_tensor<T>& w, const Conv2dOptions& options) {
