@@ -1,16 +1,18 @@
 #pragma once
 
-// Winograd's F(2x2, 3x3) convolution (Lavin and Gray, 2016) for float32 3x3, stride-1,
-// undilated, ungrouped convolutions with 16+ channels and filters: each 2x2 block of outputs
-// (a tile) comes from its 4x4 input window in 16 products instead of 36, as
+// Winograd's F(2x2, 3x3) convolution (Lavin and Gray, 2016) for float32 stride-1, undilated,
+// ungrouped convolutions with 16+ channels and filters, 3x3 or larger (a larger kernel is a
+// grid of 3x3 sub-kernels, used where that still saves 1.5x: 5x5, 6x6, 3x5...): each 2x2 block
+// of outputs (a tile) comes from its 4x4 input window in 16 products instead of 36, as
 //     Y = Aᵀ [ (G w Gᵀ) ⊙ (Bᵀ d B) ] A,
 // the channel sum inside ⊙ one GEMM per element of the 4x4 transform (16 per block of tiles).
 // The weight gradient is the transpose of the same bilinear map:
 //     dW = Gᵀ [ Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B) ] G.
-// Products of finite numbers are exact up to float32 rounding (a few units more than the
-// direct sum's); infinities and NaN would not reach the same outputs as in the direct sum
-// (inf - inf inside a transform), so a call that meets a non-finite output returns false and
-// the caller computes the direct way.
+// On finite numbers the results differ from the direct sum's by float32 rounding (measured
+// smaller: shorter sums per GEMM); infinities and NaN would not reach the same outputs as in
+// the direct sum (inf - inf inside a transform; a NaN spreads over a tile's weight-gradient
+// taps), so a call that meets a non-finite output returns false and the caller computes the
+// direct way.
 
 #include <cstddef>
 #include <cstdint>
