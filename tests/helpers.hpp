@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,6 +33,12 @@ private:
 
 // "" when a and b have the same shape and every element agrees within
 // atol + rtol·|b|; otherwise both shapes and the first mismatch. Use as
+// Whether two arrays hold the same bits, NaN and the sign of zero included.
+template <class T>
+bool same_bits(const xt::xarray<T>& a, const xt::xarray<T>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
 // CHECK(array_diff(actual, expected) == "").
 template <class A, class B>
 std::string array_diff(const A& actual, const B& expected, double atol = 1e-6, double rtol = 1e-6) {

@@ -16,6 +16,7 @@ using xgrad::Tensor;
 using xgrad::Tensor64;
 using xgrad_test::array;
 using xgrad_test::array_diff;
+using xgrad_test::same_bits;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -154,15 +155,6 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
     }
     CHECK(checked > 100);
 }
-
-namespace {
-
-// Whether two float arrays hold the same bits (NaN included).
-bool same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-}  // namespace
 
 TEST_CASE("conv2d: Winograd's F(2x2, 3x3) matches the definition on random geometries, 5x5 and 6x6 kernels and "
           "padding wider than the kernel included", "[conv][traps]") {
@@ -422,9 +414,6 @@ TEST_CASE("conv2d: the automatic variant is flipped for bf16 products at stride 
         }
         y.backward(xgrad::randn<float>(y.shape()).value());
         return xt::xarray<float>(x.grad());
-    };
-    const auto same_bits = [](const xt::xarray<float>& a, const xt::xarray<float>& b) {
-        return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
     };
     const xgrad::Conv2dOptions same{.padding = Padding::same}, strided{.stride = 2, .padding = Padding::same};
     const bool bf16_kernels = xgrad::bf16_kernels() != "portable";

@@ -150,7 +150,7 @@ void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std
     }
 }
 
-// The tap (ky, kx) of sub-kernel `sub`, or null past the kernel's edge.
+// Whether the tap (ky, kx) of sub-kernel `sub` is inside the kernel; `at` its index (KH·KW).
 inline bool tap(const ConvGeometry& g, const Subkernels& subs, std::size_t sub, std::size_t ky, std::size_t kx,
                 std::size_t& at) {
     const std::size_t y = 3 * (sub / subs.across) + ky, x = 3 * (sub % subs.across) + kx;
