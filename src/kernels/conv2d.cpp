@@ -1131,9 +1131,14 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 }
 
 template <class T>
-void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16,
+                                   bool dx_zero) {
     if (g.no_products()) return;  // nothing to add
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
+    if (dx_zero && !use_bf16 && winograd<T>(g)) {
+        if (conv2d_backward_input_winograd(gy, w, g, dx)) return;
+        std::fill_n(dx, g.n * g.h * g.w * g.c, T(0));  // a value not finite: the direct way
+    }
     Buffer<T> gy_bf16, w_bf16;
     if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
         gy = rounded(gy, g.rows() * g.f, gy_bf16);
@@ -1207,17 +1212,16 @@ ConvGeometry flipped_forward_geometry(const ConvGeometry& g) {
 
 }  // namespace
 
-template <class T>
 bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
-    if (!flipped_as_forward(g)) return false;
-    const ConvGeometry gd = flipped_forward_geometry(g);
-    // float32: Winograd's forward of dY, when its padding is no wider than the kernel's half
-    // (conv B's dx at 2 threads 1.42 ms against col2img's 1.97; conv E's, padded by 4 on a 5x5
-    // kernel, 13.8 against 9.6: its tiles read mostly zeros)
-    if (!bf16) return winograd<T>(gd) && 2 * std::max({gd.pt, gd.pb}) < gd.kh && 2 * std::max({gd.pl, gd.pr}) < gd.kw;
+    // float32 (and float64): never. Where Winograd serves the forward it serves col2img's
+    // transposed map too, which beats the flipped forward of dY (2 threads: conv B's dx
+    // 1.48-1.60 ms against 1.57-1.65; conv E's, whose flipped forward is padded by 4, 6.2 against
+    // 10.5); elsewhere col2img's direct scatter is faster.
+    if (!bf16 || !flipped_as_forward(g)) return false;
     // bf16: the direct forward of dY, when it has 16+ output channels (x's): conv A's dx (one
     // channel) 1.43-1.92 ms by col2img against 1.73-2.29 flipped, conv C's (three) 4.2-4.7
     // against 4.8-5.7
+    const ConvGeometry gd = flipped_forward_geometry(g);
     return bf16_level() != Bf16Level::portable && direct<float>(gd) && gd.f >= kDirectMinChannels;
 }
 
@@ -1286,9 +1290,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
                                              const PoolGeometry&, T*, std::int32_t*, bool);                     \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*, bool); \
-    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool);  \
-    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);  \
-    template bool flipped_is_faster<T>(const ConvGeometry&, bool);
+    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);\
+    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/gemm.hpp"
 #include "kernels/pool2d.hpp"
@@ -20,29 +21,223 @@ using Index = std::ptrdiff_t;
 
 std::atomic<bool> g_enabled{true};
 
-// Tiles per block: the rows of each of a block's 16 GEMMs (forward), their inner dimension
-// (weight gradient). 16 is slower; 48 to 128 no faster (conv B at 2 threads).
+// Tiles per block: the rows of each of a block's GEMMs (forward, input gradient), their inner
+// dimension (weight gradient). 16 is slower; 48 to 128 no faster (conv B at 2 threads).
 constexpr std::size_t kTiles = 32;
 
 // Fewer channels or filters give GEMMs too short to pay for the transforms.
 constexpr std::size_t kMinChannels = 16;
 
-// A kernel larger than 3x3 is a grid of 3x3 sub-kernels, `down` x `across` (zero taps past its
-// edges): the convolution sums each one's convolution of x shifted by its offset (3·i, 3·j).
-struct Subkernels {
-    std::size_t down, across, count;
-    explicit Subkernels(const ConvGeometry& g)
-        : down((g.kh + 2) / 3), across((g.kw + 2) / 3), count(down * across) {}
+// The most elements of a tile's transform (F(2x2, 3x3): 4x4).
+constexpr std::size_t kMaxElements = 16;
+
+// F(2, R): two outputs of an R-tap correlation (R = 1, 2, 3) from N = R + 1 products of
+// transformed values, y = Aᵀ [(G g) ⊙ (Bᵀ d)] over a window d of N inputs. Each transform
+// reads N (or 2, or R) values `s` apart and writes its results `t` apart; the last three are
+// the transposes of the first three (the weight and the input gradients).
+template <int R>
+struct F2;
+
+template <>
+struct F2<3> {  // Lavin and Gray's F(2, 3)
+    template <class V>
+    static void input(const V* d, int s, V* o, int t) {  // Bᵀ d
+        o[0] = d[0] - d[2 * s];
+        o[t] = d[s] + d[2 * s];
+        o[2 * t] = d[2 * s] - d[s];
+        o[3 * t] = d[s] - d[3 * s];
+    }
+    template <class V>
+    static void weight(const V* g, int s, V* o, int t) {  // G g
+        o[0] = g[0];
+        o[t] = V(0.5) * (g[0] + g[s] + g[2 * s]);
+        o[2 * t] = V(0.5) * (g[0] - g[s] + g[2 * s]);
+        o[3 * t] = g[2 * s];
+    }
+    template <class V>
+    static void output(const V* m, int s, V* o, int t) {  // Aᵀ m
+        o[0] = m[0] + m[s] + m[2 * s];
+        o[t] = m[s] - m[2 * s] - m[3 * s];
+    }
+    template <class V>
+    static void gradient(const V* e, int s, V* o, int t) {  // A e
+        o[0] = e[0];
+        o[t] = e[0] + e[s];
+        o[2 * t] = e[0] - e[s];
+        o[3 * t] = -e[s];
+    }
+    template <class V>
+    static void weight_sum(const V* m, int s, V* o, int t) {  // Gᵀ m
+        o[0] = m[0] + V(0.5) * (m[s] + m[2 * s]);
+        o[t] = V(0.5) * (m[s] - m[2 * s]);
+        o[2 * t] = V(0.5) * (m[s] + m[2 * s]) + m[3 * s];
+    }
+    template <class V>
+    static void window(const V* z, int s, V* o, int t) {  // B z
+        o[0] = z[0];
+        o[t] = z[s] - z[2 * s] + z[3 * s];
+        o[2 * t] = z[s] + z[2 * s] - z[0];
+        o[3 * t] = -z[3 * s];
+    }
 };
+
+template <>
+struct F2<2> {  // products (d0 - d1) g0, d1 (g0 + g1), (d2 - d1) g1
+    template <class V>
+    static void input(const V* d, int s, V* o, int t) {
+        o[0] = d[0] - d[s];
+        o[t] = d[s];
+        o[2 * t] = d[2 * s] - d[s];
+    }
+    template <class V>
+    static void weight(const V* g, int s, V* o, int t) {
+        o[0] = g[0];
+        o[t] = g[0] + g[s];
+        o[2 * t] = g[s];
+    }
+    template <class V>
+    static void output(const V* m, int s, V* o, int t) {
+        o[0] = m[0] + m[s];
+        o[t] = m[s] + m[2 * s];
+    }
+    template <class V>
+    static void gradient(const V* e, int s, V* o, int t) {
+        o[0] = e[0];
+        o[t] = e[0] + e[s];
+        o[2 * t] = e[s];
+    }
+    template <class V>
+    static void weight_sum(const V* m, int s, V* o, int t) {
+        o[0] = m[0] + m[s];
+        o[t] = m[s] + m[2 * s];
+    }
+    template <class V>
+    static void window(const V* z, int s, V* o, int t) {
+        o[0] = z[0];
+        o[t] = z[s] - z[0] - z[2 * s];
+        o[2 * t] = z[2 * s];
+    }
+};
+
+template <>
+struct F2<1> {  // the direct products d0 g0, d1 g0
+    template <class V>
+    static void input(const V* d, int s, V* o, int t) {
+        o[0] = d[0];
+        o[t] = d[s];
+    }
+    template <class V>
+    static void weight(const V* g, int, V* o, int t) {
+        o[0] = g[0];
+        o[t] = g[0];
+    }
+    template <class V>
+    static void output(const V* m, int s, V* o, int t) {
+        o[0] = m[0];
+        o[t] = m[s];
+    }
+    template <class V>
+    static void gradient(const V* e, int s, V* o, int t) {
+        o[0] = e[0];
+        o[t] = e[s];
+    }
+    template <class V>
+    static void weight_sum(const V* m, int s, V* o, int) {
+        o[0] = m[0] + m[s];
+    }
+    template <class V>
+    static void window(const V* z, int s, V* o, int t) {
+        o[0] = z[0];
+        o[t] = z[s];
+    }
+};
+
+// The transforms of F2, and how many values each reads and writes for R taps.
+enum class Step { input, weight, output, gradient, weight_sum, window };
+
+constexpr int reads(Step step, int r) {
+    return step == Step::weight ? r : step == Step::gradient ? 2 : r + 1;
+}
+constexpr int writes(Step step, int r) {
+    return step == Step::output ? 2 : step == Step::weight_sum ? r : r + 1;
+}
+
+template <Step S, int R, class V>
+inline void step(const V* in, int s, V* out, int t) {
+    if constexpr (S == Step::input) F2<R>::input(in, s, out, t);
+    if constexpr (S == Step::weight) F2<R>::weight(in, s, out, t);
+    if constexpr (S == Step::output) F2<R>::output(in, s, out, t);
+    if constexpr (S == Step::gradient) F2<R>::gradient(in, s, out, t);
+    if constexpr (S == Step::weight_sum) F2<R>::weight_sum(in, s, out, t);
+    if constexpr (S == Step::window) F2<R>::window(in, s, out, t);
+}
+
+// The 2-D transform S of an RY x RX sub-kernel: out from in (both row-major), the 1-D one down
+// each column, then across each row.
+template <Step S, int RY, int RX, class V>
+inline void separable(const V* in, V* out) {
+    constexpr int xi = reads(S, RX), yo = writes(S, RY), xo = writes(S, RX);
+    V mid[yo * xi];
+    for (int j = 0; j < xi; ++j) step<S, RY>(in + j, xi, mid + j, xi);
+    for (int i = 0; i < yo; ++i) step<S, RX>(mid + i * xi, 1, out + i * xo, 1);
+}
+
+// A sub-kernel: the taps [y0, y0 + ry) x [x0, x0 + rx) of the kernel (at most 3x3), computed
+// by F(2, ry) x F(2, rx): tiles of 2x2 outputs from (ry + 1) x (rx + 1) windows and products.
+struct Sub {
+    std::size_t y0, x0, ry, rx;
+    std::size_t elements() const { return (ry + 1) * (rx + 1); }
+    bool same_kind(const Sub& o) const { return ry == o.ry && rx == o.rx; }
+};
+
+// The kernel as a grid of sub-kernels, 3x3 but at its right and bottom edges (a 5x5: 3x3,
+// 3x2, 2x3 and 2x2), those of one kind next to each other: their products sum before one
+// output transform. `start[i]`: where sub-kernel i's elements begin among all `elements`.
+struct Subkernels {
+    std::vector<Sub> subs;
+    std::vector<std::size_t> start;
+    std::size_t elements = 0;
+    explicit Subkernels(const ConvGeometry& g) {
+        for (std::size_t y0 = 0; y0 < g.kh; y0 += 3)
+            for (std::size_t x0 = 0; x0 < g.kw; x0 += 3)
+                subs.push_back({y0, x0, std::min<std::size_t>(3, g.kh - y0), std::min<std::size_t>(3, g.kw - x0)});
+        std::stable_sort(subs.begin(), subs.end(),
+                         [](const Sub& a, const Sub& b) { return a.ry * 4 + a.rx > b.ry * 4 + b.rx; });
+        for (const Sub& s : subs) {
+            start.push_back(elements);
+            elements += s.elements();
+        }
+    }
+    std::size_t count() const { return subs.size(); }
+    bool one_kind() const { return subs.back().same_kind(subs.front()); }
+    bool first_of_kind(std::size_t i) const { return i == 0 || !subs[i].same_kind(subs[i - 1]); }
+    bool last_of_kind(std::size_t i) const { return i + 1 == count() || !subs[i].same_kind(subs[i + 1]); }
+};
+
+// Runs body.template operator()<RY, RX>() for the sub-kernel's kind.
+template <class Body>
+void by_kind(const Sub& s, Body&& body) {
+    switch (3 * (s.ry - 1) + s.rx - 1) {
+        case 0: return body.template operator()<1, 1>();
+        case 1: return body.template operator()<1, 2>();
+        case 2: return body.template operator()<1, 3>();
+        case 3: return body.template operator()<2, 1>();
+        case 4: return body.template operator()<2, 2>();
+        case 5: return body.template operator()<2, 3>();
+        case 6: return body.template operator()<3, 1>();
+        case 7: return body.template operator()<3, 2>();
+        default: return body.template operator()<3, 3>();
+    }
+}
 
 // The 2x2 output tiles of a geometry, numbered image by image, row by row, in blocks.
 struct Tiles {
-    std::size_t across, per_image, total, block = kTiles, blocks;
+    std::size_t across, per_image, total, block = kTiles;
     Subkernels subs;
     explicit Tiles(const ConvGeometry& g)
-        : across((g.ow + 1) / 2), per_image((g.oh + 1) / 2 * across), total(g.n * per_image),
-          blocks((total + block - 1) / block), subs(g) {}
-    // The distance between the 16 elements' matrices [block, width] of a block's transforms.
+        : across((g.ow + 1) / 2), per_image((g.oh + 1) / 2 * across), total(g.n * per_image), subs(g) {}
+    std::size_t blocks() const { return (total + block - 1) / block; }
+    // The distance between the elements' matrices [block, width] of a block's transforms.
     std::size_t stride(std::size_t width) const { return block * width; }
     // The tile's image and the output position of its top-left output.
     void locate(std::size_t t, std::size_t& n, std::size_t& oy, std::size_t& ox) const {
@@ -75,162 +270,132 @@ inline void lanes(std::size_t count, Body body) {
     for (; k < count; ++k) body.template operator()<T>(k);
 }
 
-// Whether any lane of `check` (a sum of values times zero) is NaN: some value was not finite.
-template <class V>
-bool not_finite(V check) {
-    if constexpr (std::is_arithmetic_v<V>) {
-        return check != check;
-    } else {
-        bool any = false;
-        for (std::size_t k = 0; k < sizeof(V) / sizeof(check[0]); ++k) any = any || check[k] != check[k];
-        return any;
-    }
-}
-
-// Bᵀ d B of one 4x4 window (rows p[0..15], zeros in the padding) at channel k, into the 16
-// elements' rows of v (`stride` apart).
-template <class V, class T>
-inline void input_transform(const T* const* p, std::size_t k, T* v, std::size_t stride) {
-    V d[16], a[16];
-    for (int e = 0; e < 16; ++e) d[e] = load<V>(p[e] + k);
-    for (int j = 0; j < 4; ++j) {
-        a[j] = d[j] - d[8 + j];
-        a[4 + j] = d[4 + j] + d[8 + j];
-        a[8 + j] = d[8 + j] - d[4 + j];
-        a[12 + j] = d[4 + j] - d[12 + j];
-    }
-    for (int i = 0; i < 4; ++i) {
-        const V* r = a + 4 * i;
-        store(v + (4 * i + 0) * stride + k, r[0] - r[2]);
-        store(v + (4 * i + 1) * stride + k, r[1] + r[2]);
-        store(v + (4 * i + 2) * stride + k, r[2] - r[1]);
-        store(v + (4 * i + 3) * stride + k, r[1] - r[3]);
-    }
-}
-
-// The 16 pixels of tile t's 4x4 input window for sub-kernel `sub` (zeros in the padding).
+// A sum of values times zero, NaN when a value was not finite: one vector and one scalar.
 template <class T>
-void window(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t t, std::size_t sub, const T* zeros,
-            const T* p[16]) {
+struct FiniteCheck {
+    typename Vector<T>::type vec{};
+    T tail = 0;
+    template <class V>
+    void add(const V* values, int count) {
+        V zero = values[0] * T(0);
+        for (int e = 1; e < count; ++e) zero += values[e] * T(0);
+        if constexpr (std::is_same_v<V, T>)
+            tail += zero;
+        else
+            vec += zero;
+    }
+    bool finite() const {
+        bool nan = tail != tail;
+        for (std::size_t k = 0; k < sizeof(vec) / sizeof(T); ++k) nan = nan || vec[k] != vec[k];
+        return !nan;
+    }
+};
+
+// The pixels of tile t's (RY + 1) x (RX + 1) window for sub-kernel s: rows p[...] of x
+// [N, H, W, width], `outside` past the image (or its padding).
+template <int RY, int RX, class T>
+void window(T* x, std::size_t width, const ConvGeometry& g, const Tiles& tiles, std::size_t t, const Sub& s,
+            T* outside, T* p[kMaxElements]) {
     std::size_t n, oy, ox;
     tiles.locate(t, n, oy, ox);
-    oy += 3 * (sub / tiles.subs.across);
-    ox += 3 * (sub % tiles.subs.across);
-    for (std::size_t r = 0; r < 4; ++r)
-        for (std::size_t q = 0; q < 4; ++q) {
-            const Index y = static_cast<Index>(oy + r) - static_cast<Index>(g.pt);
-            const Index xx = static_cast<Index>(ox + q) - static_cast<Index>(g.pl);
+    for (std::size_t r = 0; r <= RY; ++r)
+        for (std::size_t q = 0; q <= RX; ++q) {
+            const Index y = static_cast<Index>(oy + s.y0 + r) - static_cast<Index>(g.pt);
+            const Index xx = static_cast<Index>(ox + s.x0 + q) - static_cast<Index>(g.pl);
             const bool inside = y >= 0 && y < static_cast<Index>(g.h) && xx >= 0 && xx < static_cast<Index>(g.w);
-            p[4 * r + q] =
-                inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * g.c : zeros;
+            p[(RX + 1) * r + q] =
+                inside ? x + ((n * g.h + static_cast<std::size_t>(y)) * g.w + static_cast<std::size_t>(xx)) * width
+                       : outside;
         }
 }
 
-// v [16, block, C]: the transformed input windows of the block's tiles for sub-kernel `sub`
-// (zero past the last tile).
-template <class T>
-void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t sub,
-                      const T* zeros, T* v) {
+// v [elements, block, C]: Bᵀ d B of the windows of the block's first `count` tiles for
+// sub-kernel s (zero for the others).
+template <int RY, int RX, class T>
+void transform_inputs(const T* x, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t count,
+                      const Sub& s, const T* zeros, T* v) {
+    constexpr int E = (RY + 1) * (RX + 1);
     const std::size_t stride = tiles.stride(g.c);
     constexpr std::size_t kAhead = 2;  // tiles
     for (std::size_t i = 0; i < tiles.block; ++i) {
         T* out = v + i * g.c;
-        if (first + i >= tiles.total) {
-            for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.c, T(0));
+        if (i >= count) {
+            for (int e = 0; e < E; ++e) std::fill_n(out + e * stride, g.c, T(0));
             continue;
         }
-        const T* p[16];
-        if (first + i + kAhead < tiles.total) {
-            window(x, g, tiles, first + i + kAhead, sub, zeros, p);
-            for (const T* px : p)
-                for (std::size_t k = 0; k < g.c; k += 64 / sizeof(T)) __builtin_prefetch(px + k);
+        const T* p[kMaxElements];
+        if (i + kAhead < count) {
+            window<RY, RX>(x, g.c, g, tiles, first + i + kAhead, s, zeros, p);
+            for (int e = 0; e < E; ++e)
+                for (std::size_t k = 0; k < g.c; k += 64 / sizeof(T)) __builtin_prefetch(p[e] + k);
         }
-        window(x, g, tiles, first + i, sub, zeros, p);
-        lanes<T>(g.c, [&]<class V>(std::size_t k) { input_transform<V>(p, k, out, stride); });
+        window<RY, RX>(x, g.c, g, tiles, first + i, s, zeros, p);
+        lanes<T>(g.c, [&]<class V>(std::size_t k) {
+            V d[E], o[E];
+            for (int e = 0; e < E; ++e) d[e] = load<V>(p[e] + k);
+            separable<Step::input, RY, RX>(d, o);
+            for (int e = 0; e < E; ++e) store(out + e * stride + k, o[e]);
+        });
     }
 }
 
-// Whether the tap (ky, kx) of sub-kernel `sub` is inside the kernel; `at` its index (KH·KW).
-inline bool tap(const ConvGeometry& g, const Subkernels& subs, std::size_t sub, std::size_t ky, std::size_t kx,
-                std::size_t& at) {
-    const std::size_t y = 3 * (sub / subs.across) + ky, x = 3 * (sub % subs.across) + kx;
-    at = y * g.kw + x;
-    return y < g.kh && x < g.kw;
-}
-
-// u [subs, 16, C, F] = G w Gᵀ for every sub-kernel, channel and filter (w [KH, KW, C, F]).
+// u [elements, C, F] = G g Gᵀ for every sub-kernel, channel and filter (w [KH, KW, C, F]);
+// [elements, F, C] when `transposed`.
 template <class T>
-void transform_weights(const T* w, const ConvGeometry& g, T* u) {
+void transform_weights(const T* w, const ConvGeometry& g, const Subkernels& subs, bool transposed, T* u) {
     const std::size_t cf = g.c * g.f;
-    const Subkernels subs(g);
-    for (std::size_t sub = 0; sub < subs.count; ++sub) {
-        T* us = u + sub * 16 * cf;
-        for (std::size_t j = 0; j < cf; ++j) {
-            T k[3][3], a[4][3];
-            for (std::size_t ky = 0; ky < 3; ++ky)
-                for (std::size_t kx = 0; kx < 3; ++kx) {
-                    std::size_t at;
-                    k[ky][kx] = tap(g, subs, sub, ky, kx, at) ? w[at * cf + j] : T(0);
+    for (std::size_t i = 0; i < subs.count(); ++i) {
+        const Sub& s = subs.subs[i];
+        by_kind(s, [&]<int RY, int RX>() {
+            T* us = u + subs.start[i] * cf;
+            for (std::size_t c = 0; c < g.c; ++c)
+                for (std::size_t f = 0; f < g.f; ++f) {
+                    T taps[RY * RX], o[(RY + 1) * (RX + 1)];
+                    for (std::size_t ky = 0; ky < RY; ++ky)
+                        for (std::size_t kx = 0; kx < RX; ++kx)
+                            taps[RX * ky + kx] = w[(((s.y0 + ky) * g.kw + s.x0 + kx) * g.c + c) * g.f + f];
+                    separable<Step::weight, RY, RX>(taps, o);
+                    const std::size_t at = transposed ? f * g.c + c : c * g.f + f;
+                    for (int e = 0; e < (RY + 1) * (RX + 1); ++e) us[e * cf + at] = o[e];
                 }
-            for (int kx = 0; kx < 3; ++kx) {
-                a[0][kx] = k[0][kx];
-                a[1][kx] = T(0.5) * (k[0][kx] + k[1][kx] + k[2][kx]);
-                a[2][kx] = T(0.5) * (k[0][kx] - k[1][kx] + k[2][kx]);
-                a[3][kx] = k[2][kx];
-            }
-            for (int i = 0; i < 4; ++i) {
-                us[(4 * i + 0) * cf + j] = a[i][0];
-                us[(4 * i + 1) * cf + j] = T(0.5) * (a[i][0] + a[i][1] + a[i][2]);
-                us[(4 * i + 2) * cf + j] = T(0.5) * (a[i][0] - a[i][1] + a[i][2]);
-                us[(4 * i + 3) * cf + j] = a[i][2];
-            }
-        }
+        });
     }
 }
 
-// The 2x2 outputs Aᵀ m A of one tile at filter k from the 16 products' rows of m.
-template <class V, class T>
-inline void output_transform(const T* m, std::size_t k, std::size_t stride, V out[4]) {
-    V s[8];
-    for (int j = 0; j < 4; ++j) {
-        const V m0 = load<V>(m + j * stride + k), m1 = load<V>(m + (4 + j) * stride + k);
-        const V m2 = load<V>(m + (8 + j) * stride + k), m3 = load<V>(m + (12 + j) * stride + k);
-        s[j] = m0 + m1 + m2;
-        s[4 + j] = m1 - m2 - m3;
-    }
-    out[0] = s[0] + s[1] + s[2];
-    out[1] = s[1] - s[2] - s[3];
-    out[2] = s[4] + s[5] + s[6];
-    out[3] = s[5] - s[6] - s[7];
-}
-
-// Writes the block's outputs from m [16, block, F], finished by the epilogue, or with a pool
-// each tile's four outputs (one pool window: tiles start at even positions) into `window`
-// [4, F] and their max into the pool's output; false where an output is not finite (before
-// the epilogue).
-template <class T>
-bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const Epilogue<T>& e,
-                   T* y, const WinogradPool<T>* pool, T* window) {
+// A block's 2x2 outputs Aᵀ m A from the products m [elements, block, F] of one kind of
+// sub-kernel, for its first `count` tiles: kept in `partial` [block, 4, F] when another kind
+// follows; otherwise added to what `partial` holds (when `earlier`) and written, finished by
+// the epilogue, or with a pool each tile's four outputs (one pool window: tiles start at even
+// positions) into `pooled` [4, F] and their max into the pool's output. Adds the outputs
+// (before the epilogue) to `check`.
+template <int RY, int RX, class T>
+void output_tiles(const T* m, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t count,
+                  bool earlier, bool last, T* partial, const Epilogue<T>& e, T* y, const WinogradPool<T>* pool,
+                  T* pooled, FiniteCheck<T>& check) {
+    constexpr int E = (RY + 1) * (RX + 1);
     const std::size_t stride = tiles.stride(g.f);
-    // Σ output · 0 over the block, NaN when an output is not: checked once, at the end.
-    typename Vector<T>::type check{};
-    T check_tail = 0;
-    for (std::size_t i = 0; i < tiles.block && first + i < tiles.total; ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
         std::size_t n, oy, ox;
         tiles.locate(first + i, n, oy, ox);
         T* at[4];
         for (std::size_t q = 0; q < 4; ++q) {
             const std::size_t r = oy + q / 2, c = ox + q % 2;
-            at[q] = pool ? window + q * g.f : r < g.oh && c < g.ow ? y + ((n * g.oh + r) * g.ow + c) * g.f : nullptr;
+            at[q] = !last ? partial + (4 * i + q) * g.f
+                    : pool ? pooled + q * g.f
+                    : r < g.oh && c < g.ow ? y + ((n * g.oh + r) * g.ow + c) * g.f
+                                           : nullptr;
         }
         lanes<T>(g.f, [&]<class V>(std::size_t k) {
-            V out[4];
-            output_transform<V>(m + i * g.f, k, stride, out);
-            const V zero = (out[0] + out[1] + out[2] + out[3]) * T(0);
-            if constexpr (std::is_same_v<V, T>)
-                check_tail += zero;
-            else
-                check += zero;
+            V mv[E], out[4];
+            for (int el = 0; el < E; ++el) mv[el] = load<V>(m + el * stride + i * g.f + k);
+            separable<Step::output, RY, RX>(mv, out);
+            if (earlier)
+                for (std::size_t q = 0; q < 4; ++q) out[q] += load<V>(partial + (4 * i + q) * g.f + k);
+            if (!last) {
+                for (std::size_t q = 0; q < 4; ++q) store(at[q] + k, out[q]);
+                return;
+            }
+            check.add(out, 4);
             for (std::size_t q = 0; q < 4; ++q) {
                 if (!at[q]) continue;
                 V v = out[q];
@@ -239,39 +404,26 @@ bool store_outputs(const T* m, const ConvGeometry& g, const Tiles& tiles, std::s
                 store(at[q] + k, v);
             }
         });
-        if (pool && oy / 2 < pool->oh && ox / 2 < pool->ow) {
+        if (last && pool && oy / 2 < pool->oh && ox / 2 < pool->ow) {
             const std::size_t o = ((n * pool->oh + oy / 2) * pool->ow + ox / 2) * g.f;
-            max_pool2x2_window(window, window + 2 * g.f, g.f, static_cast<std::int32_t>(oy * g.ow + ox),
+            max_pool2x2_window(pooled, pooled + 2 * g.f, g.f, static_cast<std::int32_t>(oy * g.ow + ox),
                                static_cast<std::int32_t>(g.ow), pool->relu, pool->y + o,
                                pool->argmax ? pool->argmax + o : nullptr);
         }
     }
-    return !not_finite(check) && !not_finite(check_tail);
 }
 
-// A dY [2x2] → [4x4] tile transform A dY Aᵀ at filter k (rows p[0..3], zeros past the output).
-template <class V, class T>
-inline void gradient_transform(const T* const* p, std::size_t k, T* out, std::size_t stride) {
-    const V e00 = load<V>(p[0] + k), e01 = load<V>(p[1] + k), e10 = load<V>(p[2] + k), e11 = load<V>(p[3] + k);
-    // rows: A [4x2] = [1 0; 1 1; 1 -1; 0 -1] applied to the two output rows
-    const V r[4][2] = {{e00, e01}, {e00 + e10, e01 + e11}, {e00 - e10, e01 - e11}, {-e10, -e11}};
-    for (int i = 0; i < 4; ++i) {
-        store(out + (4 * i + 0) * stride + k, r[i][0]);
-        store(out + (4 * i + 1) * stride + k, r[i][0] + r[i][1]);
-        store(out + (4 * i + 2) * stride + k, r[i][0] - r[i][1]);
-        store(out + (4 * i + 3) * stride + k, -r[i][1]);
-    }
-}
-
-// d [16, block, F]: the transformed output gradients of the block's tiles (zero past the last).
-template <class T>
-void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles, std::size_t first, const T* zeros,
-                         T* d) {
+// d [elements, block, F]: A dY Aᵀ of the block's first `count` tiles for one kind of
+// sub-kernel (zero for the others, and for outputs past the edge).
+template <int RY, int RX, class T>
+void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t count,
+                         const T* zeros, T* d) {
+    constexpr int E = (RY + 1) * (RX + 1);
     const std::size_t stride = tiles.stride(g.f);
     for (std::size_t i = 0; i < tiles.block; ++i) {
         T* out = d + i * g.f;
-        if (first + i >= tiles.total) {
-            for (std::size_t e = 0; e < 16; ++e) std::fill_n(out + e * stride, g.f, T(0));
+        if (i >= count) {
+            for (int e = 0; e < E; ++e) std::fill_n(out + e * stride, g.f, T(0));
             continue;
         }
         std::size_t n, oy, ox;
@@ -281,39 +433,58 @@ void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles,
             const std::size_t r = oy + q / 2, c = ox + q % 2;
             p[q] = r < g.oh && c < g.ow ? gy + ((n * g.oh + r) * g.ow + c) * g.f : zeros;
         }
-        lanes<T>(g.f, [&]<class V>(std::size_t k) { gradient_transform<V>(p, k, out, stride); });
+        lanes<T>(g.f, [&]<class V>(std::size_t k) {
+            V ev[4], o[E];
+            for (int q = 0; q < 4; ++q) ev[q] = load<V>(p[q] + k);
+            separable<Step::gradient, RY, RX>(ev, o);
+            for (int e = 0; e < E; ++e) store(out + e * stride + k, o[e]);
+        });
     }
 }
 
-// dw [KH, KW, C, F] += Gᵀ s G for every sub-kernel, channel and filter (s [subs, 16, C, F]),
-// the taps past the kernel's edge dropped; false (dw unchanged) where a sum is not finite.
+// dx += B z Bᵀ of the block's first `count` tiles for sub-kernel s (z [elements, block, C]),
+// each into its window (what falls on the padding dropped); adds the sums to `check`.
+template <int RY, int RX, class T>
+void scatter_windows(const T* z, const ConvGeometry& g, const Tiles& tiles, std::size_t first, std::size_t count,
+                     const Sub& s, T* dx, FiniteCheck<T>& check) {
+    constexpr int E = (RY + 1) * (RX + 1);
+    const std::size_t stride = tiles.stride(g.c);
+    for (std::size_t i = 0; i < count; ++i) {
+        T* p[kMaxElements];
+        window<RY, RX>(dx, g.c, g, tiles, first + i, s, static_cast<T*>(nullptr), p);
+        lanes<T>(g.c, [&]<class V>(std::size_t k) {
+            V zv[E], o[E];
+            for (int e = 0; e < E; ++e) zv[e] = load<V>(z + e * stride + i * g.c + k);
+            separable<Step::window, RY, RX>(zv, o);
+            check.add(o, E);
+            for (int e = 0; e < E; ++e)
+                if (p[e]) store(p[e] + k, load<V>(p[e] + k) + o[e]);
+        });
+    }
+}
+
+// dw [KH, KW, C, F] += Gᵀ m G for every sub-kernel, channel and filter (m [elements, C, F]);
+// false (dw unchanged) where a sum is not finite.
 template <class T>
-bool add_weight_sums(const T* s, const ConvGeometry& g, T* dw) {
+bool add_weight_sums(const T* m, const ConvGeometry& g, const Subkernels& subs, T* dw) {
     const std::size_t cf = g.c * g.f;
-    const Subkernels subs(g);
     T check = 0;
-    for (std::size_t j = 0; j < subs.count * 16 * cf; ++j) check += s[j] * T(0);
+    for (std::size_t j = 0; j < subs.elements * cf; ++j) check += m[j] * T(0);
     if (check != check) return false;
-    for (std::size_t sub = 0; sub < subs.count; ++sub) {
-        const T* ss = s + sub * 16 * cf;
-        for (std::size_t j = 0; j < cf; ++j) {
-            T a[3][4];  // Gᵀ s: G [4x3] = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]
-            for (int b = 0; b < 4; ++b) {
-                const T s0 = ss[(0 + b) * cf + j], s1 = ss[(4 + b) * cf + j], s2 = ss[(8 + b) * cf + j],
-                        s3 = ss[(12 + b) * cf + j];
-                a[0][b] = s0 + T(0.5) * (s1 + s2);
-                a[1][b] = T(0.5) * (s1 - s2);
-                a[2][b] = T(0.5) * (s1 + s2) + s3;
-            }
-            for (std::size_t ky = 0; ky < 3; ++ky) {
-                const T* r = a[ky];
-                const T row[3] = {r[0] + T(0.5) * (r[1] + r[2]), T(0.5) * (r[1] - r[2]), T(0.5) * (r[1] + r[2]) + r[3]};
-                for (std::size_t kx = 0; kx < 3; ++kx) {
-                    std::size_t at;
-                    if (tap(g, subs, sub, ky, kx, at)) dw[at * cf + j] += row[kx];
+    for (std::size_t i = 0; i < subs.count(); ++i) {
+        const Sub& s = subs.subs[i];
+        by_kind(s, [&]<int RY, int RX>() {
+            const T* ms = m + subs.start[i] * cf;
+            for (std::size_t c = 0; c < g.c; ++c)
+                for (std::size_t f = 0; f < g.f; ++f) {
+                    T sums[(RY + 1) * (RX + 1)], taps[RY * RX];
+                    for (int e = 0; e < (RY + 1) * (RX + 1); ++e) sums[e] = ms[e * cf + c * g.f + f];
+                    separable<Step::weight_sum, RY, RX>(sums, taps);
+                    for (std::size_t ky = 0; ky < RY; ++ky)
+                        for (std::size_t kx = 0; kx < RX; ++kx)
+                            dw[(((s.y0 + ky) * g.kw + s.x0 + kx) * g.c + c) * g.f + f] += taps[RX * ky + kx];
                 }
-            }
-        }
+        });
     }
     return true;
 }
@@ -325,74 +496,126 @@ bool winograd_enabled() { return g_enabled; }
 
 template <class T>
 bool winograd(const ConvGeometry& g) {
-    // 3x3 sub-kernels must cut the products by 1.5 at least (4 per output and sub-kernel
-    // against KH·KW): 3x3 2.25, 5x5 1.56, 7x7 only 1.36.
-    const Subkernels subs(g);
-    const bool fewer = g.kh >= 3 && g.kw >= 3 && 2 * g.kh * g.kw >= 3 * 4 * subs.count;
-    return std::is_same_v<T, float> && g_enabled && fewer && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-           g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products();
+    // The sub-kernels must cut the products by 1.5 at least (4 per output tap against
+    // `elements` per tile): 3x3 2.25, 5x5 2.04, 7x7 1.96, 2x2 1.78; not 1xK or Kx1.
+    const bool fewer = g.kh >= 2 && g.kw >= 2 && 2 * 4 * g.kh * g.kw >= 3 * Subkernels(g).elements;
+    return std::is_same_v<T, float> && g_enabled && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+           g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products() && fewer;
 }
 
 template <class T>
 bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const ConvGeometry& g, T* y,
                              const WinogradPool<T>* pool) {
     const Tiles tiles(g);
-    const std::size_t subs = tiles.subs.count;
-    Buffer<T> u(subs * 16 * g.c * g.f), zeros(g.c);
-    transform_weights(w, g, u.data());
+    const Subkernels& subs = tiles.subs;
+    Buffer<T> u(subs.elements * g.c * g.f), zeros(g.c);
+    transform_weights(w, g, subs, false, u.data());
     std::fill_n(zeros.data(), g.c, T(0));
-    auto v = per_thread<T>(16 * tiles.stride(g.c));
-    auto m = per_thread<T>(16 * tiles.stride(g.f) + (pool ? 4 * g.f : 0));
-    // m_e [block, F] = Σ_sub v_sub,e [block, C] · u_sub,e [C, F] for each of the 16 elements, a
-    // sub-kernel at a time (one sub-kernel's transformed windows in scratch)
+    const bool kinds = !subs.one_kind();
+    auto v = per_thread<T>(kMaxElements * tiles.stride(g.c));
+    auto m = per_thread<T>(kMaxElements * tiles.stride(g.f) + (kinds ? 4 * tiles.stride(g.f) : 0) +
+                           (pool ? 4 * g.f : 0));
+    // m_e [block, F] = Σ_sub v_sub,e [block, C] · u_sub,e [C, F] for each element e, over the
+    // sub-kernels of one kind, a sub-kernel at a time (its transformed windows in scratch)
     const BatchReduceGemm<T> first_product(tiles.block, g.f, g.c, g.c, g.f, g.f, false);
     const BatchReduceGemm<T> next_product(tiles.block, g.f, g.c, g.c, g.f, g.f, true);
-    bool finite = true;
-#pragma omp parallel for schedule(static) reduction(&& : finite)
-    for (Index b = 0; b < static_cast<Index>(tiles.blocks); ++b) {
+    std::vector<FiniteCheck<T>> checks(static_cast<std::size_t>(omp_get_max_threads()));
+#pragma omp parallel for schedule(static)
+    for (Index b = 0; b < static_cast<Index>(tiles.blocks()); ++b) {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
         const std::size_t first = static_cast<std::size_t>(b) * tiles.block;
+        const std::size_t count = std::min(tiles.block, tiles.total - first);
         T* vt = v[t].data();
         T* mt = m[t].data();
-        for (std::size_t sub = 0; sub < subs; ++sub) {
-            transform_inputs(x, g, tiles, first, sub, zeros.data(), vt);
-            for (std::size_t k = 0; k < 16; ++k) {
-                const T* a = vt + k * tiles.stride(g.c);
-                const T* bk = u.data() + (sub * 16 + k) * g.c * g.f;
-                (sub == 0 ? first_product : next_product)(&a, &bk, 1, mt + k * tiles.stride(g.f));
-            }
+        T* partial = mt + kMaxElements * tiles.stride(g.f);
+        T* pooled = partial + (kinds ? 4 * tiles.stride(g.f) : 0);
+        for (std::size_t i = 0; i < subs.count(); ++i) {
+            const Sub& s = subs.subs[i];
+            by_kind(s, [&]<int RY, int RX>() {
+                transform_inputs<RY, RX>(x, g, tiles, first, count, s, zeros.data(), vt);
+                for (std::size_t k = 0; k < s.elements(); ++k) {
+                    const T* a = vt + k * tiles.stride(g.c);
+                    const T* bk = u.data() + (subs.start[i] + k) * g.c * g.f;
+                    (subs.first_of_kind(i) ? first_product : next_product)(&a, &bk, 1, mt + k * tiles.stride(g.f));
+                }
+                if (subs.last_of_kind(i))
+                    output_tiles<RY, RX>(mt, g, tiles, first, count, !s.same_kind(subs.subs[0]), i + 1 == subs.count(),
+                                         partial, e, y, pool, pooled, checks[t]);
+            });
         }
-        finite = store_outputs(mt, g, tiles, first, e, y, pool, mt + 16 * tiles.stride(g.f)) && finite;
     }
-    return finite;
+    return std::all_of(checks.begin(), checks.end(), [](const FiniteCheck<T>& c) { return c.finite(); });
 }
 
 template <class T>
 bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry& g, T* dw) {
     const Tiles tiles(g);
-    const std::size_t subs = tiles.subs.count;
-    Buffer<T> zeros(std::max(g.c, g.f)), sums(subs * 16 * g.c * g.f);
+    const Subkernels& subs = tiles.subs;
+    Buffer<T> zeros(std::max(g.c, g.f)), sums(subs.elements * g.c * g.f);
     std::fill_n(zeros.data(), zeros.size(), T(0));
     std::fill_n(sums.data(), sums.size(), T(0));
-    auto v = per_thread<T>(16 * tiles.stride(g.c)), d = per_thread<T>(16 * tiles.stride(g.f));
+    auto v = per_thread<T>(kMaxElements * tiles.stride(g.c)), d = per_thread<T>(kMaxElements * tiles.stride(g.f));
     accumulate_per_thread(sums.size(), sums.data(), [&](T* partial) {
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
         T* vt = v[t].data();
         T* dt = d[t].data();
 #pragma omp for schedule(static) nowait
-        for (Index b = 0; b < static_cast<Index>(tiles.blocks); ++b) {
+        for (Index b = 0; b < static_cast<Index>(tiles.blocks()); ++b) {
             const std::size_t first = static_cast<std::size_t>(b) * tiles.block;
-            transform_gradients(gy, g, tiles, first, zeros.data(), dt);
+            const std::size_t count = std::min(tiles.block, tiles.total - first);
             // s_sub,e [C, F] += v_sub,eᵀ [C, block] · d_e [block, F], a sub-kernel at a time
-            for (std::size_t sub = 0; sub < subs; ++sub) {
-                transform_inputs(x, g, tiles, first, sub, zeros.data(), vt);
-                for (std::size_t k = 0; k < 16; ++k)
-                    gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + k * tiles.stride(g.c), g.c,
-                                       dt + k * tiles.stride(g.f), g.f, 1, partial + (sub * 16 + k) * g.c * g.f, g.f);
+            for (std::size_t i = 0; i < subs.count(); ++i) {
+                const Sub& s = subs.subs[i];
+                by_kind(s, [&]<int RY, int RX>() {
+                    if (subs.first_of_kind(i)) transform_gradients<RY, RX>(gy, g, tiles, first, count, zeros.data(), dt);
+                    transform_inputs<RY, RX>(x, g, tiles, first, count, s, zeros.data(), vt);
+                    for (std::size_t k = 0; k < s.elements(); ++k)
+                        gemm_per_thread<T>(true, false, g.c, g.f, tiles.block, 1, vt + k * tiles.stride(g.c), g.c,
+                                           dt + k * tiles.stride(g.f), g.f, 1,
+                                           partial + (subs.start[i] + k) * g.c * g.f, g.f);
+                });
             }
         }
     });
-    return add_weight_sums(sums.data(), g, dw);
+    return add_weight_sums(sums.data(), g, subs, dw);
+}
+
+template <class T>
+bool conv2d_backward_input_winograd(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+    const Tiles tiles(g);
+    const Subkernels& subs = tiles.subs;
+    Buffer<T> ut(subs.elements * g.c * g.f), zeros(g.f);
+    transform_weights(w, g, subs, true, ut.data());
+    std::fill_n(zeros.data(), g.f, T(0));
+    auto d = per_thread<T>(kMaxElements * tiles.stride(g.f)), z = per_thread<T>(kMaxElements * tiles.stride(g.c));
+    // z_sub,e [block, C] = d_e [block, F] · u_sub,eᵀ [F, C]
+    const BatchReduceGemm<T> product(tiles.block, g.c, g.f, g.f, g.c, g.c, false);
+    std::vector<FiniteCheck<T>> checks(static_cast<std::size_t>(omp_get_max_threads()));
+#pragma omp parallel
+    {
+        // Windows overlap: each thread takes whole images.
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        const auto threads = static_cast<std::size_t>(omp_get_num_threads());
+        const std::size_t begin = g.n * t / threads * tiles.per_image, end = g.n * (t + 1) / threads * tiles.per_image;
+        T* dt = d[t].data();
+        T* zt = z[t].data();
+        for (std::size_t first = begin; first < end; first += tiles.block) {
+            const std::size_t count = std::min(tiles.block, end - first);
+            for (std::size_t i = 0; i < subs.count(); ++i) {
+                const Sub& s = subs.subs[i];
+                by_kind(s, [&]<int RY, int RX>() {
+                    if (subs.first_of_kind(i)) transform_gradients<RY, RX>(gy, g, tiles, first, count, zeros.data(), dt);
+                    for (std::size_t k = 0; k < s.elements(); ++k) {
+                        const T* a = dt + k * tiles.stride(g.f);
+                        const T* bk = ut.data() + (subs.start[i] + k) * g.c * g.f;
+                        product(&a, &bk, 1, zt + k * tiles.stride(g.c));
+                    }
+                    scatter_windows<RY, RX>(zt, g, tiles, first, count, s, dx, checks[t]);
+                });
+            }
+        }
+    }
+    return std::all_of(checks.begin(), checks.end(), [](const FiniteCheck<T>& c) { return c.finite(); });
 }
 
 template bool winograd<float>(const ConvGeometry&);
@@ -403,5 +626,7 @@ template bool conv2d_forward_winograd<double>(const double*, const double*, cons
                                               const ConvGeometry&, double*, const WinogradPool<double>*);
 template bool conv2d_backward_weight_winograd<float>(const float*, const float*, const ConvGeometry&, float*);
 template bool conv2d_backward_weight_winograd<double>(const double*, const double*, const ConvGeometry&, double*);
+template bool conv2d_backward_input_winograd<float>(const float*, const float*, const ConvGeometry&, float*);
+template bool conv2d_backward_input_winograd<double>(const double*, const double*, const ConvGeometry&, double*);
 
 }  // namespace xgrad::kernels

@@ -347,10 +347,10 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
     with_scratch(g, [&] {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
         const ConvBackward variant = *o.backward != ConvBackward::automatic ? *o.backward
-                                     : kernels::flipped_is_faster<T>(g, bf16) ? ConvBackward::flipped
+                                     : kernels::flipped_is_faster(g, bf16) ? ConvBackward::flipped
                                                                             : ConvBackward::col2img;
         if (variant == ConvBackward::col2img)
-            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
+            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16, true);
         else
             kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16, true);
     });
