@@ -140,6 +140,8 @@ inline std::vector<ConvPath> conv_paths() {
         {"Winograd, padding wider than the kernel", {1, 5, 6, 16}, {3, 3, 16, 16}, {.padding = {4, 1, 0, 3}}, true},
         {"Winograd, 5x5 (sub-kernels cut short), valid", {3, 9, 8, 16}, {5, 5, 16, 17}, {}, true},
         {"Winograd, 2x4 and odd padding", {2, 6, 7, 16}, {2, 4, 16, 16}, {.padding = {1, 0, 2, 1}}, true},
+        {"Winograd, stride 2 (one sub-kernel per phase), odd lines", {2, 11, 10, 16}, {3, 3, 16, 32},
+         {.stride = 2, .padding = xgrad::Padding::same}, true},
         {"direct, a kernel 17 wide", {1, 3, 20, 16}, {1, 17, 16, 8}, same},
         {"strided direct (GEMM + col2img)", {2, 9, 9, 16}, {3, 3, 16, 8}, {.stride = 2, .padding = xgrad::Padding::same}},
         {"pointwise", {2, 5, 5, 6}, {1, 1, 6, 10}, {}},

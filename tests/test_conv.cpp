@@ -156,41 +156,43 @@ TEST_CASE("conv2d: random geometries match the definition, padding wider than th
     CHECK(checked > 100);
 }
 
-TEST_CASE("conv2d: Winograd matches the definition on random geometries, kernels from 2x2 to 7x7 and padding "
-          "wider than the kernel included", "[conv][traps]") {
+TEST_CASE("conv2d: Winograd matches the definition on random geometries, kernels from 2x2 to 7x7, stride 2 and "
+          "padding wider than the kernel included", "[conv][traps]") {
     // Forward (with bias and relu), both input-gradient variants (col2img as Winograd's
     // transposed map, flipped as dY's forward through Winograd while its padding is narrow) and
     // the weight gradient, against the float64 definition; the direct kernels (Winograd off)
     // must give other bits, or the test would not be testing Winograd.
     xgrad_test::Picker pick(4321);
     std::size_t checked = 0, differs = 0;
-    for (int trial = 0; trial < 80; ++trial) {
+    for (int trial = 0; trial < 100; ++trial) {
         const std::size_t c = std::vector<std::size_t>{16, 17, 32, 40}[pick(0, 3)];
         const std::size_t f = std::vector<std::size_t>{16, 19, 32, 64}[pick(0, 3)];
         // 3x3, and other kernels as sub-kernels of at most 3x3 (cut short at the edges: 2, 4,
-        // 5 and 7 wide), 2x2 through F(2x2, 2x2)
-        const std::size_t kh = trial % 2 ? 3 : pick(2, 7), kw = trial % 2 ? 3 : pick(2, 7);
+        // 5 and 7 wide), 2x2 through F(2x2, 2x2); at stride 2 (one axis or both, 3 taps or
+        // more there) one sub-kernel per phase of the input
+        const std::size_t sh = trial % 4 == 2 ? pick(1, 2) : 1, sw = trial % 4 == 2 ? pick(1, 2) : 1;
+        const std::size_t kh = trial % 2 ? 3 : pick(sh + 1, 7), kw = trial % 2 ? 3 : pick(sw + 1, 7);
         const std::size_t n = pick(1, 3), h = pick(1, 13), w = pick(1, 13);
         const std::size_t pt = pick(0, 4), pb = pick(0, 4), pl = pick(0, 4), pr = pick(0, 4);
         if (h + pt + pb < kh || w + pl + pr < kw) continue;
         const bool relu = trial % 3 == 0;
-        auto o = xgrad_test::conv_options(1, 1, 1, 1, pt, pb, pl, pr, 1);
+        auto o = xgrad_test::conv_options(sh, sw, 1, 1, pt, pb, pl, pr, 1);
         xgrad::manual_seed(static_cast<std::uint64_t>(100 + trial));
         const xt::xarray<double> x = xgrad::randn<double>({n, h, w, c}).value();
         const xt::xarray<double> wt = xgrad::randn<double>({kh, kw, c, f}).value();
         const xt::xarray<double> b = xgrad::randn<double>({f}).value();
-        const Shape ys{n, h + pt + pb - kh + 1, w + pl + pr - kw + 1, f};
+        const Shape ys{n, (h + pt + pb - kh) / sh + 1, (w + pl + pr - kw) / sw + 1, f};
         xt::xarray<double> gy = xgrad::randn<double>(ys).value();
-        auto ref = naive_conv(x, wt, gy, 1, 1, 1, 1, pt, pl);
+        auto ref = naive_conv(x, wt, gy, sh, sw, 1, 1, pt, pl);
         ref.y += b;
         if (relu) {  // the reference's gradients through relu: dY masked where the output is not positive
             ref.y = xt::maximum(ref.y, 0.0);
             const xt::xarray<double> masked = xt::where(ref.y > 0.0, gy, 0.0);
-            ref = naive_conv(x, wt, masked, 1, 1, 1, 1, pt, pl);
+            ref = naive_conv(x, wt, masked, sh, sw, 1, 1, pt, pl);
             ref.y = xt::maximum(ref.y + b, 0.0);
         }
         INFO("x [" << n << ", " << h << ", " << w << ", " << c << "], w [" << kh << ", " << kw << ", " << c << ", " << f
-                   << "], padding {"
+                   << "], stride {" << sh << ", " << sw << "}, padding {"
                    << pt << ", " << pb << ", " << pl << ", " << pr << "}" << (relu ? ", relu" : ""));
         for (const auto variant : {ConvBackward::col2img, ConvBackward::flipped}) {
             o.backward = variant;
@@ -221,23 +223,24 @@ TEST_CASE("conv2d: Winograd recomputes the direct way when a value is not finite
     // reach outputs whose windows do not hold it: with an infinity or a NaN in x, in w or in dY
     // every output and gradient that reads it is the direct kernels' bit for bit.
     const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-    for (int where = 0; where < 24; ++where) {
+    for (int where = 0; where < 36; ++where) {
         // both input-gradient variants (flipped: the forward of dY; col2img: the transposed
-        // map), 3x3 and 5x5 kernels (the latter with sub-kernels cut short)
-        const std::size_t k = where / 12 ? 5 : 3;
-        const xgrad::Conv2dOptions o{.padding = Padding::same,
+        // map), 3x3 and 5x5 kernels (the latter with sub-kernels cut short), 3x3 at stride 2
+        const std::size_t k = where / 12 == 1 ? 5 : 3;
+        const xgrad::Conv2dOptions o{.stride = where / 24 ? 2 : 1, .padding = Padding::same,
                                      .backward = where / 6 % 2 ? ConvBackward::col2img : ConvBackward::flipped};
-        INFO("case " << where % 6 << ", " << k << "x" << k << ", " << (where / 6 % 2 ? "col2img" : "flipped"));
+        INFO("case " << where % 6 << ", " << k << "x" << k << (where / 24 ? " stride 2" : "") << ", "
+                     << (where / 6 % 2 ? "col2img" : "flipped"));
         xgrad::manual_seed(5);
         xt::xarray<float> xv = xgrad::randn<float>({2, 6, 7, 16}).value(), wv = xgrad::randn<float>({k, k, 16, 16}).value();
-        xt::xarray<float> gv = xgrad::randn<float>({2, 6, 7, 16}).value();
+        xt::xarray<float> gv = xgrad::randn<float>({2, where / 24 ? 3u : 6u, where / 24 ? 4u : 7u, 16}).value();
         const float bad = where % 2 ? nan : inf;
         if (where % 6 / 2 == 0) {
             xv(0, 2, 3, 5) = bad;
             xv(1, 0, 0, 1) = -bad;
         }
         if (where % 6 / 2 == 1) wv(1, 1, 4, 2) = bad;
-        if (where % 6 / 2 == 2) gv(1, 5, 6, 9) = bad;
+        if (where % 6 / 2 == 2) gv(1, gv.shape(1) - 1, gv.shape(2) - 1, 9) = bad;
         xt::xarray<float> y[2], dx[2], dw[2];
         for (const bool winograd : {true, false}) {
             const xgrad_test::WinogradScope scope(winograd);
