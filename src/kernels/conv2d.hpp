@@ -61,7 +61,7 @@ struct Epilogue {
     bool relu = false;
 };
 
-// y = conv(x, w), finished by the epilogue (through Winograd's F(2x2, 3x3) where winograd()
+// y = conv(x, w), finished by the epilogue (through Winograd, winograd.hpp, where winograd()
 // serves the geometry, outside bf16 products). With keep_cols, `cols` receives the img2col matrix
 // of the paths that build one for the whole batch (each group's, one after the other), for the
 // weight gradient; it is left empty for the others, whose weight gradient reads x (the

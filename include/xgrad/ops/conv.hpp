@@ -55,14 +55,15 @@ enum class ConvBackward {
 void set_default_conv_backward(ConvBackward variant);
 ConvBackward default_conv_backward();
 
-/// Winograd's F(2x2, 3x3) algorithm for the float32 convolutions it serves: 3x3, stride 1,
-/// undilated, one group, 16 or more input channels and filters, any padding (the forward
-/// pass, the flipped input gradient at padding up to 2, the weight gradient). Each 2x2 block
-/// of outputs takes 16 products per channel pair instead of 36; the results differ from the
-/// direct sum's by float32 rounding only (a few units in the last place), and a call whose
-/// inputs or sums are not all finite is recomputed the direct way, so NaN and infinities land
-/// where the definition puts them. float64 and bf16 products never use it. On by default;
-/// off, every convolution runs the direct kernels of earlier versions, bit for bit.
+/// Winograd's minimal filtering for the float32 convolutions it serves: stride 1 or 2,
+/// undilated, one group, 16 or more input channels and filters, kernels of 2x2 and up where
+/// it cuts the products by 1.4x (3x3, 5x5, 7x7, 3x3 at stride 2; not 1xK), any padding: the
+/// forward pass, both input-gradient variants and the weight gradient. A 3x3's 2x2 block of
+/// outputs takes 16 products per channel pair instead of 36; the results differ from the
+/// direct sum's by float32 rounding only (measured smaller), and a call whose results or sums
+/// are not all finite is recomputed the direct way, so NaN and infinities land where the
+/// definition puts them. float64 and bf16 products never use it. On by default; off, every
+/// convolution runs the direct kernels of earlier versions, bit for bit.
 void set_winograd_convolutions(bool enabled);
 bool winograd_convolutions();
 
