@@ -1,12 +1,16 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include <xtensor/xview.hpp>
 
 #include "helpers.hpp"
+#include "kernels/conv2d.hpp"
 #include "xgrad/xgrad.hpp"
 
 using xgrad::ConvBackward;
@@ -256,6 +260,62 @@ TEST_CASE("conv2d: Winograd recomputes the direct way when a value is not finite
         if (where % 6 / 2 != 0) CHECK(same_bits(dx[1], dx[0]));
         if (where % 6 / 2 != 1) CHECK(same_bits(dw[1], dw[0]));
     }
+}
+
+TEST_CASE("conv2d kernels: the input gradient overwrites dx, whatever it held", "[conv][traps]") {
+    // The op hands the kernels uninitialised memory: every path (Winograd's transposed map and
+    // its non-finite fallback, the direct and strided scatters, the GEMM + col2img, 1x1, the
+    // flipped forward of dY and its padded form, no filters at all) must write all of dx. A
+    // dx poisoned with NaN must give the bits of a dx that held zeros.
+    using xgrad::kernels::ConvGeometry;
+    auto geometry = [](std::size_t n, std::size_t hw, std::size_t c, std::size_t k, std::size_t f, std::size_t s,
+                       std::size_t pad, std::size_t groups = 1) {
+        const std::size_t o = (hw + 2 * pad - k) / s + 1;
+        return ConvGeometry{n, hw, hw, c, k, k, f, groups, s, s, 1, 1, pad, pad, pad, pad, o, o};
+    };
+    auto check = [](const ConvGeometry& g, bool bf16, bool inf_in_gy, auto zero) {
+        using T = decltype(zero);
+        std::mt19937 rng(3);
+        std::normal_distribution<double> normal;
+        std::vector<T> gy(g.n * g.oh * g.ow * g.f), w(g.kh * g.kw * g.cg() * g.f);
+        for (auto& v : gy) v = T(normal(rng));
+        for (auto& v : w) v = T(normal(rng));
+        if (inf_in_gy) gy[gy.size() / 2] = std::numeric_limits<T>::infinity();
+        for (const bool col2img : {true, false}) {
+            INFO((col2img ? "col2img" : "flipped") << (bf16 ? " bf16" : "") << (inf_in_gy ? " inf in dY" : ""));
+            std::vector<T> clean(g.n * g.h * g.w * g.c, T(0)), poisoned(clean.size(), std::numeric_limits<T>::quiet_NaN());
+            for (auto* dx : {&clean, &poisoned}) {
+                if (col2img) xgrad::kernels::conv2d_backward_input_col2img<T>(gy.data(), w.data(), g, dx->data(), bf16);
+                else xgrad::kernels::conv2d_backward_input_flipped<T>(gy.data(), w.data(), g, dx->data(), bf16);
+            }
+            CHECK(std::memcmp(clean.data(), poisoned.data(), clean.size() * sizeof(T)) == 0);
+            if (!inf_in_gy) CHECK(std::all_of(clean.begin(), clean.end(), [](T v) { return std::isfinite(v); }));
+        }
+    };
+    struct Case {
+        const char* name;
+        ConvGeometry g;
+    };
+    const Case cases[] = {
+        {"3x3 s1 16 -> 16 (Winograd; flipped as a forward)", geometry(3, 8, 16, 3, 16, 1, 1)},
+        {"3x3 s2 16 -> 16 (Winograd per phase; flipped padded)", geometry(3, 9, 16, 3, 16, 2, 1)},
+        {"3x3 s1 16 -> 16, one image (fewer images than threads)", geometry(1, 6, 16, 3, 16, 1, 1)},
+        {"3x3 s3 16 -> 4 (strided scatter)", geometry(2, 10, 16, 3, 4, 3, 0)},
+        {"3x3 s1 3 -> 4 (GEMM and col2img)", geometry(2, 7, 3, 3, 4, 1, 1)},
+        {"2x2 s1 pad 3 (wider than the kernel)", geometry(2, 5, 2, 2, 3, 1, 3)},
+        {"1x1", geometry(2, 5, 3, 1, 4, 1, 0)},
+        {"3x3 groups 2", geometry(2, 6, 4, 3, 6, 1, 1, 2)},
+        {"no filters", geometry(2, 5, 3, 3, 0, 1, 1)},
+    };
+    for (const auto& c : cases) {
+        INFO(c.name);
+        check(c.g, false, false, 0.f);
+        check(c.g, true, false, 0.f);
+        check(c.g, false, false, 0.0);
+    }
+    INFO("Winograd's fallback");
+    check(cases[0].g, false, true, 0.f);
+    check(cases[1].g, false, true, 0.f);
 }
 
 TEST_CASE("conv2d: padding wider than the kernel reads zeros, not the next pixels (golden value)", "[conv][traps]") {

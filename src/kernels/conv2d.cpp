@@ -1131,14 +1131,12 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 }
 
 template <class T>
-void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16,
-                                   bool dx_zero) {
-    if (g.no_products()) return;  // nothing to add
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
     use_bf16 = use_bf16 && std::is_same_v<T, float>;
-    if (dx_zero && !use_bf16 && winograd<T>(g)) {
-        if (conv2d_backward_input_winograd(gy, w, g, dx)) return;
-        std::fill_n(dx, g.n * g.h * g.w * g.c, T(0));  // a value not finite: the direct way
-    }
+    if (!use_bf16 && winograd<T>(g) && conv2d_backward_input_winograd(gy, w, g, dx)) return;
+    // (a value not finite: the direct way.) The paths below add into dx.
+    fill_zero(dx, g.n * g.h * g.w * g.c);
+    if (g.no_products()) return;
     Buffer<T> gy_bf16, w_bf16;
     if (use_bf16 && !(bf16_level() != Bf16Level::portable && batch_split<T>(g))) {
         gy = rounded(gy, g.rows() * g.f, gy_bf16);
@@ -1226,9 +1224,8 @@ bool flipped_is_faster(const ConvGeometry& g, bool bf16) {
 }
 
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16,
-                                   bool dx_zero) {
-    if (g.no_products()) return;  // nothing to add
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool use_bf16) {
+    if (g.no_products()) return fill_zero(dx, g.n * g.h * g.w * g.c);
     const std::size_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
     const std::size_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;  // padded input
     const std::size_t hu = hp + ekh - 1, wu = wp + ekw - 1;            // dilated, padded dY
@@ -1249,12 +1246,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     // the forward pass's kernels pad each image as they read it.
     if (flipped_as_forward(g)) {
         const ConvGeometry gd = flipped_forward_geometry(g);
-        Buffer<T> part(dx_zero ? 0 : g.n * g.h * g.w * g.c), cols;
-        conv2d_forward<T>(gy, wf.data(), {}, gd, dx_zero ? dx : part.data(), cols, false, use_bf16);
-        if (dx_zero) return;
-        const auto count = static_cast<Index>(part.size());
-#pragma omp parallel for schedule(static) if (count > (Index{1} << 16))
-        for (Index k = 0; k < count; ++k) dx[k] += part.data()[k];
+        Buffer<T> cols;
+        conv2d_forward<T>(gy, wf.data(), {}, gd, dx, cols, false, use_bf16);
         return;
     }
 
@@ -1272,13 +1265,13 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
     Buffer<T> dxp(g.n * hp * wp * g.c), cols;
     conv2d_forward<T>(u.data(), wf.data(), {}, gu, dxp.data(), cols, false, use_bf16);
 
-    // dx += dx_padded without its padding
+    // dx = dx_padded without its padding
     for (std::size_t n = 0; n < g.n; ++n)
         for (std::size_t y = 0; y < g.h; ++y)
             for (std::size_t x = 0; x < g.w; ++x) {
                 const T* src = dxp.data() + ((n * hp + y + g.pt) * wp + x + g.pl) * g.c;
                 T* dst = dx + ((n * g.h + y) * g.w + x) * g.c;
-                for (std::size_t c = 0; c < g.c; ++c) dst[c] += src[c];
+                std::copy_n(src, g.c, dst);
             }
 }
 
@@ -1290,8 +1283,8 @@ void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& 
                                              const PoolGeometry&, T*, std::int32_t*, bool);                     \
     template void conv2d_columns<T>(const T*, const ConvGeometry&, Buffer<T>&);                          \
     template void conv2d_backward_weight<T>(const T*, const Buffer<T>&, const T*, const ConvGeometry&, T*, bool); \
-    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);\
-    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool, bool);
+    template void conv2d_backward_input_col2img<T>(const T*, const T*, const ConvGeometry&, T*, bool);      \
+    template void conv2d_backward_input_flipped<T>(const T*, const T*, const ConvGeometry&, T*, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -92,19 +92,18 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
                             bool bf16 = false);
 
 
-// dx += dY · Wᵀ per group, scattered back with col2img (with 16+ channels and libxsmm, each
+// dx = dY · Wᵀ per group, scattered back with col2img (with 16+ channels and libxsmm, each
 // tap's block is added straight into dx, without the dcols matrix: at stride 1, and at larger
-// strides in float32 and float64, a class of input positions at a time). With dx_zero (dx
-// holds zeros), float32 geometries that Winograd serves take its transposed map instead.
+// strides in float32 and float64, a class of input positions at a time); float32 geometries
+// that Winograd serves take its transposed map instead. dx's contents are not read: each
+// thread zeroes the images it writes.
 template <class T>
-void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false,
-                                   bool dx_zero = false);
+void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
-// dx += conv(dY dilated by the stride and padded, W flipped in H and W with C and F swapped).
-// With dx_zero (dx holds zeros), a stride-1 gradient is written straight into dx.
+// dx = conv(dY dilated by the stride and padded, W flipped in H and W with C and F swapped);
+// dx's contents are not read.
 template <class T>
-void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false,
-                                   bool dx_zero = false);
+void conv2d_backward_input_flipped(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
 // Whether the flipped input gradient beats col2img here (ConvBackward::automatic): with bf16
 // products at stride 1 with padding within the kernel, where it is the direct forward of dY

@@ -30,6 +30,19 @@ std::vector<std::vector<const T*>> per_thread_lists(std::size_t size) {
                                               std::vector<const T*>(size));
 }
 
+// p[0, count) = 0, split between the threads when it is large (a serial fill of a 16 MB
+// gradient costs 0.35-0.7 ms on 2 threads).
+template <class T>
+void fill_zero(T* p, std::size_t count) {
+    constexpr std::size_t kPiece = std::size_t{1} << 16;
+    const auto pieces = static_cast<std::ptrdiff_t>((count + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static) if (pieces > 1)
+    for (std::ptrdiff_t i = 0; i < pieces; ++i) {
+        const std::size_t first = static_cast<std::size_t>(i) * kPiece;
+        std::fill_n(p + first, std::min(kPiece, count - first), T(0));
+    }
+}
+
 // Runs `body(partial)` on every thread of a new parallel region, each with its own partial
 // sum of `size` elements starting at zero (body shares work with orphaned `omp for nowait`
 // loops), then adds the partials to `out` in thread order: the same sums in the same order on

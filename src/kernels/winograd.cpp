@@ -516,7 +516,8 @@ bool winograd(const ConvGeometry& g) {
     // or Kx1, nor 2x2 at stride 2 (1.0).
     const bool fewer = g.kh >= 2 && g.kw >= 2 && 5 * 4 * g.kh * g.kw >= 7 * Subkernels(g).elements;
     return std::is_same_v<T, float> && g_enabled && g.sh <= 2 && g.sw <= 2 && g.dh == 1 && g.dw == 1 &&
-           g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products() && fewer;
+           g.groups == 1 && g.c >= kMinChannels && g.f >= kMinChannels && !g.no_products() && g.oh > 0 &&
+           g.ow > 0 && fewer;
 }
 
 template <class T>
@@ -615,8 +616,12 @@ bool conv2d_backward_input_winograd(const T* gy, const T* w, const ConvGeometry&
         const std::size_t begin = g.n * t / threads * tiles.per_image, end = g.n * (t + 1) / threads * tiles.per_image;
         T* dt = d[t].data();
         T* zt = z[t].data();
+        const std::size_t image = g.h * g.w * g.c;
+        std::size_t zeroed = begin / tiles.per_image;  // images before it are zero
         for (std::size_t first = begin; first < end; first += tiles.block) {
             const std::size_t count = std::min(tiles.block, end - first);
+            const std::size_t last = (first + count - 1) / tiles.per_image;
+            for (; zeroed <= last; ++zeroed) std::fill_n(dx + zeroed * image, image, T(0));
             for (std::size_t i = 0; i < subs.count(); ++i) {
                 const Sub& s = subs.subs[i];
                 by_kind(s, [&]<int RY, int RX>() {

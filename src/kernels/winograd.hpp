@@ -53,8 +53,9 @@ bool conv2d_forward_winograd(const T* x, const T* w, const Epilogue<T>& e, const
 template <class T>
 bool conv2d_backward_weight_winograd(const T* x, const T* gy, const ConvGeometry& g, T* dw);
 
-/// dx [N, H, W, C] += the input gradient (the transposed map: each tile's window, threads
-/// taking whole images); false where a result is not finite, dx then holding part of it.
+/// dx [N, H, W, C] = the input gradient (the transposed map: each tile's window added into
+/// dx, threads taking whole images and zeroing each just before its first tile, while it is
+/// still in cache); false where a result is not finite, dx then holding part of it.
 template <class T>
 bool conv2d_backward_input_winograd(const T* gy, const T* w, const ConvGeometry& g, T* dx);
 

@@ -342,7 +342,7 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
                                                     to_string(w.shape())));
     Conv2dOptions o = options;
     o.backward = options.backward.value_or(default_conv_backward());
-    xt::xarray<T> dx = allocate<T>("conv2d_input_grad", x_shape, true);
+    xt::xarray<T> dx = allocate<T>("conv2d_input_grad", x_shape, false);  // the kernels write all of it
     const bool bf16 = detail::bf16_products<T>();  // the kernels round the operands
     with_scratch(g, [&] {
         // dx [N, H, W, C]: col2img(dY · Wᵀ), or conv(dilated, padded dY, flipped W)
@@ -350,9 +350,9 @@ basic_tensor<T> conv2d_input_grad(const basic_tensor<T>& gy, const basic_tensor<
                                      : kernels::flipped_is_faster(g, bf16) ? ConvBackward::flipped
                                                                             : ConvBackward::col2img;
         if (variant == ConvBackward::col2img)
-            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16, true);
+            kernels::conv2d_backward_input_col2img<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
         else
-            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16, true);
+            kernels::conv2d_backward_input_flipped<T>(gy.value().data(), w.value().data(), g, dx.data(), bf16);
     });
     basic_tensor<T> out(std::move(dx));
     record(OpKind::conv2d_input_grad, {gy, w}, out, [gy, w, o, bf16](const basic_tensor<T>& gx, auto& grads) {
