@@ -459,6 +459,10 @@ std::vector<ConvCase> conv_cases() {
         {"3x2 explicit {1,0,3,2} s2 dilation 2 one channel 8 filters", {1, 6, 30, 1}, {3, 2, 1, 8}, false,
          opts(2, {1, 0, 3, 2}, 2)},
         {"3x3 same three channels 16 filters (register blocks)", {1, 3, 21, 3}, {3, 3, 3, 16}, true, opts(1, same)},
+        // At stride 1 the few-channel 3x3 input gradient gathers each pixel's taps from dY
+        // (clamped reads at the edges).
+        {"3x3 explicit {2,1,0,3} dilation 2 two channels 8 filters (few-channel dx)", {2, 6, 7, 2}, {3, 3, 2, 8},
+         false, opts(1, {2, 1, 0, 3}, 2)},
         {"2x3 valid s1x2 four channels 8 filters (register blocks)", {2, 3, 22, 4}, {2, 3, 4, 8}, false,
          opts({1, 2}, valid)},
         // 3x3 kernels over up to three channels, whole vectors of filters: the weight
