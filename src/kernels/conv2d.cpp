@@ -934,65 +934,79 @@ inline T sum_lanes(const T* v) {
 
 // dx [N, H, W, kC] = Σ over the 3x3 taps of dY at the output pixel the tap reads each input
 // pixel from, times w [tap, c, :], at stride 1: a gather per input pixel and channel, its
-// sums over the filters in vectors (one per kernel row, summed at the end), each dx value
-// written once. No dcols and no scatter: conv A's dx (64x28x28x1 -> 32 at 2 threads) took
-// 1.35 ms as dY · Wᵀ and col2img. kRound rounds dY to bf16 as it is read, the caller passing
-// w rounded (the bf16 mode).
-template <std::size_t kC, bool kRound, class T>
-void input_grad_few_channels(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+// sums over the filters in vectors, each dx value written once. Blocks of kP pixels along a
+// line share each vector of weights (one load for kP multiply-adds). No dcols and no
+// scatter: conv A's dx (64x28x28x1 -> 32 at 2 threads) took 1.35 ms as dY · Wᵀ and col2img.
+// kRound rounds dY to bf16 as it is read, the caller passing w rounded (the bf16 mode).
+template <std::size_t kP, std::size_t kC, bool kRound, class T>
+void input_grad_few_channels_block(const T* image, const T* w, const ConvGeometry& g, Index oy0, Index ox0,
+                                   T* out) {
     using Vec = typename Vector<T>::type;
     constexpr std::size_t kLanes = 64 / sizeof(T);
     const Index oh = static_cast<Index>(g.oh), ow = static_cast<Index>(g.ow);
     const Index dh = static_cast<Index>(g.dh), dw = static_cast<Index>(g.dw);
+    // tap (ky, kx) reads pixel p of the block for the output (oy0 - ky·dh, ox0 + p - kx·dw)
+    const bool interior = oy0 - 2 * dh >= 0 && oy0 < oh && ox0 - 2 * dw >= 0 && ox0 + Index{kP} - 1 < ow;
+    Vec acc[kP][kC] = {};
+    // Straight-line code either way (as in weight_grad_few_channels): at the edges a tap
+    // outside dY reads zero from a clamped address.
+    auto taps = [&](auto edge) {
+        for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes) {
+#pragma GCC unroll 3
+            for (std::size_t ky = 0; ky < 3; ++ky) {
+                const Index oy = oy0 - static_cast<Index>(ky) * dh;
+                const bool row_in = !edge || (oy >= 0 && oy < oh);
+                const Index row = edge ? std::clamp<Index>(oy, 0, oh - 1) : oy;
+#pragma GCC unroll 3
+                for (std::size_t kx = 0; kx < 3; ++kx) {
+                    Vec wv[kC];
+                    for (std::size_t c = 0; c < kC; ++c)
+                        std::memcpy(&wv[c], w + ((ky * 3 + kx) * kC + c) * g.f + f0, sizeof(Vec));
+#pragma GCC unroll 8
+                    for (std::size_t p = 0; p < kP; ++p) {
+                        const Index ox = ox0 + static_cast<Index>(p) - static_cast<Index>(kx) * dw;
+                        const bool in = row_in && (!edge || (ox >= 0 && ox < ow));
+                        const Index col = edge ? std::clamp<Index>(ox, 0, ow - 1) : ox;
+                        Vec gv;
+                        std::memcpy(&gv, image + static_cast<std::size_t>(row * ow + col) * g.f + f0, sizeof gv);
+                        if constexpr (kRound) gv = round_lanes_bf16(gv);
+                        if (!in) gv = Vec{};
+                        for (std::size_t c = 0; c < kC; ++c) acc[p][c] += gv * wv[c];
+                    }
+                }
+            }
+        }
+    };
+    if (interior)
+        taps(std::false_type{});
+    else
+        taps(std::true_type{});
+    for (std::size_t p = 0; p < kP; ++p)
+        for (std::size_t c = 0; c < kC; ++c) out[p * kC + c] = sum_lanes<T, sizeof(Vec)>(reinterpret_cast<const T*>(&acc[p][c]));
+}
+
+// Every line of dx in blocks of kP pixels (the last block ends at W: it may write again, with
+// the same values, pixels of the block before), or pixel by pixel on lines narrower than that.
+template <std::size_t kC, bool kRound, class T>
+void input_grad_few_channels(const T* gy, const T* w, const ConvGeometry& g, T* dx) {
+    constexpr std::size_t kP = kC == 1 ? 8 : 4;  // sums in registers: 8 or 12 (kC 3) vectors
     const Index lines = static_cast<Index>(g.n * g.h);
 #pragma omp parallel for schedule(static)
     for (Index line = 0; line < lines; ++line) {
         const std::size_t n = static_cast<std::size_t>(line) / g.h;
         const T* image = gy + n * g.oh * g.ow * g.f;
-        // tap (ky, kx) reads this pixel for the output (oy0 - ky·dh, ox0 - kx·dw)
         const Index oy0 = static_cast<Index>(static_cast<std::size_t>(line) % g.h + g.pt);
-        for (std::size_t ix = 0; ix < g.w; ++ix) {
-            const Index ox0 = static_cast<Index>(ix + g.pl);
-            const bool interior = oy0 - 2 * dh >= 0 && oy0 < oh && ox0 - 2 * dw >= 0 && ox0 < ow;
-            Vec acc[3][kC] = {};
-            // Straight-line code either way (as in weight_grad_few_channels): at the edges a
-            // tap outside dY reads zero from a clamped address.
-            auto taps = [&](auto edge) {
-                for (std::size_t f0 = 0; f0 < g.f; f0 += kLanes) {
-#pragma GCC unroll 3
-                    for (std::size_t ky = 0; ky < 3; ++ky) {
-                        const Index oy = oy0 - static_cast<Index>(ky) * dh;
-#pragma GCC unroll 3
-                        for (std::size_t kx = 0; kx < 3; ++kx) {
-                            const Index ox = ox0 - static_cast<Index>(kx) * dw;
-                            const bool in = !edge || (oy >= 0 && oy < oh && ox >= 0 && ox < ow);
-                            const std::size_t at =
-                                edge ? static_cast<std::size_t>(std::clamp<Index>(oy, 0, oh - 1) * ow +
-                                                                std::clamp<Index>(ox, 0, ow - 1))
-                                     : static_cast<std::size_t>(oy * ow + ox);
-                            Vec gv;
-                            std::memcpy(&gv, image + at * g.f + f0, sizeof gv);
-                            if constexpr (kRound) gv = round_lanes_bf16(gv);
-                            if (!in) gv = Vec{};
-#pragma GCC unroll 3
-                            for (std::size_t c = 0; c < kC; ++c) {
-                                Vec wv;
-                                std::memcpy(&wv, w + ((ky * 3 + kx) * kC + c) * g.f + f0, sizeof wv);
-                                acc[ky][c] += gv * wv;
-                            }
-                        }
-                    }
-                }
-            };
-            if (interior)
-                taps(std::false_type{});
-            else
-                taps(std::true_type{});
-            T* out = dx + (static_cast<std::size_t>(line) * g.w + ix) * kC;
-            for (std::size_t c = 0; c < kC; ++c) {
-                const Vec sum = acc[0][c] + acc[1][c] + acc[2][c];
-                out[c] = sum_lanes<T, sizeof(Vec)>(reinterpret_cast<const T*>(&sum));
-            }
+        T* out = dx + static_cast<std::size_t>(line) * g.w * kC;
+        if (g.w < kP) {
+            for (std::size_t ix = 0; ix < g.w; ++ix)
+                input_grad_few_channels_block<1, kC, kRound>(image, w, g, oy0, static_cast<Index>(ix + g.pl),
+                                                               out + ix * kC);
+            continue;
+        }
+        for (std::size_t ix = 0; ix < g.w; ix += kP) {
+            const std::size_t ix0 = std::min(ix, g.w - kP);
+            input_grad_few_channels_block<kP, kC, kRound>(image, w, g, oy0, static_cast<Index>(ix0 + g.pl),
+                                                            out + ix0 * kC);
         }
     }
 }
