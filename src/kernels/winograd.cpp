@@ -434,19 +434,29 @@ void transform_gradients(const T* gy, const ConvGeometry& g, const Tiles& tiles,
                          const T* zeros, T* d) {
     constexpr int E = (RY + 1) * (RX + 1);
     const std::size_t stride = tiles.stride(g.f);
+    constexpr std::size_t kAhead = 2;  // tiles, as transform_inputs
+    // the tile's four outputs (zeros past the edge)
+    const auto outputs = [&](std::size_t t, const T* p[4]) {
+        std::size_t n, oy, ox;
+        tiles.locate(t, n, oy, ox);
+        for (std::size_t q = 0; q < 4; ++q) {
+            const std::size_t r = oy + q / 2, c = ox + q % 2;
+            p[q] = r < g.oh && c < g.ow ? gy + ((n * g.oh + r) * g.ow + c) * g.f : zeros;
+        }
+    };
     for (std::size_t i = 0; i < tiles.block; ++i) {
         T* out = d + i * g.f;
         if (i >= count) {
             for (int e = 0; e < E; ++e) std::fill_n(out + e * stride, g.f, T(0));
             continue;
         }
-        std::size_t n, oy, ox;
-        tiles.locate(first + i, n, oy, ox);
         const T* p[4];
-        for (std::size_t q = 0; q < 4; ++q) {
-            const std::size_t r = oy + q / 2, c = ox + q % 2;
-            p[q] = r < g.oh && c < g.ow ? gy + ((n * g.oh + r) * g.ow + c) * g.f : zeros;
+        if (i + kAhead < count) {
+            outputs(first + i + kAhead, p);
+            for (std::size_t q = 0; q < 4; ++q)
+                for (std::size_t k = 0; k < g.f; k += 64 / sizeof(T)) __builtin_prefetch(p[q] + k);
         }
+        outputs(first + i, p);
         lanes<T>(g.f, [&]<class V>(std::size_t k) {
             V ev[4], o[E];
             for (int q = 0; q < 4; ++q) ev[q] = load<V>(p[q] + k);
