@@ -1011,47 +1011,45 @@ void input_grad_few_channels(const T* gy, const T* w, const ConvGeometry& g, T* 
     }
 }
 
-// input_grad_few_channels with the channel count known at compile time (w rounded to bf16
-// first when `round`).
-template <class T>
-void conv2d_backward_input_few_channels(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool round) {
-    if constexpr (std::is_same_v<T, float>) {
-        if (round) {
-            Buffer<T> w_bf16;
-            w = rounded(w, 9 * g.c * g.f, w_bf16);
-            switch (g.c) {
-                case 1: return input_grad_few_channels<1, true>(gy, w, g, dx);
-                case 2: return input_grad_few_channels<2, true>(gy, w, g, dx);
-                default: return input_grad_few_channels<3, true>(gy, w, g, dx);
-            }
+// Runs body.template operator()<kC, kRound>() with g.c (1 to 3) known at compile time, and
+// kRound = round (bf16 rounding of dY, float32 only).
+template <class T, class Body>
+void by_few_channels(std::size_t c, bool round, Body body) {
+    const auto with = [&]<bool kRound>() {
+        switch (c) {
+            case 1: return body.template operator()<1, kRound>();
+            case 2: return body.template operator()<2, kRound>();
+            default: return body.template operator()<3, kRound>();
         }
+    };
+    if constexpr (std::is_same_v<T, float>) {
+        if (round) return with.template operator()<true>();
     }
-    switch (g.c) {
-        case 1: return input_grad_few_channels<1, false>(gy, w, g, dx);
-        case 2: return input_grad_few_channels<2, false>(gy, w, g, dx);
-        default: return input_grad_few_channels<3, false>(gy, w, g, dx);
-    }
+    with.template operator()<false>();
 }
 
-// weight_grad_few_channels with the channel count known at compile time.
+// input_grad_few_channels, w rounded to bf16 first when `round`.
+template <class T>
+void conv2d_backward_input_few_channels(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool round) {
+    Buffer<T> w_bf16;
+    if constexpr (std::is_same_v<T, float>) {
+        if (round) w = rounded(w, 9 * g.c * g.f, w_bf16);
+    }
+    by_few_channels<T>(g.c, round, [&]<std::size_t kC, bool kRound>() {
+        input_grad_few_channels<kC, kRound>(gy, w, g, dx);
+    });
+}
+
+// weight_grad_few_channels, x rounded to bf16 first when `round` (a few channels: small).
 template <class T>
 void conv2d_backward_weight_few_channels(const T* x, const T* gy, const ConvGeometry& g, T* dw, bool round) {
+    Buffer<T> x_bf16;
     if constexpr (std::is_same_v<T, float>) {
-        if (round) {
-            Buffer<T> x_bf16;
-            x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);  // a few channels: small
-            switch (g.c) {
-                case 1: return weight_grad_few_channels<1, true>(x, gy, g, dw);
-                case 2: return weight_grad_few_channels<2, true>(x, gy, g, dw);
-                default: return weight_grad_few_channels<3, true>(x, gy, g, dw);
-            }
-        }
+        if (round) x = rounded(x, g.n * g.h * g.w * g.c, x_bf16);
     }
-    switch (g.c) {
-        case 1: return weight_grad_few_channels<1, false>(x, gy, g, dw);
-        case 2: return weight_grad_few_channels<2, false>(x, gy, g, dw);
-        default: return weight_grad_few_channels<3, false>(x, gy, g, dw);
-    }
+    by_few_channels<T>(g.c, round, [&]<std::size_t kC, bool kRound>() {
+        weight_grad_few_channels<kC, kRound>(x, gy, g, dw);
+    });
 }
 
 }  // namespace
