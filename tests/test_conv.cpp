@@ -264,9 +264,9 @@ TEST_CASE("conv2d: Winograd recomputes the direct way when a value is not finite
 
 TEST_CASE("conv2d kernels: the input gradient overwrites dx, whatever it held", "[conv][traps]") {
     // The op hands the kernels uninitialised memory: every path (Winograd's transposed map and
-    // its non-finite fallback, the direct and strided scatters, the GEMM + col2img, 1x1, the
-    // flipped forward of dY and its padded form, no filters at all) must write all of dx. A
-    // dx poisoned with NaN must give the bits of a dx that held zeros.
+    // its non-finite fallback, the few-channel gather, the direct and strided scatters, the
+    // GEMM + col2img, 1x1, the flipped forward of dY and its padded form, no filters at all)
+    // must write all of dx. A dx poisoned with NaN must give the bits of a dx that held zeros.
     using xgrad::kernels::ConvGeometry;
     auto geometry = [](std::size_t n, std::size_t hw, std::size_t c, std::size_t k, std::size_t f, std::size_t s,
                        std::size_t pad, std::size_t groups = 1) {
@@ -302,6 +302,8 @@ TEST_CASE("conv2d kernels: the input gradient overwrites dx, whatever it held", 
         {"3x3 s1 16 -> 16, one image (fewer images than threads)", geometry(1, 6, 16, 3, 16, 1, 1)},
         {"3x3 s3 16 -> 4 (strided scatter)", geometry(2, 10, 16, 3, 4, 3, 0)},
         {"3x3 s1 3 -> 4 (GEMM and col2img)", geometry(2, 7, 3, 3, 4, 1, 1)},
+        {"3x3 s1 3 -> 16 (few-channel gather)", geometry(2, 9, 3, 3, 16, 1, 1)},
+        {"3x3 s1 1 -> 16, 6 wide (few-channel gather, pixel by pixel)", geometry(2, 6, 1, 3, 16, 1, 1)},
         {"2x2 s1 pad 3 (wider than the kernel)", geometry(2, 5, 2, 2, 3, 1, 3)},
         {"1x1", geometry(2, 5, 3, 1, 4, 1, 0)},
         {"3x3 groups 2", geometry(2, 6, 4, 3, 6, 1, 1, 2)},

@@ -1264,7 +1264,8 @@ void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& 
     if (!use_bf16 && winograd<T>(g) && conv2d_backward_input_winograd(gy, w, g, dx)) return;
     if (!g.no_products() && few_channels_3x3<T>(g) && g.sh == 1 && g.sw == 1)
         return conv2d_backward_input_few_channels(gy, w, g, dx, use_bf16);
-    // (a value not finite: the direct way.) The paths below add into dx.
+    // The paths below add into dx, zeroed first (also after a Winograd call that met a value
+    // not finite: those recompute the direct way).
     fill_zero(dx, g.n * g.h * g.w * g.c);
     if (g.no_products()) return;
     Buffer<T> gy_bf16, w_bf16;

@@ -95,8 +95,8 @@ void conv2d_backward_weight(const T* x, const Buffer<T>& cols, const T* gy, cons
 // dx = dY · Wᵀ per group, scattered back with col2img (with 16+ channels and libxsmm, each
 // tap's block is added straight into dx, without the dcols matrix: at stride 1, and at larger
 // strides in float32 and float64, a class of input positions at a time); float32 geometries
-// that Winograd serves take its transposed map instead. dx's contents are not read: each
-// thread zeroes the images it writes.
+// that Winograd serves take its transposed map instead, few-channel 3x3 ones at stride 1 a
+// gather per input pixel. dx's contents are not read: every path writes or first zeroes it.
 template <class T>
 void conv2d_backward_input_col2img(const T* gy, const T* w, const ConvGeometry& g, T* dx, bool bf16 = false);
 
