@@ -74,9 +74,10 @@ TEST_CASE("Adagrad follows torch.optim.Adagrad", "[optim]") {
                 expected);
 }
 
-TEST_CASE("RMSprop, plain and centered with momentum, follows torch.optim.RMSprop", "[optim]") {
-    for (bool centered : {false, true}) {
-        const double lr = 0.01, alpha = 0.99, eps = 1e-8, mu = centered ? 0.5 : 0;
+TEST_CASE("RMSprop, plain and centered, with and without momentum, follows torch.optim.RMSprop", "[optim]") {
+    for (bool centered : {false, true})
+    for (double mu : {0.0, 0.5}) {
+        const double lr = 0.01, alpha = 0.99, eps = 1e-8;
         double sq[2] = {0, 0}, ga[2] = {0, 0}, buf[2] = {0, 0};
         const auto expected = reference(3, [&](int k, int, double& p, double g) {
             sq[k] = alpha * sq[k] + (1 - alpha) * g * g;
@@ -94,32 +95,96 @@ TEST_CASE("RMSprop, plain and centered with momentum, follows torch.optim.RMSpro
                 p -= lr * g / avg;
             }
         });
+        INFO("centered " << centered << ", momentum " << mu);
         check_close(run<optim::RMSprop>(optim::RMSpropOptions{.lr = lr, .momentum = mu, .centered = centered}, 3),
                     expected);
     }
 }
 
-TEST_CASE("Adam and AdamW follow torch.optim with bias correction", "[optim][traps]") {
-    for (bool decoupled : {false, true}) {
-        const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
-        double m[2] = {0, 0}, v[2] = {0, 0};
-        const auto expected = reference(3, [&](int k, int t, double& p, double g) {
+TEST_CASE("Adam and AdamW, with and without amsgrad, follow torch.optim with bias correction", "[optim][traps]") {
+    for (bool decoupled : {false, true})
+    for (bool amsgrad : {false, true}) {
+        // beta2 0.5 lets v follow g², which shrinks on the second parameter: amsgrad's maximum
+        // then differs from v.
+        const double lr = 0.01, b1 = 0.9, b2 = amsgrad ? 0.5 : 0.999, eps = 1e-8, wd = 0.1;
+        double m[2] = {0, 0}, v[2] = {0, 0}, vmax[2] = {0, 0};
+        const auto expected = reference(4, [&](int k, int t, double& p, double g) {
             if (decoupled)
                 p *= 1 - lr * wd;
             else
                 g += wd * p;
             m[k] = b1 * m[k] + (1 - b1) * g;
             v[k] = b2 * v[k] + (1 - b2) * g * g;
+            vmax[k] = std::max(vmax[k], v[k]);
             const double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
-            p -= lr / bc1 * m[k] / (std::sqrt(v[k]) / std::sqrt(bc2) + eps);
+            p -= lr / bc1 * m[k] / (std::sqrt(amsgrad ? vmax[k] : v[k]) / std::sqrt(bc2) + eps);
         });
-        const optim::AdamOptions o{.lr = lr, .weight_decay = wd};
-        check_close(decoupled ? run<optim::AdamW>(o, 3) : run<optim::Adam>(o, 3), expected);
+        const optim::AdamOptions o{.lr = lr, .beta2 = b2, .weight_decay = wd, .amsgrad = amsgrad};
+        INFO((decoupled ? "AdamW" : "Adam") << ", amsgrad " << amsgrad);
+        check_close(decoupled ? run<optim::AdamW>(o, 4) : run<optim::Adam>(o, 4), expected);
     }
     // With bias correction the first step moves each parameter by lr, whatever the gradient's size.
     const auto first = run<optim::Adam>(optim::AdamOptions{.lr = 0.01}, 1);
     CHECK(first.first == Approx(1 - 0.01));
     CHECK(first.second == Approx(-2 + 0.01));
+}
+
+TEST_CASE("optimizers update a large parameter (on all threads, in vectors) as they update a small one",
+          "[optim]") {
+    // Each element's update reads only its own values, so a parameter of 70001 elements (split
+    // between threads, vector loops with a scalar tail) must move, bit for bit, as a parameter
+    // made of a few of its elements (at the start, a thread boundary and the tail).
+    const std::vector<std::size_t> picked{0, 1, 15, 16, 35000, 35001, 69999, 70000};
+    using Make = std::function<std::unique_ptr<optim::Optimizer>(const Tensor&)>;
+    const std::vector<std::pair<const char*, Make>> optimizers{
+        {"SGD", [](const Tensor& p) { return std::make_unique<optim::SGD>(optim::ParamList{p}, optim::SGDOptions{.lr = 0.1}); }},
+        {"SGD momentum", [](const Tensor& p) {
+             return std::make_unique<optim::SGD>(optim::ParamList{p},
+                                                 optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01});
+         }},
+        {"SGD nesterov", [](const Tensor& p) {
+             return std::make_unique<optim::SGD>(optim::ParamList{p},
+                                                 optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true});
+         }},
+        {"Adagrad", [](const Tensor& p) {
+             return std::make_unique<optim::Adagrad>(optim::ParamList{p}, optim::AdagradOptions{.lr = 0.1, .weight_decay = 0.01});
+         }},
+        {"RMSprop centered momentum", [](const Tensor& p) {
+             return std::make_unique<optim::RMSprop>(optim::ParamList{p},
+                                                     optim::RMSpropOptions{.lr = 0.01, .momentum = 0.5, .centered = true});
+         }},
+        {"Adam amsgrad", [](const Tensor& p) {
+             return std::make_unique<optim::Adam>(optim::ParamList{p},
+                                                  optim::AdamOptions{.lr = 0.01, .beta2 = 0.5, .weight_decay = 0.1, .amsgrad = true});
+         }},
+        {"AdamW", [](const Tensor& p) {
+             return std::make_unique<optim::AdamW>(optim::ParamList{p}, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+         }},
+    };
+    xgrad::manual_seed(5);
+    const xt::xarray<float> start = xgrad::randn({70001}).value();
+    std::vector<xt::xarray<float>> grads;
+    for (int t = 0; t < 3; ++t) grads.push_back(xgrad::randn({70001}).value());
+    const auto some = [&](const xt::xarray<float>& a) {
+        xt::xarray<float> out = xt::zeros<float>({picked.size()});
+        for (std::size_t k = 0; k < picked.size(); ++k) out(k) = a(picked[k]);
+        return out;
+    };
+    for (const auto& [name, make] : optimizers) {
+        Tensor large(start, true), small(some(start), true);
+        auto large_opt = make(large), small_opt = make(small);
+        for (const auto& g : grads) {
+            xgrad::sum(large * Tensor(g)).backward();
+            xgrad::sum(small * Tensor(some(g))).backward();
+            large_opt->step();
+            small_opt->step();
+            large_opt->zero_grad();
+            small_opt->zero_grad();
+        }
+        INFO(name);
+        CHECK(xgrad_test::same_bits(xt::xarray<float>(some(large.value())), small.value()));
+        CHECK_FALSE(xgrad_test::same_bits(xt::xarray<float>(some(large.value())), some(start)));
+    }
 }
 
 TEST_CASE("schedulers set the rate per epoch as torch.optim.lr_scheduler", "[optim]") {
