@@ -15,7 +15,9 @@
 
 #include "detail/check.hpp"
 #include "detail/node.hpp"
+#include "detail/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/shape.hpp"
 
 namespace xgrad {
 
@@ -61,6 +63,14 @@ std::string shapes_of(const std::vector<basic_tensor<T>>& inputs) {
 // graph whose ops were recorded on two threads would be replayed in the wrong order.
 std::atomic<std::uint64_t> g_next_seq{0};
 
+// acc[k] += g[k] for k < n, on all threads when large (xtensor's += ran scalar).
+template <class T>
+void add_to(T* __restrict acc, const T* __restrict g, std::size_t n) {
+    const auto count = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (count > detail::kParallelElements)
+    for (std::ptrdiff_t k = 0; k < count; ++k) acc[k] += g[k];
+}
+
 // acc += g. With `graph`, as a recorded add (differentiable); otherwise in place when acc is
 // the only handle to its buffer, else into a new one (g may be another tensor's gradient, or
 // the very tensor a rule passed on twice).
@@ -71,10 +81,44 @@ void sum_into(basic_tensor<T>& acc, basic_tensor<T> g, bool graph) {
     } else if (graph) {
         acc = add(acc, g);
     } else if (acc.node().use_count() == 1) {
-        acc.node()->value += g.value();
+        add_to(acc.node()->value.data(), g.value().data(), g.size());
     } else {
         acc = basic_tensor<T>(xt::xarray<T>(acc.value() + g.value()));
     }
+}
+
+template <class T>
+using SliceAt = typename Grads<T>::SliceAt;
+
+// full += g, g being the gradient of the slice `at` of full (shape `shape`): `outer` runs of
+// length · inner elements, each at (o · shape[axis] + start) · inner in full.
+template <class T>
+void add_slice_to(T* full, const Shape& shape, const xt::xarray<T>& g, SliceAt<T> at) {
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t d = 0; d < at.axis; ++d) outer *= shape[d];
+    for (std::size_t d = at.axis + 1; d < shape.size(); ++d) inner *= shape[d];
+    const std::size_t run = g.shape()[at.axis] * inner;
+    for (std::size_t o = 0; o < outer; ++o)
+        add_to(full + (o * shape[at.axis] + at.start) * inner, g.data() + o * run, run);
+}
+
+// A slice's gradient g in its place in a tensor of `shape`, zeros elsewhere.
+template <class T>
+xt::xarray<T> padded(const xt::xarray<T>& g, const Shape& shape, SliceAt<T> at) {
+    xt::xarray<T> full = xt::zeros<T>(shape);
+    add_slice_to(full.data(), shape, g, at);
+    return full;
+}
+
+// sum_into for a slice's gradient (never with create_graph: add_slice pads with ops then).
+template <class T>
+void sum_slice_into(basic_tensor<T>& acc, const basic_tensor<T>& g, const Shape& shape, SliceAt<T> at) {
+    if (!acc.defined()) {
+        acc = basic_tensor<T>(padded(g.value(), shape, at));
+        return;
+    }
+    if (acc.node().use_count() != 1) acc = basic_tensor<T>(xt::xarray<T>(acc.value()));
+    add_slice_to(acc.node()->value.data(), shape, g.value(), at);
 }
 
 }  // namespace
@@ -138,7 +182,44 @@ void Grads<T>::add(std::size_t i, basic_tensor<T> g) {
     detail::check_shape(g.shape() == shapes_[i],
                         "{} backward: the gradient of input {} has shape {} but the input has shape {}", op_, i,
                         g.shape(), shapes_[i]);
+    if (at_[i]) {  // a slice's gradient was added first: in its place, then the sum
+        sums_[i] = basic_tensor<T>(padded(sums_[i].value(), shapes_[i], *at_[i]));
+        at_[i].reset();
+    }
     sum_into(sums_[i], std::move(g), create_graph_);
+}
+
+template <class T>
+void Grads<T>::add_slice(std::size_t i, std::size_t axis, std::size_t start, basic_tensor<T> g) {
+    detail::check_value(i < needs_.size(), "{} backward: gradient for input {} of an op with {} inputs", op_, i,
+                        needs_.size());
+    if (!needs_[i]) return;
+    detail::check_value(g.defined(), "{} backward: the gradient of input {} is undefined", op_, i);
+    const Shape& full = shapes_[i];
+    bool fits = axis < full.size() && g.dim() == full.size() && start <= full[axis] &&
+                g.shape()[axis] <= full[axis] - start;
+    for (std::size_t d = 0; fits && d < full.size(); ++d) fits = d == axis || g.shape()[d] == full[d];
+    detail::check_shape(fits,
+                        "{} backward: the gradient of input {} has shape {}, which does not fit at {} along "
+                        "axis {} of the input's shape {}",
+                        op_, i, g.shape(), start, axis, full);
+    if (create_graph_) {  // padded with recorded ops, so that the sum can be differentiated again
+        Shape before = full, after = full;
+        before[axis] = start;
+        after[axis] = full[axis] - start - g.shape()[axis];
+        return add(i, concat(std::vector<basic_tensor<T>>{zeros<T>(before), g, zeros<T>(after)},
+                             static_cast<std::ptrdiff_t>(axis)));
+    }
+    if (!sums_[i].defined()) {
+        sums_[i] = std::move(g);
+        at_[i] = SliceAt{axis, start};
+        return;
+    }
+    if (at_[i]) {
+        sums_[i] = basic_tensor<T>(padded(sums_[i].value(), full, *at_[i]));
+        at_[i].reset();
+    }
+    sum_slice_into(sums_[i], g, full, SliceAt{axis, start});
 }
 
 template <class T>
@@ -191,14 +272,20 @@ std::vector<std::pair<TapeEntry<T>*, std::shared_ptr<Node<T>>>> reachable(
     return order;
 }
 
-// A leaf's gradient += g (first order), locked: threads may backpropagate into one leaf.
+// A leaf's gradient += g (first order), locked: threads may backpropagate into one leaf. With
+// `at`, g is the gradient of that slice of the leaf.
 template <class T>
-void accumulate_into(Node<T>& node, basic_tensor<T> g) {
+void accumulate_into(Node<T>& node, basic_tensor<T> g, const std::optional<SliceAt<T>>& at = std::nullopt) {
     const bool owned = g.node().use_count() == 1;
     std::lock_guard lock(node.grad_mutex);
     // Zeros from zero_grad() are replaced rather than added to: the same values, one pass fewer.
-    if (node.grad && !node.grad_zeroed)
-        *node.grad += g.value();
+    const bool add = node.grad && !node.grad_zeroed;
+    if (at && add)
+        add_slice_to(node.grad->data(), node.value.shape(), g.value(), *at);
+    else if (at)
+        node.grad = padded(g.value(), node.value.shape(), *at);
+    else if (add)
+        add_to(node.grad->data(), g.value().data(), g.size());
     else if (owned)
         node.grad = std::move(g.node()->value);
     else
@@ -260,11 +347,13 @@ std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node
         for (std::size_t i = 0; i < captured.size(); ++i)
             if ((*capture)[i].get() == n) captured[i] = g;
     };
-    auto deliver = [&](Node<T>* n, basic_tensor<T> g) {
-        if (summed_apart(n))
+    auto deliver = [&](Node<T>* n, basic_tensor<T> g, const std::optional<SliceAt<T>>& at = std::nullopt) {
+        if (at && summed_apart(n))
+            sum_slice_into(pending[n], g, n->value.shape(), *at);
+        else if (summed_apart(n))
             sum_into(pending[n], std::move(g), create_graph);
         else
-            accumulate_into(*n, std::move(g));
+            accumulate_into(*n, std::move(g), at);
     };
     for (std::size_t i = 0; i < roots.size(); ++i) deliver(roots[i].get(), seeds[i]);
     for (auto& [entry, node] : order) {
@@ -307,7 +396,7 @@ std::vector<basic_tensor<T>> run_backward(const std::vector<std::shared_ptr<Node
                                     "anomaly: {} backward produced NaN or Inf in the gradient of input {}; "
                                     "input {}, output {}",
                                     entry->op, i, entry->inputs[i]->value.shape(), node->value.shape());
-                deliver(entry->inputs[i].get(), std::move(g));
+                deliver(entry->inputs[i].get(), std::move(g), grads.slice_at(i));
             }
         }
         if (!retain_graph) {

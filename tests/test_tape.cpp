@@ -360,3 +360,123 @@ TEST_CASE("tape: AnomalyGuard turns anomaly mode on for its scope and restores i
     }
     CHECK(!xgrad::anomaly_detection());
 }
+
+TEST_CASE("tape: slices' gradients add in place, as padding each would: overlapping and empty slices, other uses, "
+          "leaves, intermediates, hooks, grad(), create_graph and custom rules", "[tape][traps]") {
+    // loss = Σ_k sum(c_k · slice_k(x)²) + sum(d · x): dL/dx = Σ_k pad_k(2 c_k slice_k(x)) + d.
+    xgrad::manual_seed(3);
+    const xt::xarray<double> x0 = xgrad::randn<double>({3, 5, 4}).value(), d = xgrad::randn<double>({3, 5, 4}).value();
+    struct Cut {
+        std::size_t axis, start, length;
+    };
+    const std::vector<Cut> cuts{{1, 0, 2}, {1, 1, 3}, {1, 4, 1}, {0, 2, 1}, {2, 1, 2}, {1, 3, 0}, {1, 0, 5}};
+    std::vector<xt::xarray<double>> c;
+    for (const Cut& k : cuts) {
+        xgrad::Shape s = x0.shape();
+        s[k.axis] = k.length;
+        c.push_back(xgrad::randn<double>(s).value());
+    }
+    // full += f(k, slice index) over the slice k of a [3, 5, 4] tensor
+    auto add_over_slice = [&](xt::xarray<double>& full, std::size_t k, auto f) {
+        for (std::size_t i = 0; i < 3; ++i)
+            for (std::size_t j = 0; j < 5; ++j)
+                for (std::size_t l = 0; l < 4; ++l) {
+                    std::size_t at[3] = {i, j, l};
+                    const std::size_t pos = at[cuts[k].axis];
+                    if (pos < cuts[k].start || pos >= cuts[k].start + cuts[k].length) continue;
+                    at[cuts[k].axis] = pos - cuts[k].start;
+                    full(i, j, l) += f(c[k](at[0], at[1], at[2]), x0(i, j, l));
+                }
+    };
+    auto expected = [&](bool with_d) {
+        xt::xarray<double> g = xt::zeros<double>(x0.shape());
+        if (with_d) g = d;
+        for (std::size_t k = 0; k < cuts.size(); ++k) add_over_slice(g, k, [](double ck, double x) { return 2 * ck * x; });
+        return g;
+    };
+    auto loss_of = [&](const Tensor64& x, bool with_d) {
+        Tensor64 loss = xgrad::zeros<double>({});
+        for (std::size_t i = 0; i < cuts.size(); ++i) {
+            const auto s = xgrad::slice(x, static_cast<std::ptrdiff_t>(cuts[i].axis), cuts[i].start, cuts[i].length);
+            loss = loss + xgrad::sum(Tensor64(c[i]) * s * s);
+        }
+        return with_d ? loss + xgrad::sum(Tensor64(d) * x) : loss;
+    };
+    for (const bool with_d : {false, true}) {
+        INFO("with another use of x: " << with_d);
+        {  // a leaf: its grad made from the first slice, then added to
+            Tensor64 x(x0, true);
+            loss_of(x, with_d).backward();
+            CHECK(array_diff(x.grad(), expected(with_d)) == "");
+            loss_of(x, with_d).backward();  // accumulates onto the existing gradient
+            CHECK(array_diff(x.grad(), 2.0 * expected(with_d)) == "");
+            x.zero_grad();
+            loss_of(x, with_d).backward();  // replaces the zeros
+            CHECK(array_diff(x.grad(), expected(with_d)) == "");
+        }
+        {  // an intermediate, and a leaf with a hook (both summed apart)
+            Tensor64 a(x0, true);
+            int calls = 0;
+            a.register_hook([&](const Tensor64& g) -> std::optional<Tensor64> {
+                ++calls;
+                CHECK(array_diff(g.value(), 3.0 * expected(with_d)) == "");
+                return std::nullopt;
+            });
+            // x = a · 1 (an intermediate holding the same values), loss scaled by 3
+            loss_of(a * 1.0, with_d).backward(xt::xarray<double>(3.0));
+            CHECK(calls == 1);
+            CHECK(array_diff(a.grad(), 3.0 * expected(with_d)) == "");
+        }
+        {  // slices of an intermediate whose gradient, passed on by an add, another one shares
+            Tensor64 x(x0, true);
+            const auto a = x * 1.0, b = x * 2.0;
+            // recorded after the slices, so replayed first: a's gradient starts as add's, which b's shares
+            const auto sliced = loss_of(a, with_d);
+            const auto both = xgrad::sum(Tensor64(d) * (a + b));
+            (sliced + both).backward();
+            CHECK(array_diff(x.grad(), expected(with_d) + 3.0 * d) == "");
+        }
+        {  // grad(): captured, no leaf touched
+            Tensor64 x(x0, true);
+            const auto g = xgrad::grad(loss_of(x, with_d), {x});
+            CHECK(array_diff(g[0].value(), expected(with_d)) == "");
+            CHECK_FALSE(x.has_grad());
+        }
+        {  // create_graph: the gradient is differentiable again; d/dx sum(v · dL/dx) = Σ_k pad_k(2 c_k v_k)
+            Tensor64 x(x0, true);
+            const auto g = xgrad::grad(loss_of(x, with_d), {x}, {.create_graph = true});
+            CHECK(array_diff(g[0].value(), expected(with_d)) == "");
+            const xt::xarray<double> v = xt::ones<double>(x0.shape());
+            const auto gg = xgrad::grad(xgrad::sum(g[0] * Tensor64(v)), {x});
+            xt::xarray<double> want = xt::zeros<double>(x0.shape());
+            for (std::size_t k = 0; k < cuts.size(); ++k) add_over_slice(want, k, [](double ck, double) { return 2 * ck; });
+            CHECK(array_diff(gg[0].value(), want) == "");
+        }
+    }
+    // A custom rule mixing add_slice and add for one input, in both orders.
+    for (const bool slice_first : {false, true}) {
+        Tensor64 x(xt::xarray<double>{1, 2, 3, 4}, true);
+        Tensor64 out(xt::xarray<double>{0.0});
+        xgrad::record("mixed", {x}, out, [slice_first](const Tensor64&, auto& grads) {
+            const Tensor64 part(xt::xarray<double>{10, 20}), whole(xt::xarray<double>{1, 1, 1, 1});
+            if (slice_first) grads.add_slice(0, 0, 1, part);
+            grads.add(0, whole);
+            grads.add_slice(0, 0, 2, part);  // overlaps the first slice
+            if (!slice_first) grads.add_slice(0, 0, 0, part);
+        });
+        out.backward();
+        CHECK(array_diff(x.grad(), slice_first ? xt::xarray<double>{1, 11, 31, 21} : xt::xarray<double>{11, 21, 11, 21}) ==
+              "");
+    }
+    Tensor64 x(xt::xarray<double>{1, 2, 3}, true);
+    Tensor64 out(xt::xarray<double>{0.0});
+    xgrad::record("bad_slice", {x}, out, [](const Tensor64&, auto& grads) {
+        grads.add_slice(0, 0, 2, Tensor64(xt::xarray<double>{1, 2}));
+    });
+    REQUIRE_THROWS_AS(out.backward(), xgrad::ShapeError);
+    Tensor64 out2(xt::xarray<double>{0.0});
+    xgrad::record("bad_slice", {x}, out2, [](const Tensor64&, auto& grads) {
+        grads.add_slice(0, 0, 2, Tensor64(xt::xarray<double>{1, 2}));
+    });
+    REQUIRE_THROWS_WITH(out2.backward(), Contains("bad_slice") && Contains("[2]") && Contains("[3]"));
+}

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -48,7 +49,7 @@ public:
     /// Internal: built by the backward pass for one entry.
     Grads(std::string_view op, std::vector<Shape> shapes, std::vector<bool> needs, basic_tensor<T> output,
           bool create_graph)
-        : op_(op), shapes_(std::move(shapes)), needs_(std::move(needs)), sums_(needs_.size()),
+        : op_(op), shapes_(std::move(shapes)), needs_(std::move(needs)), sums_(needs_.size()), at_(needs_.size()),
           output_(std::move(output)), create_graph_(create_graph) {}
 
     /// True when input i needs a gradient; a rule skips the others.
@@ -60,6 +61,19 @@ public:
     /// carries its own graph and can be differentiated again. Ignored when input i needs no
     /// gradient. Throws ShapeError naming the op when g's shape is not the input's.
     void add(std::size_t i, basic_tensor<T> g);
+    /// Adds g as the gradient of a slice of input i: elements start, start + 1, ... along
+    /// `axis` (g is shaped like input i but for that axis), zero elsewhere. The same as
+    /// add(i, g padded with zeros), but without create_graph the backward pass adds g into
+    /// input i's gradient in place, so that many slices of one tensor (an RNN's time steps)
+    /// cost their own sizes, not the whole tensor's each. Throws ShapeError naming the op
+    /// when g does not fit.
+    void add_slice(std::size_t i, std::size_t axis, std::size_t start, basic_tensor<T> g);
+
+    /// Internal: where sum(i) sits in input i when it is the gradient of a slice (add_slice).
+    struct SliceAt {
+        std::size_t axis, start;
+    };
+    const std::optional<SliceAt>& slice_at(std::size_t i) const { return at_[i]; }
     /// The op's output y. Rules read it from here: a rule that captured the output tensor would
     /// keep its own graph alive forever.
     const basic_tensor<T>& output() const { return output_; }
@@ -72,6 +86,7 @@ private:
     std::vector<Shape> shapes_;
     std::vector<bool> needs_;
     std::vector<basic_tensor<T>> sums_;
+    std::vector<std::optional<SliceAt>> at_;  // set while sums_[i] is a slice's gradient alone
     basic_tensor<T> output_;
     bool create_graph_;
 };

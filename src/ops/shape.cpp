@@ -181,13 +181,8 @@ basic_tensor<T> slice(const basic_tensor<T>& x, std::ptrdiff_t axis_in, std::siz
     for (std::size_t o = 0; o < outer; ++o)
         std::copy_n(x.value().data() + (o * size + start) * inner, length * inner, y.data() + o * length * inner);
     basic_tensor<T> out(std::move(y));
-    record(OpKind::slice, {x}, out, [xs = x.shape(), axis, start, length](const basic_tensor<T>& gy, auto& grads) {
-        // dx = gy in its place along the axis, zeros before and after
-        Shape before = xs, after = xs;
-        before[axis] = start;
-        after[axis] = xs[axis] - start - length;
-        grads.add(0, concat(std::vector<basic_tensor<T>>{zeros<T>(before), gy, zeros<T>(after)},
-                            static_cast<std::ptrdiff_t>(axis)));
+    record(OpKind::slice, {x}, out, [axis, start](const basic_tensor<T>& gy, auto& grads) {
+        grads.add_slice(0, axis, start, gy);  // dx = gy in its place along the axis, zeros elsewhere
     });
     return out;
 }
