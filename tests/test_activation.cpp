@@ -3,9 +3,11 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "helpers.hpp"
+#include "kernels/math.hpp"
 #include "xgrad/xgrad.hpp"
 
 using xgrad::Tensor;
@@ -152,4 +154,120 @@ TEST_CASE("activation: the new activations pass NaN through and are layers", "[a
     xgrad::nn::Sequential model({3});
     model.add(xgrad::nn::Dense(3, 4, Activation::gelu)).add(xgrad::nn::SiLU()).add(xgrad::nn::Dense(4, 2));
     CHECK(model.summary(false).find("SiLU") != std::string::npos);
+}
+
+namespace {
+
+// |got - want| in units of the last place of want rounded to T (subnormal ulps below T's
+// smallest normal).
+template <class T>
+double ulps(T got, long double want) {
+    const T w = static_cast<T>(want);
+    if (std::isinf(w)) return got == w ? 0 : INFINITY;  // overflow: the limit itself
+    const long double ulp =
+        std::fabs(w) < std::numeric_limits<T>::min()
+            ? std::numeric_limits<T>::denorm_min()
+            : std::fabs(static_cast<long double>(std::nextafter(w, std::numeric_limits<T>::infinity())) - w);
+    return static_cast<double>(std::fabs(static_cast<long double>(got) - want) / ulp);
+}
+
+template <class T>
+void check_math_kernels(T lo, T hi) {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> u(static_cast<double>(lo), static_cast<double>(hi));
+    double worst_exp = 0, worst_tanh = 0;
+    for (int i = 0; i < 200000; ++i) {
+        // uniform over the range, and every fourth one small (down to 2^-40)
+        const T x = static_cast<T>(i % 4 ? u(rng) : std::ldexp(u(rng) / static_cast<double>(hi), -(i % 41)));
+        worst_exp = std::max(worst_exp, ulps(xgrad::kernels::math::exp(x), std::exp(static_cast<long double>(x))));
+        worst_tanh = std::max(worst_tanh, ulps(xgrad::kernels::math::tanh(x), std::tanh(static_cast<long double>(x))));
+    }
+    CHECK(worst_exp <= 1.1);
+    CHECK(worst_tanh <= 3.0);
+    using L = std::numeric_limits<T>;
+    for (const T x : {T(0), -T(0), L::infinity(), -L::infinity(), L::quiet_NaN(), L::max(), -L::max(), L::min(),
+                      L::denorm_min(), -L::denorm_min(), std::log(L::max()), std::nextafter(std::log(L::max()), T(0)),
+                      std::log(L::min()), std::log(L::denorm_min()), std::log(L::denorm_min()) - T(1), T(20), T(-20)}) {
+        INFO("x = " << x);
+        const T e = xgrad::kernels::math::exp(x), t = xgrad::kernels::math::tanh(x);
+        const T want_e = std::exp(x), want_t = std::tanh(x);
+        if (std::isnan(x)) {
+            CHECK(std::isnan(e));
+            CHECK(std::isnan(t));
+            continue;
+        }
+        CHECK(ulps(e, std::exp(static_cast<long double>(x))) <= 1.1);  // overflow to inf, subnormals, 0
+        CHECK(std::isinf(e) == std::isinf(want_e));
+        CHECK(std::signbit(t) == std::signbit(want_t));
+        CHECK(ulps(t, std::tanh(static_cast<long double>(x))) <= 3.0);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("math kernels: exp within 1.1 ulp and tanh within 3 of the correctly rounded value, limits and "
+          "subnormals included, float and double", "[activation][math]") {
+    check_math_kernels<float>(-110.0f, 95.0f);
+    check_math_kernels<float>(-2.0f, 2.0f);
+    check_math_kernels<double>(-750.0, 712.0);
+    check_math_kernels<double>(-2.0, 2.0);
+}
+
+TEST_CASE("activation: exp, tanh, sigmoid, silu, gelu (tanh), softmax and log_softmax of large tensors (on "
+          "the threads, in vectors) match the long double definitions", "[activation][math]") {
+    // 70001 values (more than the parallel threshold, an odd tail), in float and double; softmax
+    // along the last axis and along a middle one.
+    xgrad::manual_seed(12);
+    const xt::xarray<double> v = 6.0 * xgrad::randn<double>({7, 73, 137}).value();
+    const auto check_all = [&](auto x, double tol) {
+        using L = long double;
+        const auto each = [&](auto f) {
+            xt::xarray<double> r = xt::empty<double>(v.shape());
+            for (std::size_t i = 0; i < v.size(); ++i) r.data()[i] = static_cast<double>(f(static_cast<L>(x.value().data()[i])));
+            return r;
+        };
+        const L c = std::sqrt(L(2) / std::acos(L(-1)));
+        CHECK(array_diff(xgrad::exp(x).value(), each([](L a) { return std::exp(a); }), 0, tol) == "");
+        CHECK(array_diff(xgrad::tanh(x).value(), each([](L a) { return std::tanh(a); }), 0, tol) == "");
+        CHECK(array_diff(xgrad::sigmoid(x).value(), each([](L a) { return 1 / (1 + std::exp(-a)); }), 0, tol) == "");
+        CHECK(array_diff(xgrad::silu(x).value(), each([](L a) { return a / (1 + std::exp(-a)); }), 0, tol) == "");
+        // 1 + tanh cancels for large negative x: within |x| ulp(1), as any formula of this form
+        CHECK(array_diff(xgrad::gelu(x, xgrad::Gelu::tanh).value(),
+                         each([c](L a) { return a / 2 * (1 + std::tanh(c * (a + L(0.044715) * a * a * a))); }),
+                         30 * tol, tol) == "");
+        for (const std::ptrdiff_t axis : {2, 1}) {
+            INFO("axis " << axis);
+            xt::xarray<double> lse = xt::zeros<double>(v.shape());
+            for (std::size_t i = 0; i < 7; ++i)
+                for (std::size_t j = 0; j < 73; ++j)
+                    for (std::size_t k = 0; k < 137; ++k) {
+                        L m = -INFINITY, s = 0;
+                        for (std::size_t a = 0; a < (axis == 2 ? 137 : 73); ++a)
+                            m = std::max(m, static_cast<L>(axis == 2 ? x.value()(i, j, a) : x.value()(i, a, k)));
+                        for (std::size_t a = 0; a < (axis == 2 ? 137 : 73); ++a)
+                            s += std::exp(static_cast<L>(axis == 2 ? x.value()(i, j, a) : x.value()(i, a, k)) - m);
+                        lse(i, j, k) = static_cast<double>(static_cast<L>(x.value()(i, j, k)) - m - std::log(s));
+                    }
+            CHECK(array_diff(xgrad::log_softmax(x, axis).value(), lse, tol, tol) == "");  // near 0 too
+            CHECK(array_diff(xgrad::softmax(x, axis).value(), xt::xarray<double>(xt::exp(lse)), 0, tol) == "");
+        }
+    };
+    check_all(Tensor(xt::xarray<float>(xt::cast<float>(v))), 1e-6);
+    check_all(Tensor64(v), 1e-14);
+    // NaN and ±inf inside the vector loops and in their tails
+    xt::xarray<float> special = xt::cast<float>(v);
+    const std::size_t at[] = {5, 16, 4099, 70000};
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < 4; ++i) special.data()[at[i]] = nan;
+    special.data()[33] = inf;
+    special.data()[69999] = -inf;
+    const Tensor x(special);
+    for (const auto& y : {xgrad::exp(x), xgrad::tanh(x), xgrad::sigmoid(x), xgrad::silu(x), xgrad::gelu(x, xgrad::Gelu::tanh)})
+        for (std::size_t i = 0; i < 4; ++i) CHECK(std::isnan(y.value().data()[at[i]]));
+    CHECK(xgrad::exp(x).value().data()[33] == inf);
+    CHECK(xgrad::exp(x).value().data()[69999] == 0);
+    CHECK(xgrad::tanh(x).value().data()[33] == 1);
+    CHECK(xgrad::tanh(x).value().data()[69999] == -1);
+    CHECK(xgrad::sigmoid(x).value().data()[33] == 1);
+    CHECK(xgrad::sigmoid(x).value().data()[69999] == 0);
 }

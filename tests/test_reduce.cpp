@@ -74,21 +74,29 @@ TEST_CASE("max: NaN wins wherever it is, and the gradient goes to the first NaN"
 }
 
 TEST_CASE("reduce: a large sum over the leading axes (blocks of rows on the threads) is right and the same at "
-          "any thread count", "[reduce]") {
-    // 300·17 rows of 20: more rows than one block, more elements than the parallel threshold
-    xgrad::manual_seed(8);
-    const auto x = xgrad::randn<float>({300, 17, 20});
-    const auto before = xgrad::num_threads();
-    xgrad::set_num_threads(1);
-    const xt::xarray<float> one = xgrad::sum(x, {0, 1}).value();
-    xgrad::set_num_threads(2);
-    const xt::xarray<float> two = xgrad::sum(x, {0, 1}).value();
-    xgrad::set_num_threads(before);
-    CHECK(one == two);
-    xt::xarray<double> ref = xt::zeros<double>({20});
-    for (std::size_t i = 0; i < x.size(); ++i) ref(i % 20) += x.value().data()[i];
-    CHECK(array_diff(one, ref, 1e-4, 1e-5) == "");
-    CHECK(array_diff(xgrad::mean(x, {0, 1}).value(), xt::xarray<double>(ref / 5100.0), 1e-6, 1e-5) == "");
+          "any thread count, rows of one value to many", "[reduce]") {
+    // More rows than one block (64Ki values) and row counts that are not whole chunks (rows
+    // narrower than 32 values are summed in chunks of whole rows).
+    for (const std::size_t cols : {1, 3, 20, 31, 32, 33, 100}) {
+        xgrad::manual_seed(8);
+        const std::size_t rows = 3 * 65536 / cols + 7;
+        const auto x = xgrad::randn<float>({rows / 17 + 1, 17, cols});
+        const auto before = xgrad::num_threads();
+        xgrad::set_num_threads(1);
+        const xt::xarray<float> one = xgrad::sum(x, {0, 1}).value();
+        xgrad::set_num_threads(2);
+        const xt::xarray<float> two = xgrad::sum(x, {0, 1}).value();
+        xgrad::set_num_threads(before);
+        INFO("rows of " << cols);
+        CHECK(one == two);
+        xt::xarray<double> ref = xt::zeros<double>({cols});
+        for (std::size_t i = 0; i < x.size(); ++i) ref(i % cols) += x.value().data()[i];
+        CHECK(array_diff(one, ref, 1e-4, 1e-4) == "");
+        const double count = static_cast<double>(x.size() / cols);
+        CHECK(array_diff(xgrad::mean(x, {0, 1}).value(), xt::xarray<double>(ref / count), 1e-6, 1e-4) == "");
+        // all axes: one sum
+        CHECK(xgrad::sum(x).item() == Approx(xt::sum(ref)()).margin(1e-2));
+    }
 }
 
 TEST_CASE("reduce: mean and max of an empty batch are empty; over an empty axis they are errors", "[reduce][traps]") {

@@ -15,11 +15,12 @@ using wider_t = std::conditional_t<std::is_same_v<T, float>, double, long double
 
 // v rounded to T, saturated at T's largest finite magnitude instead of overflowing to ±inf;
 // NaN stays NaN, and an infinite v (an infinite input) stays infinite.
+// (Selects, no branches: loops that saturate vectorise.)
 template <class T, class W>
 T saturate(W v) {
-    if (std::isnan(v) || std::isinf(v)) return static_cast<T>(v);
     constexpr W hi = static_cast<W>(std::numeric_limits<T>::max());
-    return static_cast<T>(v > hi ? hi : v < -hi ? -hi : v);
+    const W a = std::fabs(v);
+    return static_cast<T>(a > hi && a != std::numeric_limits<W>::infinity() ? std::copysign(hi, v) : v);
 }
 
 }  // namespace xgrad::detail

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -12,6 +14,7 @@
 #include "detail/cases.hpp"
 #include "detail/numeric.hpp"
 #include "detail/parallel.hpp"
+#include "kernels/math.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
@@ -66,16 +69,32 @@ basic_tensor<T> leaky_relu(const basic_tensor<T>& x, double slope_in) {
     return out;
 }
 
+namespace {
+
+// y = f(x) elementwise into a fresh tensor.
+template <class T, class F>
+basic_tensor<T> elementwise(const basic_tensor<T>& x, F f) {
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* v = x.value().data();
+    T* out = y.data();
+    const auto n = static_cast<std::ptrdiff_t>(y.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = f(v[i]);
+    return basic_tensor<T>(std::move(y));
+}
+
+// σ(v), from e^-|v| (which never overflows).
+template <class T>
+T logistic(T v) {
+    const T e = kernels::math::exp(-std::abs(v));
+    return v >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+}  // namespace
+
 template <class T>
 basic_tensor<T> sigmoid(const basic_tensor<T>& x) {
-    xt::xarray<T> y = xt::empty<T>(x.shape());
-    const T* px = x.value().data();
-    for (std::size_t i = 0; i < y.size(); ++i) {
-        // e^-|x| never overflows
-        const T e = std::exp(-std::abs(px[i]));
-        y.data()[i] = px[i] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
-    }
-    basic_tensor<T> out(std::move(y));
+    basic_tensor<T> out = elementwise(x, [](T v) { return logistic(v); });
     record(OpKind::sigmoid, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
         const auto& y = grads.output();
         grads.add(0, mul(gy, mul(y, T(1) - y)));  // dx = gy·y·(1 - y)
@@ -85,7 +104,7 @@ basic_tensor<T> sigmoid(const basic_tensor<T>& x) {
 
 template <class T>
 basic_tensor<T> tanh(const basic_tensor<T>& x) {
-    basic_tensor<T> out(xt::xarray<T>(xt::tanh(x.value())));
+    basic_tensor<T> out = elementwise(x, [](T v) { return kernels::math::tanh(v); });
     record(OpKind::tanh, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
         const auto& y = grads.output();
         grads.add(0, mul(gy, T(1) - square(y)));  // dx = gy·(1 - y²)
@@ -103,18 +122,6 @@ basic_tensor<T> constant_where(const basic_tensor<T>& x, F f) {
     const T* v = x.value().data();
     for (std::size_t i = 0; i < c.size(); ++i) c.data()[i] = f(v[i]);
     return basic_tensor<T>(std::move(c));
-}
-
-// y = f(x) elementwise into a fresh tensor.
-template <class T, class F>
-basic_tensor<T> elementwise(const basic_tensor<T>& x, F f) {
-    xt::xarray<T> y = xt::empty<T>(x.shape());
-    const T* v = x.value().data();
-    T* out = y.data();
-    const auto n = static_cast<std::ptrdiff_t>(y.size());
-#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
-    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = f(v[i]);
-    return basic_tensor<T>(std::move(y));
 }
 
 constexpr double kSqrt2 = 1.41421356237309504880, kSqrt2OverPi = 0.79788456080286535588,
@@ -135,7 +142,7 @@ template <class T>
 basic_tensor<T> gelu(const basic_tensor<T>& x, Gelu approximate) {
     const T c = T(kSqrt2OverPi), k = T(0.044715);
     basic_tensor<T> out = approximate == Gelu::tanh
-                              ? elementwise(x, [c, k](T v) { return T(0.5) * v * (T(1) + std::tanh(c * (v + k * v * v * v))); })
+                              ? elementwise(x, [c, k](T v) { return T(0.5) * v * (T(1) + kernels::math::tanh(c * (v + k * v * v * v))); })
                               : elementwise(x, [](T v) { return T(0.5) * v * (T(1) + std::erf(v / T(kSqrt2))); });
     const OpKind kind = approximate == Gelu::tanh ? OpKind::gelu_tanh : OpKind::gelu;
     record(kind, {x}, out, [x, approximate, c, k](const basic_tensor<T>& gy, auto& grads) {
@@ -155,10 +162,7 @@ basic_tensor<T> gelu(const basic_tensor<T>& x, Gelu approximate) {
 
 template <class T>
 basic_tensor<T> silu(const basic_tensor<T>& x) {
-    basic_tensor<T> out = elementwise(x, [](T v) {
-        const T e = std::exp(-std::abs(v));  // σ(v) without overflow
-        return v * (v >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e));
-    });
+    basic_tensor<T> out = elementwise(x, [](T v) { return v * logistic(v); });
     record(OpKind::silu, {x}, out, [x](const basic_tensor<T>& gy, auto& grads) {
         const auto s = sigmoid(x);
         grads.add(0, gy * (s * (x * (T(1) - s) + T(1))));  // dy/dx = σ(x)(1 + x(1 - σ(x)))
@@ -208,23 +212,91 @@ basic_tensor<T> hardswish(const basic_tensor<T>& x) {
 
 namespace {
 
-// x - max(x) - log(sum(exp(x - max(x)))) along `axis`: the stable log-softmax, computed in the
-// wider type so that x - max(x) cannot overflow (logits of ±3e38 in float), then saturated to
-// T's range: finite for any finite x.
+// The maximum and the sum of n values, four at a time (one chain would wait on each add).
+template <class W>
+W max_of(const W* v, std::size_t n) {
+    W m[4] = {-std::numeric_limits<W>::infinity(), -std::numeric_limits<W>::infinity(),
+              -std::numeric_limits<W>::infinity(), -std::numeric_limits<W>::infinity()};
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (std::size_t l = 0; l < 4; ++l) m[l] = std::max(m[l], v[j + l]);
+    for (; j < n; ++j) m[0] = std::max(m[0], v[j]);
+    return std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+}
+
+template <class W>
+W sum_of(const W* v, std::size_t n) {
+    W s[4] = {0, 0, 0, 0};
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (std::size_t l = 0; l < 4; ++l) s[l] += v[j + l];
+    for (; j < n; ++j) s[0] += v[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+// x - max(x) - log(sum(exp(x - max(x)))) along `axis` (log: the stable log-softmax), or
+// exp(x - max(x)) / sum(exp(x - max(x))) (the softmax), computed in the wider type so that
+// x - max(x) cannot overflow (logits of ±3e38 in float), then saturated to T's range: finite
+// for any finite x. x is [outer, k, inner] around the axis; each (outer, inner) position is one
+// softmax over k values `inner` apart. Each step is its own loop over a block held in W, so
+// that each vectorises (exp over x - max, the sums across rows of `inner` contiguous values;
+// down a row when the axis is the last).
 template <class T>
-xt::xarray<T> stable_log_softmax(const xt::xarray<T>& x, std::size_t axis) {
+xt::xarray<T> stable_softmax(const xt::xarray<T>& x, std::size_t axis, bool log) {
     using W = detail::wider_t<T>;
-    const std::array<std::size_t, 1> ax{axis};
-    // Reductions are evaluated into arrays first: a lazy one inside an elementwise expression
-    // would be recomputed for every element. (xtensor 0.24's immediate strategy with keep_dims
-    // crashes, so it is not used.)
-    const xt::xarray<W> xw = xt::cast<W>(x);
-    const xt::xarray<W> m = xt::amax(xw, ax, xt::keep_dims);
-    xt::xarray<W> shifted = xw - m;
-    const xt::xarray<W> lse = xt::log(xt::sum(xt::exp(shifted), ax, xt::keep_dims));
-    shifted -= lse;
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t d = 0; d < axis; ++d) outer *= x.shape()[d];
+    for (std::size_t d = axis + 1; d < x.dimension(); ++d) inner *= x.shape()[d];
+    const std::size_t k = x.shape()[axis], size = k * inner;
     xt::xarray<T> out = xt::empty<T>(x.shape());
-    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = detail::saturate<T>(shifted.data()[i]);
+    if (out.size() == 0) return out;
+#pragma omp parallel if (static_cast<std::ptrdiff_t>(out.size()) > detail::kParallelElements)
+    {
+        std::vector<W> shifted(size), e(size), m(inner), s(inner);
+#pragma omp for schedule(static)
+        for (std::ptrdiff_t o = 0; o < static_cast<std::ptrdiff_t>(outer); ++o) {
+            const T* in = x.data() + static_cast<std::size_t>(o) * size;
+            T* y = out.data() + static_cast<std::size_t>(o) * size;
+            for (std::size_t v = 0; v < size; ++v) shifted[v] = static_cast<W>(in[v]);
+            if (inner == 1) {
+                m[0] = max_of(shifted.data(), k);
+            } else {
+                std::fill(m.begin(), m.end(), -std::numeric_limits<W>::infinity());
+                for (std::size_t j = 0; j < k; ++j)
+                    for (std::size_t i = 0; i < inner; ++i) m[i] = std::max(m[i], shifted[j * inner + i]);
+            }
+            if (inner == 1) {
+                const W m0 = m[0];
+                for (std::size_t j = 0; j < k; ++j) shifted[j] -= m0;
+            } else {
+                for (std::size_t j = 0; j < k; ++j)
+                    for (std::size_t i = 0; i < inner; ++i) shifted[j * inner + i] -= m[i];
+            }
+            for (std::size_t v = 0; v < size; ++v) e[v] = kernels::math::exp(shifted[v]);
+            if (inner == 1) {
+                s[0] = sum_of(e.data(), k);
+            } else {
+                std::fill(s.begin(), s.end(), W(0));
+                for (std::size_t j = 0; j < k; ++j)
+                    for (std::size_t i = 0; i < inner; ++i) s[i] += e[j * inner + i];
+            }
+            if (!log) {
+                for (std::size_t i = 0; i < inner; ++i) s[i] = W(1) / s[i];
+                for (std::size_t j = 0; j < k; ++j)
+                    for (std::size_t i = 0; i < inner; ++i) y[j * inner + i] = static_cast<T>(e[j * inner + i] * s[i]);
+                continue;
+            }
+            for (std::size_t i = 0; i < inner; ++i) s[i] = std::log(s[i]);
+            if (inner == 1) {
+                const W log_s = s[0];
+                for (std::size_t j = 0; j < k; ++j) y[j] = detail::saturate<T>(shifted[j] - log_s);
+            } else {
+                for (std::size_t j = 0; j < k; ++j)
+                    for (std::size_t i = 0; i < inner; ++i)
+                        y[j * inner + i] = detail::saturate<T>(shifted[j * inner + i] - s[i]);
+            }
+        }
+    }
     return out;
 }
 
@@ -233,7 +305,7 @@ xt::xarray<T> stable_log_softmax(const xt::xarray<T>& x, std::size_t axis) {
 template <class T>
 basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
     const std::size_t axis = detail::normalize_axis("softmax", axis_in, x.shape());
-    basic_tensor<T> out(xt::xarray<T>(xt::exp(stable_log_softmax(x.value(), axis))));
+    basic_tensor<T> out(stable_softmax(x.value(), axis, false));
     record(OpKind::softmax, {x}, out, [axis](const basic_tensor<T>& gy, auto& grads) {
         // dx = y · (gy - sum(gy·y) along axis)
         const auto& y = grads.output();
@@ -246,7 +318,7 @@ basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
 template <class T>
 basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis_in) {
     const std::size_t axis = detail::normalize_axis("log_softmax", axis_in, x.shape());
-    basic_tensor<T> out(stable_log_softmax(x.value(), axis));
+    basic_tensor<T> out(stable_softmax(x.value(), axis, true));
     record(OpKind::log_softmax, {x}, out, [axis](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy - softmax(x) · sum(gy) along axis, softmax(x) = exp(y)
         const auto total = sum(gy, {static_cast<std::ptrdiff_t>(axis)}, true);

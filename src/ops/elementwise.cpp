@@ -6,6 +6,8 @@
 #include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
 #include "detail/check.hpp"
+#include "detail/parallel.hpp"
+#include "kernels/math.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/tape.hpp"
 
@@ -90,7 +92,13 @@ basic_tensor<T> neg(const basic_tensor<T>& x) {
 
 template <class T>
 basic_tensor<T> exp(const basic_tensor<T>& x) {
-    basic_tensor<T> out(xt::exp(x.value()));
+    xt::xarray<T> y = xt::empty<T>(x.shape());
+    const T* v = x.value().data();
+    T* out_v = y.data();
+    const auto n = static_cast<std::ptrdiff_t>(y.size());
+#pragma omp parallel for schedule(static) if (n > detail::kParallelElements)
+    for (std::ptrdiff_t i = 0; i < n; ++i) out_v[i] = kernels::math::exp(v[i]);
+    basic_tensor<T> out(std::move(y));
     record(OpKind::exp, {x}, out, [](const basic_tensor<T>& gy, auto& grads) {
         grads.add(0, mul(gy, grads.output()));  // dx = gy * y
     });

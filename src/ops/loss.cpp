@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "detail/cases.hpp"
+#include "kernels/math.hpp"
 #include "detail/check.hpp"
 #include "detail/numeric.hpp"
 #include "xgrad/ops/activation.hpp"
@@ -98,7 +99,7 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, const basic_tensor<
         const T* row = z + i * k;
         const W m = *std::max_element(row, row + k);
         W s = 0;
-        for (std::size_t j = 0; j < k; ++j) s += std::exp(static_cast<W>(row[j]) - m);
+        for (std::size_t j = 0; j < k; ++j) s += kernels::math::exp(static_cast<W>(row[j]) - m);
         const W log_s = std::log(s);
         for (std::size_t j = 0; j < k; ++j) lp[j] = static_cast<W>(row[j]) - m - log_s;
         W loss = 0;

@@ -39,13 +39,30 @@ Shape reduced_shape(const Shape& shape, const std::vector<std::size_t>& axes, bo
     return out;
 }
 
-// sum over the leading `lead` axes of a row-major array: rows of the rest added in order,
-// without xtensor's generic reducer (the bias gradient of every conv and dense layer).
 template <class T>
 basic_tensor<T> average_scale(const basic_tensor<T>& g, T scale) {
     return scale == T(1) ? g : g * scale;
 }
 
+// out[j] += Σ_r x[r · cols + j] over `rows` rows. Narrow rows are read in chunks of whole
+// rows at least 32 values long, summed value by value into as many accumulators (a vector
+// loop even for one column), then folded into the columns.
+template <class T>
+void add_rows(const T* x, std::size_t rows, std::size_t cols, T* out) {
+    const std::size_t per_chunk = (32 + cols - 1) / cols, chunk = per_chunk * cols;
+    std::vector<T> acc(chunk, T(0));
+    std::size_t r = 0;
+    for (; r + per_chunk <= rows; r += per_chunk) {
+        const T* c = x + r * cols;
+        for (std::size_t l = 0; l < chunk; ++l) acc[l] += c[l];
+    }
+    for (; r < rows; ++r)
+        for (std::size_t j = 0; j < cols; ++j) acc[j] += x[r * cols + j];
+    for (std::size_t l = 0; l < chunk; ++l) out[l % cols] += acc[l];
+}
+
+// sum over the leading `lead` axes of a row-major array, without xtensor's generic reducer
+// (the bias gradient of every conv and dense layer, a loss's mean).
 template <class T>
 xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
     std::size_t rows = 1;
@@ -55,27 +72,20 @@ xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
     xt::xarray<T> y = xt::zeros<T>(rest);
     if (cols == 0) return y;  // an empty trailing axis
     T* out = y.data();
-    // Blocks of rows summed on the threads, then the blocks' sums in block order: the same
-    // numbers at any thread count (a bias gradient sums N·OH·OW rows: serial, it was 2.6% of a
-    // W1 step with the other thread waiting).
-    constexpr std::size_t kBlock = 256;
-    const std::size_t blocks = (rows + kBlock - 1) / kBlock;
-    std::vector<T> partial(blocks > 1 && rows * cols > detail::kParallelElements ? blocks * cols : 0, T(0));
-    if (partial.empty()) {
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* row = x.data() + r * cols;
-            for (std::size_t j = 0; j < cols; ++j) out[j] += row[j];
-        }
+    // Blocks of rows (at least 64Ki values) summed on the threads, then the blocks' sums in
+    // block order: the same numbers at any thread count (a bias gradient sums N·OH·OW rows:
+    // serial, it was 2.6% of a W1 step with the other thread waiting).
+    const std::size_t block = std::max<std::size_t>(256, (detail::kParallelElements + cols - 1) / cols);
+    const std::size_t blocks = (rows + block - 1) / block;
+    if (blocks <= 1) {
+        add_rows(x.data(), rows, cols, out);
         return y;
     }
+    std::vector<T> partial(blocks * cols, T(0));
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(blocks); ++b) {
-        T* sum = partial.data() + static_cast<std::size_t>(b) * cols;
-        const std::size_t end = std::min(rows, (static_cast<std::size_t>(b) + 1) * kBlock);
-        for (std::size_t r = static_cast<std::size_t>(b) * kBlock; r < end; ++r) {
-            const T* row = x.data() + r * cols;
-            for (std::size_t j = 0; j < cols; ++j) sum[j] += row[j];
-        }
+        const std::size_t first = static_cast<std::size_t>(b) * block, end = std::min(rows, first + block);
+        add_rows(x.data() + first * cols, end - first, cols, partial.data() + static_cast<std::size_t>(b) * cols);
     }
     for (std::size_t b = 0; b < blocks; ++b)
         for (std::size_t j = 0; j < cols; ++j) out[j] += partial[b * cols + j];
