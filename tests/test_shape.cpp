@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <numeric>
 
 #include "helpers.hpp"
 #include "xgrad/xgrad.hpp"
@@ -55,6 +56,41 @@ TEST_CASE("shape: permute and transpose move values", "[shape]") {
     CHECK(xgrad::transpose(x, 0, -1).shape() == Shape{3, 2, 1});
     REQUIRE_THROWS_WITH(xgrad::permute(x, {0, 0, 1}), Contains("appears twice"));
     REQUIRE_THROWS_AS(xgrad::permute(x, {0, 1}), xgrad::ShapeError);
+}
+
+TEST_CASE("shape: permute matches the definition on random shapes and orders: axes of size 1 and 0, merged "
+          "runs, tiles with tails, large tensors on the threads", "[shape][traps]") {
+    xgrad_test::Picker pick(77);
+    std::size_t checked = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+        const std::size_t dims = pick(1, 5);
+        Shape shape;
+        for (std::size_t d = 0; d < dims; ++d) shape.push_back(trial % 50 == 7 && d == 1 ? 0 : pick(1, trial % 10 == 3 ? 70 : 6));
+        if (trial % 25 == 11) shape = dims == 1 ? Shape{300000} : Shape{3, 250, 270};  // on the threads
+        std::vector<std::ptrdiff_t> order(shape.size());
+        std::iota(order.begin(), order.end(), 0);
+        for (std::size_t d = order.size(); d > 1; --d) std::swap(order[d - 1], order[pick(0, d - 1)]);
+        auto x = xgrad::randn<double>(shape);
+        const auto y = xgrad::permute(x, order);
+        // the definition: y's flat index through y's multi-index to x's
+        std::vector<std::size_t> x_stride(shape.size(), 1);
+        for (std::size_t d = shape.size(); d-- > 1;) x_stride[d - 1] = x_stride[d] * shape[d];
+        bool same = y.size() == x.size();
+        for (std::size_t flat = 0; same && flat < y.size(); ++flat) {
+            std::size_t at = flat, off = 0;
+            for (std::size_t d = shape.size(); d-- > 0;) {
+                const std::size_t size = shape[static_cast<std::size_t>(order[d])];
+                off += (at % size) * x_stride[static_cast<std::size_t>(order[d])];
+                at /= size;
+            }
+            same = y.value().data()[flat] == x.value().data()[off];
+        }
+        INFO("x " << xgrad::to_string(shape) << ", order " << fmt::format("{}", fmt::join(order, ", ")));
+        CHECK(same);
+        for (std::size_t d = 0; d < shape.size(); ++d) CHECK(y.shape()[d] == shape[static_cast<std::size_t>(order[d])]);
+        ++checked;
+    }
+    CHECK(checked == 300);
 }
 
 TEST_CASE("shape: concat joins along an axis and splits the gradient", "[shape]") {

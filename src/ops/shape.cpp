@@ -11,6 +11,7 @@
 #include "detail/axes.hpp"
 #include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
+#include "kernels/permute.hpp"
 #include "detail/check.hpp"
 #include "detail/parallel.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -84,7 +85,11 @@ basic_tensor<T> permute(const basic_tensor<T>& x, const std::vector<std::ptrdiff
                             "permute: axis {} appears twice; x {}", perm[i], x.shape());
         inverse[perm[i]] = i;
     }
-    basic_tensor<T> out(xt::xarray<T>(xt::transpose(x.value(), perm)));
+    Shape ys;
+    for (const std::size_t a : perm) ys.push_back(x.shape()[a]);
+    xt::xarray<T> y = xt::empty<T>(ys);
+    kernels::permute(x.value().data(), std::vector<std::size_t>(x.shape().begin(), x.shape().end()), perm, y.data());
+    basic_tensor<T> out(std::move(y));
     record(OpKind::permute, {x}, out, [inverse](const basic_tensor<T>& gy, auto& grads) {
         // dx = gy with the axes put back
         grads.add(0, permute(gy, std::vector<std::ptrdiff_t>(inverse.begin(), inverse.end())));
