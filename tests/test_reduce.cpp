@@ -99,6 +99,44 @@ TEST_CASE("reduce: a large sum over the leading axes (blocks of rows on the thre
     }
 }
 
+TEST_CASE("reduce: sums over trailing and middle axes (rows of one value to many, blocks on the threads) match "
+          "the definition and are the same at any thread count", "[reduce]") {
+    xgrad::manual_seed(9);
+    for (const auto& [shape, axes] : std::vector<std::pair<xgrad::Shape, xgrad::Axes>>{
+             {{300, 1000}, {1}}, {{7, 33, 5}, {1}}, {{7, 33, 5}, {1, 2}}, {{7, 33, 5}, {2}}, {{4, 3, 5, 6}, {1, 2}},
+             {{2, 50000, 3}, {1}}, {{3, 0, 4}, {1}}, {{3, 4, 0}, {1}}, {{6, 1}, {1}}}) {
+        const auto x = xgrad::randn<double>(shape);
+        const auto before = xgrad::num_threads();
+        xgrad::set_num_threads(1);
+        const xt::xarray<double> one = xgrad::sum(x, axes, true).value();
+        xgrad::set_num_threads(2);
+        const xt::xarray<double> two = xgrad::sum(x, axes, true).value();
+        xgrad::set_num_threads(before);
+        INFO("x " << xgrad::to_string(shape) << ", axes " << axes.size() << " from " << axes[0]);
+        CHECK(xgrad_test::same_bits(one, two));
+        // the definition: every value added to its position with the reduced axes at 0
+        xgrad::Shape kept = shape;
+        for (const auto a : axes) kept[static_cast<std::size_t>(a)] = 1;
+        xt::xarray<double> ref = xt::zeros<double>(kept);
+        for (std::size_t flat = 0; flat < x.size(); ++flat) {
+            std::size_t at = flat, to = 0, step = 1;
+            for (std::size_t d = shape.size(); d-- > 0;) {
+                const std::size_t i = at % shape[d];
+                at /= shape[d];
+                to += (kept[d] == 1 ? 0 : i) * step;
+                step *= kept[d];
+            }
+            ref.data()[to] += x.value().data()[flat];
+        }
+        CHECK(array_diff(one, ref, 1e-12, 1e-12) == "");
+        std::size_t count = 1;
+        for (const auto a : axes) count *= shape[static_cast<std::size_t>(a)];
+        if (count > 0)  // a mean over nothing is an error (tested below)
+            CHECK(array_diff(xgrad::mean(x, axes, true).value(), xt::xarray<double>(ref / static_cast<double>(count)),
+                             1e-12, 1e-12) == "");
+    }
+}
+
 TEST_CASE("reduce: mean and max of an empty batch are empty; over an empty axis they are errors", "[reduce][traps]") {
     Tensor64 x(xt::xarray<double>(xt::zeros<double>({0, 3})), true);
     const auto m = xgrad::mean(x, {1}), mx = xgrad::max(x, {1});

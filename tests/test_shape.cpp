@@ -93,6 +93,38 @@ TEST_CASE("shape: permute matches the definition on random shapes and orders: ax
     CHECK(checked == 300);
 }
 
+TEST_CASE("shape: broadcast_to matches the definition: axes of size 1 anywhere, missing leading axes, a "
+          "scalar, large outputs on the threads", "[shape][traps]") {
+    xgrad_test::Picker pick(78);
+    for (int trial = 0; trial < 200; ++trial) {
+        const std::size_t dims = pick(1, 4);
+        Shape to;
+        for (std::size_t d = 0; d < dims; ++d) to.push_back(pick(1, trial % 20 == 5 ? 300 : 5));
+        Shape from;
+        const std::size_t skip = trial % 3 == 0 ? pick(0, dims) : 0;  // missing leading axes
+        for (std::size_t d = skip; d < dims; ++d) from.push_back(pick(0, 2) == 0 ? 1 : to[d]);
+        const auto x = xgrad::randn<double>(from);
+        const auto y = xgrad::broadcast_to(x, to);
+        REQUIRE(y.shape() == to);
+        bool same = true;
+        for (std::size_t flat = 0; same && flat < y.size(); ++flat) {
+            std::size_t at = flat, off = 0, step = 1;
+            for (std::size_t k = 0; k < dims; ++k) {
+                const std::size_t d = dims - 1 - k, i = at % to[d];
+                at /= to[d];
+                if (k < from.size()) {
+                    const std::size_t fd = from.size() - 1 - k;
+                    off += (from[fd] == 1 ? 0 : i) * step;
+                    step *= from[fd];
+                }
+            }
+            same = y.value().data()[flat] == x.value().data()[off];
+        }
+        INFO("from " << xgrad::to_string(from) << " to " << xgrad::to_string(to));
+        CHECK(same);
+    }
+}
+
 TEST_CASE("shape: concat joins along an axis and splits the gradient", "[shape]") {
     Tensor64 a(xt::xarray<double>{{1, 2}, {3, 4}}, true);
     Tensor64 b(xgrad_test::column({5, 6}), true);

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Runs W1 and W2 (../shared/anchors.md) in xgrad and in PyTorch, alternating fresh processes
+"""Runs W1, W2 (../shared/anchors.md) and an LSTM training step (LSTM(28, 128) + Linear, Adam,
+batch 128: the fashion_mnist_lstm example's model) in xgrad and in PyTorch, alternating fresh processes
 (xgrad, PyTorch default, PyTorch kept heap, xgrad, ...) in one run, and prints the median of
 each figure and xgrad's ratio to the faster of the two PyTorch configurations.
 
@@ -102,6 +103,32 @@ def torch_worker(kind, threads, batches, only, bf16):
                 if rep:
                     times.append(time.perf_counter() - t0)
         print("RESULT " + json.dumps({"bench": "infer", "images_per_s": len(x) / statistics.median(times)}))
+    elif kind == "lstm":  # bench lstm's model and steps
+        class Reader(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.head = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
+
+            def forward(self, rows):
+                return self.head(self.lstm(rows)[1][0][0])
+
+        m = Reader()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        x, y = torch.rand(128, 28, 28), torch.arange(128) % 10
+
+        def step():
+            with mixed():
+                loss = nn.functional.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        for _ in range(5):
+            step()
+        t0 = time.perf_counter()
+        for _ in range(100):
+            step()
+        print("RESULT " + json.dumps({"bench": "lstm", "s_per_100": time.perf_counter() - t0}))
     elif kind == "ops":
         h, w, c, f, k, s, p = CONVS[only]
         x = torch.randn(64, c, h, w).contiguous(memory_format=cl).requires_grad_()
@@ -146,7 +173,7 @@ def run_torch(kind, threads, batches, only="", keep_heap=False, bf16=False):
 
 def run_xgrad(kind, threads, batches, only="", bf16=False):
     cmd = {"w1": [BENCH, "w1", "--batches", str(batches)], "infer": [BENCH, "infer"],
-           "ops": [BENCH, "ops", "--only", only]}[kind] + ["--threads", str(threads)] + (["--bf16"] if bf16 else [])
+           "ops": [BENCH, "ops", "--only", only], "lstm": [BENCH, "lstm", "--batches", "100"]}[kind] + ["--threads", str(threads)] + (["--bf16"] if bf16 else [])
     found = [r for r in results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
              if r.get("bench") == kind]  # not the "precision" line of --bf16
     return found[0] if kind != "ops" else next(r for r in found if r.get("variant") == "automatic")
@@ -179,7 +206,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     ap.add_argument("--batches", type=int, default=200, help="W1 batches timed per run (0: a whole epoch)")
-    ap.add_argument("--only", default="", help="w1, infer, or one of convA..convE (default: all)")
+    ap.add_argument("--only", default="", help="w1, infer, lstm, or one of convA..convE (default: all)")
     ap.add_argument("--bf16", action="store_true",
                     help="mixed precision on both sides: xgrad's AutocastGuard (bench --bf16) against "
                          "torch.autocast('cpu', dtype=torch.bfloat16)")
@@ -195,7 +222,8 @@ def main():
         print("compare_torch: build/tools/bench is missing; run tools/test or tools/run first")
         return 2
     # (kind, op, key, unit, lower is better)
-    cases = [("w1", "", "s_per_epoch", "s/epoch", True), ("infer", "", "images_per_s", "img/s", False)]
+    cases = [("w1", "", "s_per_epoch", "s/epoch", True), ("infer", "", "images_per_s", "img/s", False),
+             ("lstm", "", "s_per_100", "s/100 steps", True)]
     for c in CONVS:
         cases += [("ops", c, "fwd_ms", "ms fwd", True), ("ops", c, "fwdbwd_ms", "ms fwd+bwd", True)]
     if args.only:

@@ -282,8 +282,13 @@ xt::xarray<T> stable_softmax(const xt::xarray<T>& x, std::size_t axis, bool log)
             }
             if (!log) {
                 for (std::size_t i = 0; i < inner; ++i) s[i] = W(1) / s[i];
-                for (std::size_t j = 0; j < k; ++j)
-                    for (std::size_t i = 0; i < inner; ++i) y[j * inner + i] = static_cast<T>(e[j * inner + i] * s[i]);
+                if (inner == 1) {
+                    const W scale = s[0];
+                    for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<T>(e[j] * scale);
+                } else {
+                    for (std::size_t j = 0; j < k; ++j)
+                        for (std::size_t i = 0; i < inner; ++i) y[j * inner + i] = static_cast<T>(e[j * inner + i] * s[i]);
+                }
                 continue;
             }
             for (std::size_t i = 0; i < inner; ++i) s[i] = std::log(s[i]);

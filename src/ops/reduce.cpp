@@ -92,6 +92,28 @@ xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
     return y;
 }
 
+// sum over the consecutive axes [first, first + count) of a row-major array that has axes
+// before them: [outer, k, inner] summed over k, each of the outer blocks by one thread (the
+// same numbers at any thread count); a row's sum when inner is 1 (layer_norm's means).
+template <class T>
+xt::xarray<T> sum_middle(const xt::xarray<T>& x, std::size_t first, std::size_t count) {
+    std::size_t outer = 1, k = 1, inner = 1;
+    Shape rest;
+    for (std::size_t d = 0; d < x.dimension(); ++d) {
+        const std::size_t n = x.shape()[d];
+        if (d < first) outer *= n;
+        else if (d < first + count) k *= n;
+        else inner *= n;
+        if (d < first || d >= first + count) rest.push_back(n);
+    }
+    xt::xarray<T> y = xt::zeros<T>(rest);
+    if (y.size() == 0 || k == 0) return y;
+#pragma omp parallel for schedule(static) if (static_cast<std::ptrdiff_t>(x.size()) > detail::kParallelElements)
+    for (std::ptrdiff_t o = 0; o < static_cast<std::ptrdiff_t>(outer); ++o)
+        add_rows(x.data() + static_cast<std::size_t>(o) * k * inner, k, inner, y.data() + static_cast<std::size_t>(o) * inner);
+    return y;
+}
+
 template <class T>
 basic_tensor<T> reduce_sum(const char* op, OpKind kind, const basic_tensor<T>& x, const Axes& axes_in,
                            bool keepdims, bool average) {
@@ -102,9 +124,12 @@ basic_tensor<T> reduce_sum(const char* op, OpKind kind, const basic_tensor<T>& x
     // An empty result (an empty batch) is fine; a mean of nothing has no value.
     detail::check_shape(!average || count > 0, "mean: x {} is empty along the reduced axes", x.shape());
     const T scale = average ? T(1) / static_cast<T>(std::max<std::size_t>(count, 1)) : T(1);
-    bool leading = true;
-    for (std::size_t i = 0; i < axes.size(); ++i) leading = leading && axes[i] == i;
-    xt::xarray<T> y = leading ? sum_leading(x.value(), axes.size()) : xt::xarray<T>(xt::sum(x.value(), axes));
+    // Consecutive axes (leading, trailing or between) without xtensor's generic reducer.
+    bool consecutive = true;
+    for (std::size_t i = 1; i < axes.size(); ++i) consecutive = consecutive && axes[i] == axes[0] + i;
+    xt::xarray<T> y = !consecutive                     ? xt::xarray<T>(xt::sum(x.value(), axes))
+                      : axes.empty() || axes[0] == 0 ? sum_leading(x.value(), axes.size())
+                                                     : sum_middle(x.value(), axes[0], axes.size());
     if (average) y *= scale;
     y.reshape(reduced_shape(x.shape(), axes, keepdims));
     basic_tensor<T> out(std::move(y));

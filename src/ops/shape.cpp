@@ -11,7 +11,7 @@
 #include "detail/axes.hpp"
 #include "detail/broadcast.hpp"
 #include "detail/cases.hpp"
-#include "kernels/permute.hpp"
+#include "kernels/copy.hpp"
 #include "detail/check.hpp"
 #include "detail/parallel.hpp"
 #include "xgrad/ops/reduce.hpp"
@@ -164,7 +164,10 @@ basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const Shape& shape) {
     detail::check_shape(detail::broadcast_shapes("broadcast_to", x.shape(), shape) == shape,
                         "broadcast_to: x {} does not broadcast to {}", x.shape(), shape);
     if (x.shape() == shape) return x;
-    basic_tensor<T> out(xt::xarray<T>(xt::broadcast(x.value(), shape)));
+    xt::xarray<T> y = xt::empty<T>(shape);
+    kernels::broadcast(x.value().data(), std::vector<std::size_t>(x.shape().begin(), x.shape().end()),
+                       std::vector<std::size_t>(shape.begin(), shape.end()), y.data());
+    basic_tensor<T> out(std::move(y));
     record(OpKind::broadcast_to, {x}, out, [xs = x.shape()](const basic_tensor<T>& gy, auto& grads) {
         grads.add(0, sum_to(gy, xs));  // dx = gy summed over the repeated axes
     });

@@ -5,6 +5,7 @@
 //   bench gemm [--threads N] [--size S]                  sgemm GFLOP/s, the machine's reference
 //   bench w1   [--threads N] [--batches B]                W1: one training epoch (or B batches)
 //   bench infer [--threads N]                            the 10k test set at batch 256
+//   bench lstm  [--threads N] [--batches B]              LSTM(28, 128) + Dense training steps
 
 #include <algorithm>
 #include <chrono>
@@ -116,6 +117,34 @@ void bench_ops(int reps, const std::string& only) {
         });
         fmt::print("{:<8} {:<9} {:>9.2f} {:>9} {:>12.2f}\n", "maxpool", "", fwd, "", both);
         result("ops", fmt::format("\"op\": \"maxpool\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}", fwd, both));
+    }
+    if (only.empty() || only == "elementwise") {
+        // Element-wise, softmax, reduction and shape ops on [256, 4096] (1M floats): the forward,
+        // and forward + backward (of the sum of the output).
+        auto x = xgrad::randn({256, 4096}, true);
+        const std::pair<const char*, std::function<xgrad::Tensor()>> cases[] = {
+            {"exp", [&] { return xgrad::exp(x); }},
+            {"tanh", [&] { return xgrad::tanh(x); }},
+            {"sigmoid", [&] { return xgrad::sigmoid(x); }},
+            {"gelu", [&] { return xgrad::gelu(x); }},
+            {"softmax", [&] { return xgrad::softmax(x, -1); }},
+            {"log_softmax", [&] { return xgrad::log_softmax(x, -1); }},
+            {"layer_norm", [&] { return xgrad::layer_norm(x, {4096}); }},
+            {"sum", [&] { return xgrad::sum(x, {0}); }},
+            {"transpose", [&] { return xgrad::transpose(x); }},
+        };
+        for (const auto& [name, f] : cases) {
+            const double fwd = median_ms(reps, [&] {
+                xgrad::NoGradGuard g;
+                f();
+            });
+            const double both = median_ms(reps, [&] {
+                x.zero_grad();
+                xgrad::sum(f()).backward();
+            });
+            fmt::print("{:<18} {:>9.3f} {:>9} {:>12.3f}\n", name, fwd, "", both);
+            result("ops", fmt::format("\"op\": \"{}\", \"fwd_ms\": {:.3f}, \"fwdbwd_ms\": {:.3f}", name, fwd, both));
+        }
     }
     if (only.empty() || only == "dense") {
         for (auto [in, out] : {std::pair<std::size_t, std::size_t>{3136, 128}, {128, 10}}) {
@@ -240,6 +269,36 @@ bool bench_w1(std::size_t batches, double max_growth) {
 }
 
 // Inference over the 10k test images at batch 256 (an untrained W1: the arithmetic is the same).
+// The fashion_mnist_lstm example's model on random data: LSTM(28, 128) reading 28 rows of 28
+// values, Dense(128, 10) on its last state, cross-entropy, Adam; `batches` steps of batch 128
+// timed after 5 warm-up steps (tools/compare_torch.py runs nn.LSTM the same way).
+void bench_lstm(std::size_t batches) {
+    xgrad::manual_seed(0);
+    xgrad::nn::LSTM lstm(28, 128);
+    xgrad::nn::Dense head(128, 10);
+    std::vector<xgrad::Tensor> params = lstm.parameters();
+    for (const auto& p : head.parameters()) params.push_back(p);
+    xgrad::optim::Adam opt(params, {.lr = 1e-3});
+    const auto x = xgrad::rand({128, 28, 28});
+    xt::xarray<float> labels = xt::zeros<float>({std::size_t{128}});
+    for (std::size_t i = 0; i < 128; ++i) labels(i) = static_cast<float>(i % 10);
+    const xgrad::Tensor y(labels);
+    const auto step = [&] {
+        const auto h = lstm.run(x).second.h;  // [1, 128, 128]
+        auto loss = xgrad::cross_entropy(head(xgrad::reshape(h, {128, 128})), y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+    };
+    for (int i = 0; i < 5; ++i) step();
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < batches; ++i) step();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    fmt::print("LSTM(28, 128) + Dense, Adam, batch 128: {} batches in {:.2f} s -> {:.2f} s per 100\n", batches, s,
+               s / static_cast<double>(batches) * 100);
+    result("lstm", fmt::format("\"batches\": {}, \"s_per_100\": {:.4f}", batches, s / static_cast<double>(batches) * 100));
+}
+
 void bench_infer(int reps) {
     xgrad::manual_seed(1);
     const auto test = xgrad::data::load_fashion_mnist(xgrad::data::Split::test);
@@ -272,8 +331,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();  // --threads and --reps may follow the subcommand
     std::string only;
-    auto* ops = app.add_subcommand("ops", "conv A-E (each input-gradient variant, and the automatic default), maxpool, dense");
-    ops->add_option("--only", only, "convA..convE, maxpool or dense");
+    auto* ops = app.add_subcommand("ops", "conv A-E (each input-gradient variant, and the automatic default), maxpool, "
+                                          "dense, elementwise");
+    ops->add_option("--only", only, "convA..convE, maxpool, dense or elementwise");
     std::size_t size = 2048;
     auto* gemm = app.add_subcommand("gemm", "sgemm GFLOP/s");
     gemm->add_option("--size", size, "Matrix size");
@@ -285,6 +345,9 @@ int main(int argc, char** argv) {
     bool distributed = false;
     w1->add_flag("--distributed", distributed, "Data-parallel under mpirun: a global batch of 64 split over the ranks");
     auto* infer = app.add_subcommand("infer", "W1 inference on the test set at batch 256");
+    std::size_t lstm_batches = 100;
+    auto* lstm = app.add_subcommand("lstm", "LSTM(28, 128) + Dense training steps (the fashion_mnist_lstm model)");
+    lstm->add_option("--batches", lstm_batches, "Timed steps");
     CLI11_PARSE(app, argc, argv);
     std::optional<xgrad::distributed::Session> mpi;
     try {
@@ -300,6 +363,7 @@ int main(int argc, char** argv) {
         if (*gemm) bench_gemm(reps, size);
         if (*w1 && !bench_w1(batches, max_growth)) return 1;
         if (*infer) bench_infer(std::max(3, reps / 3));
+        if (*lstm) bench_lstm(lstm_batches);
     } catch (const xgrad::Error& e) {
         fmt::print(stderr, "bench: {}\n", e.what());
         if (mpi) xgrad::distributed::abort(2);  // the other ranks would wait forever
