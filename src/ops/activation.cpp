@@ -212,7 +212,7 @@ basic_tensor<T> hardswish(const basic_tensor<T>& x) {
 
 namespace {
 
-// The maximum and the sum of n values, four at a time (one chain would wait on each add).
+// The maximum of n values, four at a time (one chain would wait on each comparison).
 template <class W>
 W max_of(const W* v, std::size_t n) {
     W m[4] = {-std::numeric_limits<W>::infinity(), -std::numeric_limits<W>::infinity(),
@@ -222,16 +222,6 @@ W max_of(const W* v, std::size_t n) {
         for (std::size_t l = 0; l < 4; ++l) m[l] = std::max(m[l], v[j + l]);
     for (; j < n; ++j) m[0] = std::max(m[0], v[j]);
     return std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
-}
-
-template <class W>
-W sum_of(const W* v, std::size_t n) {
-    W s[4] = {0, 0, 0, 0};
-    std::size_t j = 0;
-    for (; j + 4 <= n; j += 4)
-        for (std::size_t l = 0; l < 4; ++l) s[l] += v[j + l];
-    for (; j < n; ++j) s[0] += v[j];
-    return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 // x - max(x) - log(sum(exp(x - max(x)))) along `axis` (log: the stable log-softmax), or
@@ -273,13 +263,8 @@ xt::xarray<T> stable_softmax(const xt::xarray<T>& x, std::size_t axis, bool log)
                     for (std::size_t i = 0; i < inner; ++i) shifted[j * inner + i] -= m[i];
             }
             for (std::size_t v = 0; v < size; ++v) e[v] = kernels::math::exp(shifted[v]);
-            if (inner == 1) {
-                s[0] = sum_of(e.data(), k);
-            } else {
-                std::fill(s.begin(), s.end(), W(0));
-                for (std::size_t j = 0; j < k; ++j)
-                    for (std::size_t i = 0; i < inner; ++i) s[i] += e[j * inner + i];
-            }
+            std::fill(s.begin(), s.end(), W(0));
+            detail::add_rows(e.data(), k, inner, s.data());
             if (!log) {
                 for (std::size_t i = 0; i < inner; ++i) s[i] = W(1) / s[i];
                 if (inner == 1) {

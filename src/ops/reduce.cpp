@@ -12,6 +12,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "detail/axes.hpp"
+#include "detail/numeric.hpp"
 #include "detail/cases.hpp"
 #include "detail/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
@@ -44,23 +45,6 @@ basic_tensor<T> average_scale(const basic_tensor<T>& g, T scale) {
     return scale == T(1) ? g : g * scale;
 }
 
-// out[j] += Σ_r x[r · cols + j] over `rows` rows. Narrow rows are read in chunks of whole
-// rows at least 32 values long, summed value by value into as many accumulators (a vector
-// loop even for one column), then folded into the columns.
-template <class T>
-void add_rows(const T* x, std::size_t rows, std::size_t cols, T* out) {
-    const std::size_t per_chunk = (32 + cols - 1) / cols, chunk = per_chunk * cols;
-    std::vector<T> acc(chunk, T(0));
-    std::size_t r = 0;
-    for (; r + per_chunk <= rows; r += per_chunk) {
-        const T* c = x + r * cols;
-        for (std::size_t l = 0; l < chunk; ++l) acc[l] += c[l];
-    }
-    for (; r < rows; ++r)
-        for (std::size_t j = 0; j < cols; ++j) acc[j] += x[r * cols + j];
-    for (std::size_t l = 0; l < chunk; ++l) out[l % cols] += acc[l];
-}
-
 // sum over the leading `lead` axes of a row-major array, without xtensor's generic reducer
 // (the bias gradient of every conv and dense layer, a loss's mean).
 template <class T>
@@ -78,14 +62,14 @@ xt::xarray<T> sum_leading(const xt::xarray<T>& x, std::size_t lead) {
     const std::size_t block = std::max<std::size_t>(256, (detail::kParallelElements + cols - 1) / cols);
     const std::size_t blocks = (rows + block - 1) / block;
     if (blocks <= 1) {
-        add_rows(x.data(), rows, cols, out);
+        detail::add_rows(x.data(), rows, cols, out);
         return y;
     }
     std::vector<T> partial(blocks * cols, T(0));
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(blocks); ++b) {
         const std::size_t first = static_cast<std::size_t>(b) * block, end = std::min(rows, first + block);
-        add_rows(x.data() + first * cols, end - first, cols, partial.data() + static_cast<std::size_t>(b) * cols);
+        detail::add_rows(x.data() + first * cols, end - first, cols, partial.data() + static_cast<std::size_t>(b) * cols);
     }
     for (std::size_t b = 0; b < blocks; ++b)
         for (std::size_t j = 0; j < cols; ++j) out[j] += partial[b * cols + j];
@@ -110,7 +94,7 @@ xt::xarray<T> sum_middle(const xt::xarray<T>& x, std::size_t first, std::size_t 
     if (y.size() == 0 || k == 0) return y;
 #pragma omp parallel for schedule(static) if (static_cast<std::ptrdiff_t>(x.size()) > detail::kParallelElements)
     for (std::ptrdiff_t o = 0; o < static_cast<std::ptrdiff_t>(outer); ++o)
-        add_rows(x.data() + static_cast<std::size_t>(o) * k * inner, k, inner, y.data() + static_cast<std::size_t>(o) * inner);
+        detail::add_rows(x.data() + static_cast<std::size_t>(o) * k * inner, k, inner, y.data() + static_cast<std::size_t>(o) * inner);
     return y;
 }
 
