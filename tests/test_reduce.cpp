@@ -99,12 +99,14 @@ TEST_CASE("reduce: a large sum over the leading axes (blocks of rows on the thre
     }
 }
 
-TEST_CASE("reduce: sums over trailing and middle axes (rows of one value to many, blocks on the threads) match "
-          "the definition and are the same at any thread count", "[reduce]") {
+TEST_CASE("reduce: sums over trailing, middle and scattered axes (rows of one value to many, blocks on the "
+          "threads) match the definition and are the same at any thread count", "[reduce]") {
     xgrad::manual_seed(9);
     for (const auto& [shape, axes] : std::vector<std::pair<xgrad::Shape, xgrad::Axes>>{
              {{300, 1000}, {1}}, {{7, 33, 5}, {1}}, {{7, 33, 5}, {1, 2}}, {{7, 33, 5}, {2}}, {{4, 3, 5, 6}, {1, 2}},
-             {{2, 50000, 3}, {1}}, {{3, 0, 4}, {1}}, {{3, 4, 0}, {1}}, {{6, 1}, {1}}}) {
+             {{2, 50000, 3}, {1}}, {{3, 0, 4}, {1}}, {{3, 4, 0}, {1}}, {{6, 1}, {1}},
+             // not consecutive (group_norm's): moved behind the kept axes first
+             {{7, 33, 5}, {0, 2}}, {{4, 3, 5, 6}, {1, 3}}, {{4, 3, 5, 6}, {0, 2, 3}}, {{8, 300, 4, 40}, {1, 3}}}) {
         const auto x = xgrad::randn<double>(shape);
         const auto before = xgrad::num_threads();
         xgrad::set_num_threads(1);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <omp.h>
+
 #include "detail/parallel.hpp"
 
 namespace xgrad::kernels {
@@ -44,6 +46,36 @@ std::size_t offset(const Layout& l, std::size_t dims, std::size_t at) {
     return off;
 }
 
+// body(r, off) for each run r in [0, runs) of y's last axis, off its offset in x: each thread
+// takes a block of runs, finds its first offset, then carries the other axes' counters run by
+// run (a division per axis and run cost more than copying a short run).
+template <class Body>
+void for_runs(const Layout& l, std::size_t runs, bool parallel, Body body) {
+    const std::size_t outer = l.size.size() - 1;
+#pragma omp parallel if (parallel)
+    {
+        const auto threads = static_cast<std::size_t>(omp_get_num_threads());
+        const auto me = static_cast<std::size_t>(omp_get_thread_num());
+        const std::size_t first = runs * me / threads, last = runs * (me + 1) / threads;
+        std::vector<std::size_t> at(outer, 0);
+        std::size_t off = 0;
+        for (std::size_t d = outer, rest = first; d-- > 0;) {
+            at[d] = rest % l.size[d];
+            rest /= l.size[d];
+            off += at[d] * l.stride[d];
+        }
+        for (std::size_t r = first; r < last; ++r) {
+            body(r, off);
+            for (std::size_t d = outer; d-- > 0;) {
+                off += l.stride[d];
+                if (++at[d] < l.size[d]) break;
+                off -= l.stride[d] * l.size[d];
+                at[d] = 0;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -55,18 +87,20 @@ void strided_copy(const T* x, const std::vector<std::size_t>& size, const std::v
     const std::size_t dims = l.size.size(), last = l.size[dims - 1];
     const bool parallel = total > static_cast<std::size_t>(detail::kParallelElements);
     if (l.stride[dims - 1] == 1) {  // y's last axis is contiguous in x: copy its runs
-        const auto runs = static_cast<std::ptrdiff_t>(total / last);
-#pragma omp parallel for schedule(static) if (parallel)
-        for (std::ptrdiff_t r = 0; r < runs; ++r)
-            std::memcpy(y + static_cast<std::size_t>(r) * last, x + offset(l, dims - 1, static_cast<std::size_t>(r)),
-                        last * sizeof(T));
+        for_runs(l, total / last, parallel, [&](std::size_t r, std::size_t off) {
+            T* to = y + r * last;
+            const T* from = x + off;
+            if (last >= 64)
+                std::memcpy(to, from, last * sizeof(T));
+            else  // a call per short run costs more than the copy
+                for (std::size_t j = 0; j < last; ++j) to[j] = from[j];
+        });
         return;
     }
     if (l.stride[dims - 1] == 0) {  // x repeats along y's last axis: fill its runs
-        const auto runs = static_cast<std::ptrdiff_t>(total / last);
-#pragma omp parallel for schedule(static) if (parallel)
-        for (std::ptrdiff_t r = 0; r < runs; ++r)
-            std::fill_n(y + static_cast<std::size_t>(r) * last, last, x[offset(l, dims - 1, static_cast<std::size_t>(r))]);
+        for_runs(l, total / last, parallel, [&](std::size_t r, std::size_t off) {
+            std::fill_n(y + r * last, last, x[off]);
+        });
         return;
     }
     // The axis q of y that reads x contiguously: tiles of 32 along q and along y's last axis.

@@ -1,5 +1,6 @@
 #include "xgrad/ops/reduce.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -15,6 +16,7 @@
 #include "detail/numeric.hpp"
 #include "detail/cases.hpp"
 #include "detail/parallel.hpp"
+#include "kernels/copy.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/shape.hpp"
 #include "xgrad/tape.hpp"
@@ -108,12 +110,26 @@ basic_tensor<T> reduce_sum(const char* op, OpKind kind, const basic_tensor<T>& x
     // An empty result (an empty batch) is fine; a mean of nothing has no value.
     detail::check_shape(!average || count > 0, "mean: x {} is empty along the reduced axes", x.shape());
     const T scale = average ? T(1) / static_cast<T>(std::max<std::size_t>(count, 1)) : T(1);
-    // Consecutive axes (leading, trailing or between) without xtensor's generic reducer.
+    // Consecutive axes (leading, trailing or between) without xtensor's generic reducer; other
+    // axes (group_norm's {1, 3}) are made the trailing ones by a permuted copy first.
     bool consecutive = true;
     for (std::size_t i = 1; i < axes.size(); ++i) consecutive = consecutive && axes[i] == axes[0] + i;
-    xt::xarray<T> y = !consecutive                     ? xt::xarray<T>(xt::sum(x.value(), axes))
-                      : axes.empty() || axes[0] == 0 ? sum_leading(x.value(), axes.size())
-                                                     : sum_middle(x.value(), axes[0], axes.size());
+    xt::xarray<T> y;
+    if (!consecutive) {
+        std::vector<std::size_t> order;  // the kept axes in order, then the reduced ones
+        for (std::size_t d = 0; d < x.dim(); ++d)
+            if (!std::binary_search(axes.begin(), axes.end(), d)) order.push_back(d);
+        const std::size_t kept = order.size();
+        order.insert(order.end(), axes.begin(), axes.end());
+        Shape moved;
+        for (const std::size_t d : order) moved.push_back(x.shape()[d]);
+        xt::xarray<T> xm = xt::empty<T>(moved);
+        kernels::permute(x.value().data(), std::vector<std::size_t>(x.shape().begin(), x.shape().end()), order,
+                         xm.data());
+        y = kept == 0 ? sum_leading(xm, axes.size()) : sum_middle(xm, kept, axes.size());
+    } else {
+        y = axes.empty() || axes[0] == 0 ? sum_leading(x.value(), axes.size()) : sum_middle(x.value(), axes[0], axes.size());
+    }
     if (average) y *= scale;
     y.reshape(reduced_shape(x.shape(), axes, keepdims));
     basic_tensor<T> out(std::move(y));
