@@ -31,6 +31,7 @@ T saturate(W v) {
 // column: a row's sum), then folded into the columns.
 template <class T>
 void add_rows(const T* x, std::size_t rows, std::size_t cols, T* out) {
+    if (cols == 0) return;
     const std::size_t per_chunk = (32 + cols - 1) / cols;
     if (per_chunk == 1 || rows < 2 * per_chunk) {
         for (std::size_t r = 0; r < rows; ++r)

@@ -327,7 +327,8 @@ namespace {
 // whose operands are restrict-qualified parameters, with the constants passed by value, so that
 // the loop vectorises: with the branches inside, or constants read through a lambda's captures
 // (which a store to p may alias, so they are read again after every store), the loops ran
-// scalar (SGD's was 9% of a W1 step, Adam's several times that). Large tensors on all threads.
+// scalar (SGD's was 9% of a W1 step; Adam took 1.3 ms a step on 401k floats, now 0.18). Large
+// tensors on all threads.
 template <bool kBuffer, bool kFirst, bool kNesterov, class T>
 void sgd_update(T* __restrict pv, const T* __restrict gv, T* __restrict buf, std::ptrdiff_t n, T lr, T wd, T mu,
                 T keep) {
